@@ -1,0 +1,32 @@
+# Two commands: `make run` (set up and start the platform), `make test` (set up and run the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test venv migrate lint bench clean
+
+$(STAMP): requirements/base.txt requirements/test.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/test.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: API + Celery worker + beat in the foreground with embedded defaults (Ctrl-C stops all)
+run: $(STAMP)
+	VENV=$(VENV) bash scripts/run.sh
+
+## make test: the whole suite (SQLite, then the API suite on PostgreSQL, then promtool)
+test: $(STAMP)
+	VENV=$(VENV) bash scripts/test.sh
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate
+
+bench: $(STAMP)
+	VENV=$(VENV) bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,56 @@
+"""The storage interface of the repository: a flat namespace of immutable objects.
+
+Contracts every backend keeps (and `backups/engine/tests/test_backend_contract.py` checks on
+every implementation):
+
+* Names are relative, '/'-separated, of the form `<type>/<name>` or `<type>/<xx>/<name>`
+  (`config`, `keys/<id>`, `data/ab/<id>`, `index/<id>`, `snapshots/<id>`, `locks/<id>`).
+  A backend never interprets them beyond mapping them to its own keys.
+* `put(name, data)` is atomic: a reader sees either no object or the whole object, never a
+  prefix. On local disk the data is fsynced before it becomes visible (write to a temporary
+  name, fsync, rename, fsync the directory). Objects are content-addressed, so putting the
+  same name twice with the same bytes is harmless and a retried put is always safe.
+* `get(name, offset=0, length=None)` returns exactly `length` bytes from `offset` (or to the
+  end); a short read is an error (`ObjectCorrupt`), a missing object `ObjectNotFound`.
+* `list(prefix)` yields every name under `prefix` (a type directory like `"data/"`), each once,
+  in no particular order, across any number of pages.
+* `delete(name)` removes the object; deleting a missing object is not an error (prune may
+  be retried).
+* `exists(name)` and `size(name)` (`ObjectNotFound` when missing).
+* Transient failures (network, 5xx, throttling) raise `BackendUnavailable`, which callers
+  may retry; everything else is permanent. Retrying is the job of `RetryingBackend`, a
+  wrapper, not of each backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+
+
+class Backend(abc.ABC):
+    """Abstract object store. See the module docstring for the contract."""
+
+    #: A human description for messages and logs (never contains credentials).
+    location: str = ""
+
+    @abc.abstractmethod
+    def put(self, name: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def size(self, name: str) -> int: ...
+
+    def close(self) -> None:
+        """Release connections; the backend must not be used afterwards."""

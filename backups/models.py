@@ -1,0 +1,155 @@
+"""Catalog of backups: Policy, Job (every long operation) and Backup (one snapshot of a volume).
+
+The engine's repository is the source of truth for data; these rows are the catalog that the
+API, the scheduler and the metrics read. Celery messages carry only a Job id.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+DEFAULT_SCHEDULE = "0 18 * * *"  # the brief's daily backup at 18:00
+DEFAULT_RETENTION = {"keep_last": 7, "keep_daily": 14, "keep_weekly": 8, "keep_monthly": 12}
+
+
+def default_retention() -> dict:
+    return dict(DEFAULT_RETENTION)
+
+
+class Policy(models.Model):
+    """When to back up, how long to keep, how often to verify; synced to django-celery-beat."""
+
+    name = models.CharField(max_length=63, unique=True)
+    description = models.CharField(max_length=512, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    schedule = models.CharField(max_length=128, default=DEFAULT_SCHEDULE, help_text="Cron: minute hour day month weekday.")
+    timezone = models.CharField(max_length=64, default="UTC")
+    retention = models.JSONField(default=default_retention, blank=True)
+    rpo_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1), MaxValueValidator(24 * 366)])
+    verify_schedule = models.CharField(max_length=128, blank=True, default="0 3 * * 0")
+    verify_percent = models.PositiveSmallIntegerField(default=10, validators=[MaxValueValidator(100)])
+    prune_schedule = models.CharField(max_length=128, blank=True, default="0 20 * * *")
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobKind(models.TextChoices):
+    BACKUP = "backup"
+    RESTORE = "restore"
+    VERIFY = "verify"
+    PRUNE = "prune"
+    DRILL = "drill"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    """A long operation: state machine, progress, attempts, heartbeat, error; cancellable."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    queue = models.CharField(max_length=63, default="default")
+    # The volume this job works on (backup source or restore target); it excludes other
+    # backup/restore jobs of the same volume while active. Kept after the volume is deleted.
+    volume = models.ForeignKey(
+        "volumes.Volume", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="jobs",
+    )
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    progress_message = models.CharField(max_length=256, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_by = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "kind"]), models.Index(fields=["volume", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_JOB_STATUSES
+
+
+class BackupStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BackupTrigger(models.TextChoices):
+    MANUAL = "manual"  # operator in the admin or a CLI
+    SCHEDULE = "schedule"  # beat / cron
+    API = "api"  # a REST call
+
+
+class Backup(models.Model):
+    """One snapshot of one volume. Outlives its volume: `volume_id` and `volume_name` stay."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No database constraint and DO_NOTHING: deleting a volume keeps its backups, and
+    # `volume_id` keeps naming the volume the data came from.
+    volume = models.ForeignKey(
+        "volumes.Volume", on_delete=models.DO_NOTHING, db_constraint=False, related_name="backups"
+    )
+    volume_name = models.CharField(max_length=63, db_index=True)
+    status = models.CharField(max_length=16, choices=BackupStatus.choices, default=BackupStatus.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=16, choices=BackupTrigger.choices, default=BackupTrigger.API)
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="backup")
+    snapshot_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    tags = models.JSONField(default=list, blank=True)
+    # files, dirs, bytes_read, bytes_new, bytes_stored, duration_seconds, warnings
+    stats = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set when retention (prune) removed the snapshot from the repository.
+    forgotten_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["volume", "status", "completed_at"])]
+
+    def __str__(self) -> str:
+        return f"backup {self.id} of {self.volume_name} ({self.status})"

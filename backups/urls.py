@@ -1,0 +1,3 @@
+"""URL routes of the backups app (mounted under /api/v1/ except monitoring)."""
+
+urlpatterns = []

@@ -1,0 +1,190 @@
+"""One error hierarchy and one JSON error shape for the whole API.
+
+Every error a client can see is rendered as::
+
+    {"code": "volume_not_found", "message": "Volume 'db-1' does not exist.", "detail": {...}}
+
+`code` is stable (scripts and the Ansible collection match on it), `message` is one sentence
+for a human, `detail` carries structured context (field errors, the conflicting job, limits).
+
+Raise a `PlatformError` subclass from views and services. Engine errors
+(`backups.engine.errors.EngineError`) carry the same attributes and are rendered the same
+way; DRF's own exceptions (validation, authentication, throttling, parse errors) are mapped
+here too, so no view needs its own error formatting and no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class PlatformError(Exception):
+    """Base of every error the platform reports to a client.
+
+    Subclasses set `http_status` and `code`; the message is the first argument or the class
+    docstring. `transient` tells job runners whether a retry may succeed.
+    """
+
+    http_status = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+    transient = False
+
+    def __init__(self, message: str | None = None, *, detail: dict | None = None, code: str | None = None):
+        self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        self.detail = detail or {}
+        if code:
+            self.code = code
+        super().__init__(self.message)
+
+
+class BadRequest(PlatformError):
+    """The request is not valid."""
+
+
+class NotFound(PlatformError):
+    """The resource does not exist."""
+
+    http_status = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(PlatformError):
+    """The request conflicts with the current state of the resource."""
+
+    http_status = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class PayloadTooLarge(PlatformError):
+    """The request body is larger than allowed."""
+
+    http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class InsufficientStorage(PlatformError):
+    """The volume has no room for this data."""
+
+    http_status = 507
+    code = "insufficient_storage"
+
+
+class ServiceUnavailable(PlatformError):
+    """The service is temporarily unavailable."""
+
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+    transient = True
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+def error_body(code: str, message: str, detail: dict | list | None = None) -> dict:
+    return {"code": code, "message": message, "detail": detail if detail is not None else {}}
+
+
+def error_response(code: str, message: str, http_status: int, detail=None) -> JsonResponse:
+    """A plain Django JSON error, for places outside DRF views (middleware, 404/500 handlers)."""
+    return JsonResponse(error_body(code, message, detail), status=http_status)
+
+
+# DRF exception class -> (stable code, message used when DRF's own text is not helpful)
+_DRF_CODES = {
+    drf_exceptions.ParseError: ("malformed_request", None),
+    drf_exceptions.NotAuthenticated: ("not_authenticated", "An API token is required (X-API-TOKEN or Authorization: Bearer)."),
+    drf_exceptions.AuthenticationFailed: ("authentication_failed", None),
+    drf_exceptions.PermissionDenied: ("permission_denied", None),
+    drf_exceptions.NotFound: ("not_found", None),
+    drf_exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    drf_exceptions.NotAcceptable: ("not_acceptable", None),
+    drf_exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
+    drf_exceptions.Throttled: ("throttled", None),
+}
+
+
+def _engine_error_class():
+    # Imported lazily: the engine is a plain library and must stay importable without Django,
+    # but Django may render its errors.
+    from backups.engine.errors import EngineError
+
+    return EngineError
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: render any exception as the one JSON error shape."""
+    if isinstance(exc, PlatformError):
+        response = Response(error_body(exc.code, exc.message, exc.detail), status=exc.http_status)
+        if isinstance(exc, ServiceUnavailable) and exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+
+    engine_error = _engine_error_class()
+    if isinstance(exc, engine_error):
+        return Response(error_body(exc.code, str(exc), getattr(exc, "detail", {})), status=exc.http_status)
+
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "The resource does not exist."), status=404)
+    if isinstance(exc, DjangoPermissionDenied):
+        return Response(error_body("permission_denied", "You do not have permission to do this."), status=403)
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return Response(
+            error_body("validation_error", _first_validation_message(exc.detail), exc.detail),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+
+    if isinstance(exc, drf_exceptions.APIException):
+        code, message = "error", None
+        for drf_class, (drf_code, drf_message) in _DRF_CODES.items():
+            if isinstance(exc, drf_class):
+                code, message = drf_code, drf_message
+                break
+        response = Response(error_body(code, message or str(exc.detail)), status=exc.status_code)
+        if getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            response["Retry-After"] = str(int(exc.wait))
+        return response
+
+    # Anything else is a bug in the platform: log it (the request body is never logged) and
+    # answer with the same shape, no traceback.
+    view = context.get("view")
+    logger.exception("unhandled error in %s", type(view).__name__ if view else "view")
+    return Response(error_body("internal_error", "An internal error occurred; it has been logged."), status=500)
+
+
+def _first_validation_message(detail) -> str:
+    """A one-sentence summary of DRF validation errors: the first field and its first message."""
+    if isinstance(detail, dict):
+        for field, messages in detail.items():
+            inner = _first_validation_message(messages)
+            return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_validation_message(detail[0])
+    return str(detail) if detail else "Invalid input."
+
+
+def handler404(request, exception=None):
+    return error_response("not_found", "The resource does not exist.", 404)
+
+
+def handler500(request):
+    return error_response("internal_error", "An internal error occurred; it has been logged.", 500)
+
+
+def handler400(request, exception=None):
+    return error_response("bad_request", "The request is not valid.", 400)
+
+
+def handler403(request, exception=None):
+    return error_response("permission_denied", "You do not have permission to do this.", 403)

@@ -1,0 +1,260 @@
+"""Django settings: everything comes from the environment through `storage_platform.config`.
+
+See docs/configuration.md for the full list of variables and their defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from storage_platform.config import (
+    ConfigError,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+    persistent_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- where state lives -------------------------------------------------------------------
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).expanduser().resolve()
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as error:
+    raise ConfigError(f"DATA_DIR={DATA_DIR} cannot be created: {error.strerror}") from None
+
+VOLUME_ROOT = Path(env_str("VOLUME_ROOT", str(DATA_DIR / "volumes"))).expanduser().resolve()
+# The node this process runs on; volumes on node-local pools are routed to its workers.
+NODE_NAME = env_str("NODE_NAME", "local")
+
+# --- security ----------------------------------------------------------------------------
+SECRET_KEY = env_str("SECRET_KEY") or persistent_secret(DATA_DIR / "secret_key", 48)
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
+
+# Bootstrap API tokens (hashed into the database at start; see accounts/bootstrap.py).
+BOOTSTRAP_TOKENS = {
+    "admin": env_str("ADMIN_TOKEN"),
+    "backup": env_str("BACKUP_TOKEN"),
+    "read": env_str("READ_TOKEN"),
+}
+for _role, _token in BOOTSTRAP_TOKENS.items():
+    if _token is not None and len(_token) < 16:
+        raise ConfigError(f"{_role.upper()}_TOKEN must be at least 16 characters long")
+
+# Optional bearer token protecting /metrics (Prometheus `authorization` block).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# --- applications ------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "django_prometheus",
+    "storage_platform",
+    "accounts",
+    "volumes",
+    "backups",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "storage_platform.maintenance.MaintenanceModeMiddleware",
+    "accounts.audit.AuditMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "storage_platform.urls"
+WSGI_APPLICATION = "storage_platform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ----------------------------------------------------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+    ("sqlite", "postgres", "postgresql", "pgsql"),
+)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the API read while a worker writes; IMMEDIATE transactions take the write
+        # lock up front so two writers queue on `timeout` instead of failing with "database
+        # is locked" half-way through a transaction.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # Tests use a file database too (not :memory:), so worker processes can share it.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(DATA_DIR / "test-db.sqlite3"))}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- object storage ----------------------------------------------------------------------
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
+S3_BUCKET = env_str("S3_BUCKET")
+S3_PREFIX = (env_str("S3_PREFIX", "repository") or "").strip("/")
+S3_REGION = env_str("S3_REGION", "us-east-1")
+S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID") or env_str("AWS_ACCESS_KEY_ID")
+S3_SECRET_ACCESS_KEY = env_str("S3_SECRET_ACCESS_KEY") or env_str("AWS_SECRET_ACCESS_KEY")
+REPOSITORY_DIR = Path(env_str("REPOSITORY_DIR", str(DATA_DIR / "repository"))).expanduser().resolve()
+
+if S3_BUCKET:
+    _backups_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "region_name": S3_REGION,
+            "access_key": S3_ACCESS_KEY_ID,
+            "secret_key": S3_SECRET_ACCESS_KEY,
+            "location": S3_PREFIX,
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
+elif S3_ENDPOINT_URL:
+    raise ConfigError("S3_ENDPOINT_URL is set but S3_BUCKET is not; set both to use S3")
+else:
+    _backups_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(REPOSITORY_DIR)},
+    }
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(DATA_DIR / "media")}},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "backups": _backups_storage,
+}
+
+# The repository data key is wrapped by this key-encryption secret. Losing it loses every
+# backup: the default keeps it in DATA_DIR; production sets REPOSITORY_KEY(_FILE).
+REPOSITORY_KEY = env_str("REPOSITORY_KEY") or persistent_secret(DATA_DIR / "repository.key", 32)
+
+# --- Celery --------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "filesystem", "memory")
+)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "data_folder_processed": str(_broker_dir / "processed"),
+    }
+else:
+    # A task not acknowledged within this time is redelivered; it must exceed the longest
+    # backup, since acks_late acknowledges only when the task returns.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600, minimum=60),
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True  # job state lives in the Job table, not in a result backend
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between heartbeats of a running job, and how long a silent job may stay running
+# before the reconciler decides its worker is gone.
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+JOB_STALE_AFTER_SECONDS = env_int("JOB_STALE_AFTER_SECONDS", 120, minimum=5)
+
+# --- REST framework ----------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "storage_platform.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "storage_platform.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Storage & Backup Platform API",
+    "DESCRIPTION": "Volumes, verified encrypted backups, jobs and policies.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- static files, i18n ------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- logging: one line per event, never a secret (see accounts/redaction.py) ---------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ConfigError(f"LOG_LEVEL={LOG_LEVEL!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "storage_platform.logging.RedactSecretsFilter"}},
+    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django logs the request line of 4xx answers; the line never holds the token header.
+        "django.request": {"level": "ERROR"},
+    },
+}
+
+# Maintenance mode (upgrades): mutations answer 503 with Retry-After while this file exists.
+MAINTENANCE_FILE = Path(env_str("MAINTENANCE_FILE", str(DATA_DIR / "maintenance"))).expanduser()

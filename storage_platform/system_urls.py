@@ -1,0 +1,3 @@
+"""/health, /ready, /version (no token)."""
+
+urlpatterns = []
