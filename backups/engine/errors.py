@@ -1,8 +1,167 @@
-"""PLACEHOLDER: the engine's error hierarchy (replaced by the engine work)."""
+"""The engine's one error hierarchy.
+
+Each class's docstring is its user-facing message when none is given. Every error knows:
+
+* `code`: a stable machine name (the API's error `code`, matched by scripts),
+* `http_status`: how the platform's API renders it,
+* `transient`: True when retrying the same operation later may succeed (network, 5xx,
+  throttling, a held lock); job runners retry only these,
+* `exit_code`: the CLI's exit status.
+
+Messages never contain key material, plaintext, or credentials.
+"""
+
+from __future__ import annotations
 
 
 class EngineError(Exception):
+    """The backup engine failed."""
+
     code = "engine_error"
     http_status = 500
     transient = False
     exit_code = 1
+
+    def __init__(self, message: str | None = None, *, detail: dict | None = None):
+        self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        self.detail = detail or {}
+        super().__init__(self.message)
+
+
+# --- repository and keys ----------------------------------------------------------------
+class RepositoryNotFound(EngineError):
+    """No repository exists at this location."""
+
+    code = "repository_not_found"
+    http_status = 404
+    exit_code = 10
+
+
+class RepositoryExists(EngineError):
+    """A repository already exists at this location."""
+
+    code = "repository_exists"
+    http_status = 409
+    exit_code = 11
+
+
+class WrongKey(EngineError):
+    """The key does not open this repository."""
+
+    code = "wrong_key"
+    http_status = 403
+    exit_code = 12
+
+
+class KeyMissing(EngineError):
+    """No key-encryption key was given."""
+
+    code = "key_missing"
+    http_status = 500
+    exit_code = 12
+
+
+class FormatError(EngineError):
+    """An object has an unknown magic or an unsupported format version."""
+
+    code = "format_error"
+    http_status = 500
+    exit_code = 13
+
+
+class IntegrityError(EngineError):
+    """Stored data failed authentication or does not match its id (damage or tampering)."""
+
+    code = "integrity_error"
+    http_status = 500
+    exit_code = 14
+
+
+class SnapshotNotFound(EngineError):
+    """No snapshot with this id exists."""
+
+    code = "snapshot_not_found"
+    http_status = 404
+    exit_code = 15
+
+
+class PathNotFound(EngineError):
+    """No such path in the snapshot."""
+
+    code = "path_not_found"
+    http_status = 404
+    exit_code = 15
+
+
+class UnsafePath(EngineError):
+    """An entry would be written outside the target directory; refused."""
+
+    code = "unsafe_path"
+    http_status = 400
+    exit_code = 16
+
+
+class SourceError(EngineError):
+    """The source directory cannot be read."""
+
+    code = "source_error"
+    http_status = 400
+    exit_code = 17
+
+
+class TargetError(EngineError):
+    """The restore target cannot be written."""
+
+    code = "target_error"
+    http_status = 400
+    exit_code = 18
+
+
+class RepositoryLocked(EngineError):
+    """The repository is locked by another operation."""
+
+    code = "repository_locked"
+    http_status = 409
+    transient = True
+    exit_code = 19
+
+
+class Cancelled(EngineError):
+    """The operation was cancelled."""
+
+    code = "cancelled"
+    http_status = 409
+    exit_code = 130
+
+
+# --- storage backends --------------------------------------------------------------------
+class BackendError(EngineError):
+    """The storage backend failed."""
+
+    code = "backend_error"
+    http_status = 502
+    exit_code = 20
+
+
+class ObjectNotFound(BackendError):
+    """The object does not exist in the repository storage."""
+
+    code = "object_not_found"
+    http_status = 404
+    exit_code = 21
+
+
+class ObjectCorrupt(BackendError):
+    """The object in the repository storage is truncated or damaged."""
+
+    code = "object_corrupt"
+    exit_code = 14
+
+
+class BackendUnavailable(BackendError):
+    """The repository storage is unreachable or failed temporarily."""
+
+    code = "storage_unavailable"
+    http_status = 503
+    transient = True
+    exit_code = 22
