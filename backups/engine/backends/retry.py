@@ -1,0 +1,114 @@
+"""`RetryingBackend`: retries transient storage failures with exponential backoff.
+
+Only `BackendUnavailable` (network errors, 5xx, throttling, a stale NFS handle) is retried;
+everything else (missing object, access denied, corrupt data) fails at once. Every backend
+operation is safe to retry: objects are immutable and content-addressed, `put` is atomic,
+`delete` of a missing object succeeds.
+
+The delay before attempt n (n = 1, 2, ...) is "full jitter" (AWS architecture blog,
+"Exponential Backoff And Jitter"): uniform in [0, min(max_delay, base_delay * 2**(n-1))].
+Jitter spreads the retries of many workers hit by the same outage so they do not stampede
+the storage when it comes back. `sleep` and `random` are injected so tests are instant and
+deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as random_module
+import time
+from collections.abc import Callable, Iterator
+
+from ..backend import Backend
+from ..errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class RetryingBackend(Backend):
+    """Wraps `inner`; each operation is tried up to `attempts` times in all."""
+
+    def __init__(self, inner: Backend, attempts: int = 6, base_delay: float = 0.2,
+                 max_delay: float = 10.0, *, sleep: Callable[[float], None] = time.sleep,
+                 random: Callable[[], float] = random_module.random):
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if base_delay < 0 or max_delay < 0:
+            raise ValueError("delays must not be negative")
+        self.inner = inner
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._random = random
+        self.location = inner.location
+        #: Count of retries done (for tests and metrics).
+        self.retries = 0
+
+    def delay_before_retry(self, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` (1 for the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
+        return ceiling * self._random()
+
+    def _call(self, operation: str, name: str, function: Callable, *arguments):
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return function(*arguments)
+            except BackendUnavailable as error:
+                if attempt == self.attempts:
+                    log.warning("storage %s %s failed after %d attempts: %s", operation, name,
+                                attempt, error.message)
+                    raise
+                delay = self.delay_before_retry(attempt)
+                log.info("storage %s %s failed (%s); retry %d/%d in %.2fs", operation, name,
+                         error.message, attempt, self.attempts - 1, delay)
+                self.retries += 1
+                self._sleep(delay)
+
+    def put(self, name: str, data: bytes) -> None:
+        return self._call("put", name, self.inner.put, name, data)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call("get", name, self.inner.get, name, offset, length)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        # A listing that fails halfway is restarted from the beginning; names already
+        # yielded are not yielded again, so the "each name once" contract holds.
+        seen: set[str] = set()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                for name in self.inner.list(prefix):
+                    if name not in seen:
+                        seen.add(name)
+                        yield name
+                return
+            except BackendUnavailable as error:
+                if attempt == self.attempts:
+                    raise
+                delay = self.delay_before_retry(attempt)
+                log.info("storage list %s failed (%s); retry %d/%d in %.2fs", prefix,
+                         error.message, attempt, self.attempts - 1, delay)
+                self.retries += 1
+                self._sleep(delay)
+
+    def delete(self, name: str) -> None:
+        return self._call("delete", name, self.inner.delete, name)
+
+    def exists(self, name: str) -> bool:
+        return self._call("exists", name, self.inner.exists, name)
+
+    def size(self, name: str) -> int:
+        return self._call("size", name, self.inner.size, name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, attribute):
+        if attribute == "inner":  # not set yet (failed __init__): avoid endless recursion
+            raise AttributeError(attribute)
+        # Backend-specific extras (LocalBackend.list_temporary, S3Backend.list_uploads...)
+        # stay reachable through the wrapper.
+        return getattr(self.inner, attribute)
+
+    def __repr__(self) -> str:
+        return f"RetryingBackend({self.inner!r}, attempts={self.attempts})"
