@@ -149,6 +149,7 @@ def exception_handler(exc, context):
             if isinstance(exc, drf_class):
                 code, message = drf_code, drf_message
                 break
+        code = getattr(exc, "platform_code", code)  # e.g. token_expired (accounts.authentication)
         response = Response(error_body(code, message or str(exc.detail)), status=exc.status_code)
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header
