@@ -78,3 +78,10 @@ def test_read_token_below_admin_is_403(api):
     response = api("read").get(PROTECTED)
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
+
+
+def test_make_volume_creates_row_and_files(make_volume, settings):
+    volume = make_volume("data-1", files={"dir/a.txt": b"hello"})
+    assert volume.status == "available"
+    assert (settings.VOLUME_ROOT / str(volume.id) / "dir" / "a.txt").read_bytes() == b"hello"
+    assert volume.used_bytes == 5

@@ -10,13 +10,15 @@
   token, `api("bad")` a well-formed token that does not exist. Use `api(role, bearer=True)`
   to send `Authorization: Bearer` instead.
 * `make_volume(name, size_gb=1, files=None, **fields)`: a `Volume` row in status
-  `available` with its directory under `settings.VOLUME_ROOT/<name>` holding `files`
+  `available` in pool `default` with its directory `settings.VOLUME_ROOT/<volume id>` (the
+  directory pool's layout) holding `files`
   (relative path -> bytes). It does not go through the volumes API or pool driver, so tests
   of backups/jobs do not depend on them.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,8 @@ def make_volume(db, settings):
     from volumes.models import Volume, VolumeStatus
 
     def create(name: str = "vol-1", size_gb: int = 1, files: dict[str, bytes] | None = None, **fields):
-        root = Path(settings.VOLUME_ROOT) / name
+        volume_id = fields.pop("id", None) or uuid.uuid4()
+        root = Path(settings.VOLUME_ROOT) / str(volume_id)
         root.mkdir(parents=True, exist_ok=True)
         used = 0
         for relative, content in (files or {}).items():
@@ -68,6 +71,6 @@ def make_volume(db, settings):
         fields.setdefault("status", VolumeStatus.AVAILABLE)
         fields.setdefault("path", str(root))
         fields.setdefault("used_bytes", used)
-        return Volume.objects.create(name=name, size_gb=size_gb, **fields)
+        return Volume.objects.create(id=volume_id, name=name, size_gb=size_gb, **fields)
 
     return create
