@@ -1,0 +1,160 @@
+"""What a policy's beat run does: one backup job per volume, or one verify / prune job.
+
+Idempotence: a run belongs to the *tick* it was scheduled for - the latest cron time at or
+before now in the policy's time zone (`cron.previous_run`). Each backup it starts carries the
+idempotency key `policy:<policy id>:<tick UTC ISO>:volume:<volume id>`, so beat firing a tick
+twice (a duplicate message, a DST quirk, beat's one catch-up run after an outage, or the RPO
+catch-up racing the fan-out) never backs a volume up twice for the same tick.
+
+Volumes of a policy: those pointing to it, and for the default policy also those with no
+policy. Only `available` volumes are backed up; one with an active backup or restore is
+skipped (reported, not an error).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+
+from backups.models import ACTIVE_JOB_STATUSES, BackupTrigger, Job, JobKind, Policy
+from backups.scheduling import clock, cron
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER_ACTOR = "scheduler"
+
+
+@dataclass
+class FanOutResult:
+    """What one run did; logged, and returned by the Celery task for the worker log."""
+
+    policy: str
+    tick: str = ""
+    started: list[str] = field(default_factory=list)  # job ids
+    skipped: dict[str, str] = field(default_factory=dict)  # volume name -> reason
+
+    def as_dict(self) -> dict:
+        return {"policy": self.policy, "tick": self.tick, "started": len(self.started), "skipped": self.skipped}
+
+
+def volumes_of(policy: Policy) -> QuerySet:
+    from volumes.models import Volume
+
+    condition = Q(policy=policy)
+    if policy.is_default:
+        condition |= Q(policy__isnull=True)
+    return Volume.objects.filter(condition)
+
+
+def backup_key(policy_id: int, tick: datetime, volume_id) -> str:
+    return f"policy:{policy_id}:{tick.isoformat()}:volume:{volume_id}"
+
+
+def current_tick(policy: Policy, now: datetime | None = None) -> datetime:
+    return cron.previous_run(cron.parse(policy.schedule, policy.timezone), now or clock.now())
+
+
+def start_tick_backup(policy: Policy, tick: datetime, volume, result: FanOutResult) -> None:
+    """Start the backup of `volume` for `tick` unless it exists or the volume is busy."""
+    from backups import services
+    from backups.errors import BackupInProgress, VolumeNotAvailable
+    from volumes.models import VolumeStatus
+
+    if volume.status != VolumeStatus.AVAILABLE:
+        result.skipped[volume.name] = f"volume is {volume.status}"
+        return
+    key = backup_key(policy.pk, tick, volume.pk)
+    if Job.objects.filter(idempotency_key=key).exists():
+        result.skipped[volume.name] = "already started for this tick"
+        return
+    if Job.objects.filter(volume=volume, status__in=ACTIVE_JOB_STATUSES,
+                          kind__in=(JobKind.BACKUP, JobKind.RESTORE)).exists():
+        result.skipped[volume.name] = "a backup or restore is already active"
+        return
+    try:
+        backup = services.trigger_backup(volume, trigger=BackupTrigger.SCHEDULE, actor=SCHEDULER_ACTOR,
+                                         idempotency_key=key, policy=policy)
+    except BackupInProgress:
+        # Lost a race with a trigger from elsewhere: the database constraint said no.
+        result.skipped[volume.name] = "a backup or restore is already active"
+        return
+    except VolumeNotAvailable as error:
+        result.skipped[volume.name] = error.message
+        return
+    result.started.append(str(backup.job_id))
+
+
+def fan_out_backups(policy_id: int, *, now: datetime | None = None) -> FanOutResult:
+    """Start this tick's backup of every volume of the policy (see module contract)."""
+    policy = Policy.objects.filter(pk=policy_id).first()
+    if policy is None:
+        logger.warning("scheduled backup of policy %s: the policy no longer exists", policy_id)
+        return FanOutResult(policy=str(policy_id))
+    result = FanOutResult(policy=policy.name)
+    if not policy.enabled:
+        logger.info("scheduled backup of policy %s skipped: the policy is disabled", policy.name)
+        return result
+    tick = current_tick(policy, now)
+    result.tick = tick.isoformat()
+    for volume in volumes_of(policy).order_by("name").iterator(chunk_size=500):
+        start_tick_backup(policy, tick, volume, result)
+    logger.info("scheduled backup of policy %s for tick %s: %d started, %d skipped",
+                policy.name, result.tick, len(result.started), len(result.skipped))
+    return result
+
+
+def _maintenance_key(kind: str, policy: Policy, schedule_expression: str, now: datetime) -> str:
+    tick = cron.previous_run(cron.parse(schedule_expression, policy.timezone), now)
+    return f"policy:{policy.pk}:{kind}:{tick.isoformat()}"
+
+
+def _start_maintenance(kind: str, policy_id: int, now: datetime | None, start) -> str | None:
+    """Start one verify or prune job for the policy's current tick; None when not started."""
+    policy = Policy.objects.filter(pk=policy_id).first()
+    if policy is None or not policy.enabled:
+        logger.info("scheduled %s of policy %s skipped: policy missing or disabled", kind, policy_id)
+        return None
+    expression = policy.verify_schedule if kind == JobKind.VERIFY else policy.prune_schedule
+    if not expression:
+        return None
+    key = _maintenance_key(kind, policy, expression, now or clock.now())
+    if Job.objects.filter(idempotency_key=key).exists():
+        logger.info("scheduled %s of policy %s: already started for this tick", kind, policy.name)
+        return None
+    if Job.objects.filter(kind=kind, policy=policy, status__in=ACTIVE_JOB_STATUSES).exists():
+        # A long verify or prune still running: starting another would only queue behind it.
+        logger.info("scheduled %s of policy %s skipped: the previous one is still active", kind, policy.name)
+        return None
+    job = start(policy)
+    try:
+        # The services take no idempotency key; stamping it right after creation still makes
+        # a second delivery of the same tick (the common duplicate) a no-op.
+        with transaction.atomic():
+            Job.objects.filter(pk=job.pk, idempotency_key__isnull=True).update(idempotency_key=key)
+    except IntegrityError:
+        logger.warning("scheduled %s of policy %s started twice for one tick (race)", kind, policy.name)
+    logger.info("scheduled %s of policy %s: job %s", kind, policy.name, job.pk)
+    return str(job.pk)
+
+
+def start_policy_verify(policy_id: int, *, now: datetime | None = None) -> str | None:
+    from backups import services
+
+    return _start_maintenance(
+        JobKind.VERIFY, policy_id, now,
+        lambda policy: services.start_verify(read_data_percent=policy.verify_percent,
+                                             actor=SCHEDULER_ACTOR, policy=policy),
+    )
+
+
+def start_policy_prune(policy_id: int, *, now: datetime | None = None) -> str | None:
+    from backups import services
+
+    return _start_maintenance(
+        JobKind.PRUNE, policy_id, now,
+        lambda policy: services.start_prune(policy=policy, actor=SCHEDULER_ACTOR),
+    )

@@ -1,0 +1,197 @@
+"""Policy ⇄ django-celery-beat: one PeriodicTask per policy schedule, kept equal both ways.
+
+Each policy owns up to three periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`
+and `policy:<id>:prune`, each on a CrontabSchedule in the policy's time zone. The name is the
+link (it never changes when the policy is renamed); the description carries the policy name for
+the admin.
+
+Directions:
+
+* `sync_policy_to_beat(policy)` (on every Policy save): creates or updates the three tasks;
+  a disabled policy disables them; an empty verify/prune schedule removes that task.
+* `apply_periodic_task_to_policy(task)` (on a PeriodicTask or CrontabSchedule save in the admin):
+  copies the crontab back into the policy (the backup task also carries the time zone and
+  the enabled flag), then re-syncs the policy's other tasks so they follow a time-zone change.
+
+Loop guard: while one direction writes, the other direction's signal handlers do nothing
+(`syncing()`); policy rows are written with `QuerySet.update`, which sends no signal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from backups.models import Policy
+from backups.scheduling import clock, cron
+
+logger = logging.getLogger(__name__)
+
+TASK_POLICY_BACKUP = "backups.scheduling.tasks.policy_backup"
+TASK_POLICY_VERIFY = "backups.scheduling.tasks.policy_verify"
+TASK_POLICY_PRUNE = "backups.scheduling.tasks.policy_prune"
+TASK_RECONCILE = "backups.scheduling.tasks.reconcile_jobs"
+TASK_RPO_CATCH_UP = "backups.scheduling.tasks.rpo_catch_up"
+
+# kind -> (Policy field holding its cron expression, Celery task name)
+POLICY_TASKS = {
+    "backup": ("schedule", TASK_POLICY_BACKUP),
+    "verify": ("verify_schedule", TASK_POLICY_VERIFY),
+    "prune": ("prune_schedule", TASK_POLICY_PRUNE),
+}
+
+# Platform-wide periodic tasks registered on migrate: (name, task, every N seconds).
+SYSTEM_TASKS = (
+    ("platform:reconcile-jobs", TASK_RECONCILE, 60),
+    ("platform:rpo-catch-up", TASK_RPO_CATCH_UP, 300),
+)
+
+_syncing: ContextVar[bool] = ContextVar("policy_beat_sync_in_progress", default=False)
+
+
+@contextmanager
+def syncing():
+    """Mark the body as a sync write, so the reverse-direction signal handlers stand still."""
+    token = _syncing.set(True)
+    try:
+        yield
+    finally:
+        _syncing.reset(token)
+
+
+def sync_in_progress() -> bool:
+    return _syncing.get()
+
+
+def periodic_task_name(policy_id: int, kind: str) -> str:
+    return f"policy:{policy_id}:{kind}"
+
+
+def parse_periodic_task_name(name: str) -> tuple[int, str] | None:
+    """(policy id, kind) for a policy task name, None for any other periodic task."""
+    parts = name.split(":")
+    if len(parts) != 3 or parts[0] != "policy" or parts[2] not in POLICY_TASKS or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[2]
+
+
+def crontab_for(schedule: cron.CronSchedule) -> CrontabSchedule:
+    """The CrontabSchedule row for a schedule (shared between tasks with the same one)."""
+    fields = dict(schedule.fields, timezone=ZoneInfo(schedule.timezone))
+    existing = CrontabSchedule.objects.filter(**fields).order_by("id").first()
+    return existing or CrontabSchedule.objects.create(**fields)
+
+
+def crontab_expression(crontab: CrontabSchedule) -> str:
+    return " ".join(str(getattr(crontab, field)) for field in cron.FIELD_NAMES)
+
+
+def sync_policy_to_beat(policy: Policy) -> None:
+    """Make the policy's PeriodicTasks match the policy. Idempotent."""
+    with syncing(), transaction.atomic():
+        for kind, (field, task_name) in POLICY_TASKS.items():
+            name = periodic_task_name(policy.pk, kind)
+            expression = getattr(policy, field)
+            if not expression:
+                PeriodicTask.objects.filter(name=name).delete()
+                continue
+            schedule = cron.parse(expression, policy.timezone)
+            defaults = {
+                "task": task_name,
+                "crontab": crontab_for(schedule),
+                "interval": None,
+                "kwargs": json.dumps({"policy_id": policy.pk}),
+                "enabled": policy.enabled,
+                "description": f"{kind} of policy '{policy.name}' (managed: edit the policy or this crontab)",
+            }
+            task = PeriodicTask.objects.filter(name=name).first()
+            if task is None:
+                PeriodicTask.objects.create(name=name, **defaults)
+                continue
+            changed = [key for key, value in defaults.items() if getattr(task, key) != value]
+            if changed:
+                for key in changed:
+                    setattr(task, key, defaults[key])
+                # PeriodicTask.save bumps PeriodicTasks.last_update, which makes beat reload.
+                task.save()
+
+
+def delete_policy_tasks(policy_id: int) -> None:
+    with syncing():
+        PeriodicTask.objects.filter(name__startswith=f"policy:{policy_id}:").delete()
+
+
+def apply_periodic_task_to_policy(task: PeriodicTask) -> bool:
+    """Copy an admin edit of a policy's PeriodicTask back into the policy. True when changed.
+
+    Only a crontab the scheduler can run is accepted; anything else (an interval schedule, an
+    expression restricting both day fields) is logged and left for the operator to fix, and
+    the policy keeps its last good schedule.
+    """
+    parsed = parse_periodic_task_name(task.name)
+    if parsed is None:
+        return False
+    policy_id, kind = parsed
+    policy = Policy.objects.filter(pk=policy_id).first()
+    if policy is None:
+        return False
+    field = POLICY_TASKS[kind][0]
+    if task.crontab_id is None:
+        logger.warning("periodic task %s has no crontab; policy %s keeps %s", task.name, policy.name, field)
+        return False
+    crontab = task.crontab
+    time_zone = str(crontab.timezone)
+    try:
+        schedule = cron.parse(crontab_expression(crontab), time_zone)
+    except cron.InvalidSchedule as error:
+        logger.warning("periodic task %s: %s; policy %s keeps its %s", task.name, error, policy.name, field)
+        return False
+    updates = {field: schedule.expression}
+    if kind == "backup":
+        updates["timezone"] = schedule.timezone
+        updates["enabled"] = task.enabled
+    updates = {key: value for key, value in updates.items() if getattr(policy, key) != value}
+    if not updates:
+        return False
+    with syncing():
+        # update() sends no post_save, so this write cannot bounce back into the beat side.
+        Policy.objects.filter(pk=policy.pk).update(updated_at=clock.now(), **updates)
+    policy.refresh_from_db()
+    logger.info("policy %s: %s taken from periodic task %s", policy.name, ", ".join(sorted(updates)), task.name)
+    # A new time zone on the backup task also moves the verify and prune tasks.
+    sync_policy_to_beat(policy)
+    return True
+
+
+def apply_crontab_to_policies(crontab: CrontabSchedule) -> int:
+    """An admin edited a CrontabSchedule in place: update every policy whose task uses it."""
+    changed = 0
+    for task in PeriodicTask.objects.filter(crontab=crontab, name__startswith="policy:"):
+        changed += apply_periodic_task_to_policy(task)
+    return changed
+
+
+def ensure_system_tasks() -> None:
+    """Register the reconciler and the RPO catch-up as interval periodic tasks (idempotent)."""
+    with syncing():
+        for name, task_name, seconds in SYSTEM_TASKS:
+            interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+            PeriodicTask.objects.get_or_create(
+                name=name,
+                defaults={"task": task_name, "interval": interval, "enabled": True,
+                          "description": "platform job reliability (see docs/scheduling.md)"},
+            )
+
+
+def sync_all_policies() -> None:
+    for policy in Policy.objects.all():
+        try:
+            sync_policy_to_beat(policy)
+        except cron.InvalidSchedule as error:
+            logger.error("policy %s cannot be scheduled: %s", policy.name, error)
