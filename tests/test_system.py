@@ -1,0 +1,75 @@
+"""/health, /ready and /version: no token, real broker, 503 naming the failing part."""
+
+import pytest
+
+from tests.support.services import REDIS_URL, free_port, redis_available, require_service
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_needs_no_token_and_ignores_a_bad_one(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    response = client.get("/health", HTTP_X_API_TOKEN="sbp_bogus-token-value-000000")
+    assert response.status_code == 200
+
+
+def test_health_answers_even_when_the_broker_is_down(client, settings):
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
+    assert client.get("/health").status_code == 200
+
+
+def test_ready_is_200_with_database_and_real_redis(client, settings):
+    require_service("redis", redis_available(REDIS_URL), REDIS_URL)
+    settings.CELERY_BROKER_URL = REDIS_URL
+    response = client.get("/ready")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok" and body["failing"] == []
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["broker"]["status"] == "ok"
+    assert body["checks"]["storage"]["status"] in ("ok", "unknown")
+
+
+def test_ready_is_503_naming_the_broker_when_it_is_down(client, settings):
+    settings.CELERY_BROKER_URL = f"redis://:secret-password@127.0.0.1:{free_port()}/0"
+    response = client.get("/ready")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["broker"]["status"] == "failing"
+    assert body["checks"]["broker"]["seconds"] < 10
+    assert "secret-password" not in response.content.decode()
+
+
+def test_ready_works_with_the_filesystem_broker(client, settings, tmp_path):
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    settings.CELERY_BROKER_URL = "filesystem://"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    assert client.get("/ready").json()["checks"]["broker"]["status"] == "ok"
+
+
+def test_ready_reports_a_failing_storage_check(client, settings, monkeypatch):
+    from storage_platform import system
+
+    def broken_storage():
+        raise OSError("repository directory is not writable")
+
+    require_service("redis", redis_available(REDIS_URL), REDIS_URL)
+    settings.CELERY_BROKER_URL = REDIS_URL
+    monkeypatch.setitem(system.READINESS_CHECKS, "storage", broken_storage)
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["storage"]
+    assert "not writable" in response.json()["checks"]["storage"]["error"]
+
+
+def test_version_reports_schema_revision(client):
+    body = client.get("/version").json()
+    assert body["version"]
+    assert body["schema"]["applied"]["accounts"] >= "0001_initial"
+    assert body["schema"]["pending"] == 0
+
+
+def test_system_endpoints_refuse_mutations(client):
+    assert client.post("/health").status_code == 405
