@@ -96,10 +96,22 @@ class Job(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A queued job waiting out a retry backoff: its Celery message is due at this time, so
+    # a reconciler must not treat it as lost before then.
+    run_after = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "kind"]), models.Index(fields=["volume", "status"])]
+        constraints = [
+            # One active backup or restore per volume across every API process and worker:
+            # the database refuses a second one, so no race between two triggers can slip by.
+            models.UniqueConstraint(
+                fields=["volume"],
+                condition=models.Q(status__in=["queued", "running"], kind__in=["backup", "restore"]),
+                name="one_active_data_job_per_volume",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.id} ({self.status})"

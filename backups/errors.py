@@ -1,0 +1,70 @@
+"""Errors of the backups service layer, in the platform's one error shape.
+
+Each class pairs an HTTP status with a stable `code`; views never format errors themselves.
+"""
+
+from __future__ import annotations
+
+from storage_platform.errors import BadRequest, Conflict, NotFound
+
+
+class BackupInProgress(Conflict):
+    """A backup or restore of this volume is already queued or running."""
+
+    code = "backup_in_progress"
+
+
+class VolumeNotAvailable(Conflict):
+    """The volume is not available for this operation."""
+
+    code = "volume_not_available"
+
+
+class VolumeNotFound(NotFound):
+    """The volume does not exist."""
+
+    code = "volume_not_found"
+
+
+class BackupNotFound(NotFound):
+    """The backup does not exist."""
+
+    code = "backup_not_found"
+
+
+class BackupNotRestorable(Conflict):
+    """Only a completed backup whose snapshot is still in the repository can be restored."""
+
+    code = "backup_not_restorable"
+
+
+class BackupActive(Conflict):
+    """The backup is still queued or running; cancel its job first."""
+
+    code = "backup_active"
+
+
+class IdempotencyKeyReused(Conflict):
+    """This Idempotency-Key was already used for a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class JobFinished(Conflict):
+    """The job has already finished."""
+
+    code = "job_finished"
+
+
+class InvalidRestoreTarget(BadRequest):
+    """The restore target is not valid."""
+
+    code = "invalid_restore_target"
+
+
+class JobCancelled(Exception):
+    """Raised inside a runner when its job was cancelled (or taken over by another worker)."""
+
+
+class WorkerLost(Exception):
+    """Marker for a job whose worker stopped heartbeating too many times."""

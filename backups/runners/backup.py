@@ -1,0 +1,59 @@
+"""Backup runner: one volume → one snapshot, exactly once per job.
+
+Idempotent: the snapshot is tagged `job:<job id>`; a redelivered job (its worker died after
+the engine committed the snapshot but before the catalog was updated) finds it and adopts it
+instead of writing a second one. A crash before the commit point leaves only unreferenced
+packs, which prune removes.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from backups import volume_access
+from backups.errors import VolumeNotFound
+from backups.models import Backup
+from backups.runners.results import backup_stats, snapshot_id_of
+
+
+def job_tag(job) -> str:
+    return f"job:{job.pk}"
+
+
+def volume_tag(volume_id) -> str:
+    return f"volume:{volume_id}"
+
+
+def run(job, context) -> dict:
+    from backups.storage import open_repository
+    from volumes.models import Volume
+
+    backup = Backup.objects.get(job=job)
+    volume = Volume.objects.filter(pk=job.volume_id).first()
+    if volume is None:
+        raise VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
+    source = volume_access.data_path(volume)
+    if not source.is_dir():
+        raise VolumeNotFound(f"The data folder of volume {volume.name} is missing.",
+                             detail={"volume": str(volume.pk)})
+    used_bytes = volume_access.refresh_usage(volume)
+    context.progress(0, used_bytes, "backing up")
+    tags = [volume_tag(volume.pk), job_tag(job)]
+    repository = open_repository()
+    try:
+        earlier = repository.snapshots(tags=[job_tag(job)])
+        if earlier:
+            snapshot = earlier[0]
+            snapshot_id, stats, adopted = snapshot_id_of(snapshot), backup_stats(snapshot), True
+        else:
+            started = timezone.now()
+            outcome = repository.backup(
+                str(source), source=volume_tag(volume.pk), tags=tags,
+                progress=context.progress, cancel=context.cancel,
+            )
+            snapshot_id, stats, adopted = snapshot_id_of(outcome), backup_stats(outcome), False
+            stats.setdefault("duration_seconds", (timezone.now() - started).total_seconds())
+    finally:
+        repository.close()
+    Backup.objects.filter(pk=backup.pk).update(snapshot_id=snapshot_id, stats=stats, tags=tags)
+    return {"backup": str(backup.pk), "snapshot_id": snapshot_id, "stats": stats, "adopted": adopted}

@@ -1,0 +1,61 @@
+"""Prune runner: apply a policy's retention to each of its volumes, then free unreferenced data.
+
+Retention is per source (`volume:<id>`), so one busy volume never pushes another's
+snapshots out. Forgotten snapshots get `Backup.forgotten_at`; the rows stay as history.
+Backups of deleted volumes are not touched by policy retention (deleting a volume never
+deletes its backups silently); an admin deletes them explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.utils import timezone
+
+from backups.models import Backup
+from backups.runners.results import to_jsonable
+
+
+def retention_policy(retention: dict):
+    """The engine's RetentionPolicy from a Policy's `retention` JSON (unknown keys ignored)."""
+    from backups import engine
+
+    if dataclasses.is_dataclass(engine.RetentionPolicy):
+        known = {item.name for item in dataclasses.fields(engine.RetentionPolicy)}
+        retention = {key: value for key, value in retention.items() if key in known}
+    return engine.RetentionPolicy(**retention)
+
+
+def removed_snapshot_ids(forget_result) -> list[str]:
+    for name in ("removed", "forgotten", "remove", "deleted"):
+        items = getattr(forget_result, name, None)
+        if items is not None:
+            return [str(getattr(item, "id", None) or getattr(item, "snapshot_id", None) or item) for item in items]
+    return []
+
+
+def run(job, context) -> dict:
+    from backups.storage import open_repository
+    from volumes.models import Volume
+
+    dry_run = bool(job.params.get("dry_run", False))
+    policy = job.policy
+    retention = retention_policy(policy.retention if policy else {})
+    volumes = list(Volume.objects.filter(policy=policy)) if policy else []
+    now = timezone.now()
+    forgotten: dict[str, list[str]] = {}
+    repository = open_repository()
+    try:
+        for volume in volumes:
+            context.check_cancel()
+            outcome = repository.forget(retention, source=f"volume:{volume.pk}", dry_run=dry_run, now=now)
+            removed = removed_snapshot_ids(outcome)
+            forgotten[volume.name] = removed
+            if removed and not dry_run:
+                Backup.objects.filter(snapshot_id__in=removed, forgotten_at__isnull=True).update(forgotten_at=now)
+        context.check_cancel()
+        pruned = repository.prune(dry_run=dry_run, progress=context.progress)
+    finally:
+        repository.close()
+    return {"dry_run": dry_run, "policy": policy.name if policy else None, "forgotten": forgotten,
+            "prune": to_jsonable(pruned)}

@@ -1,0 +1,73 @@
+"""Restore runner: a snapshot back into a volume (its own, in place, or a new one).
+
+The snapshot is restored into a staging folder next to the volume's folder (same file
+system), then swapped in with two renames, so a restore that fails or is cancelled leaves
+the old data untouched. A crash between the two renames is repaired by the next attempt:
+`.replaced-<job>` without a volume folder is moved back before starting again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from backups import volume_access
+from backups.errors import BackupNotRestorable, VolumeNotFound
+from backups.models import Backup
+from backups.runners.results import to_jsonable
+
+
+def staging_paths(target: Path, job) -> tuple[Path, Path]:
+    """(staging folder the snapshot is restored into, where the old data waits during the swap)."""
+    return target.parent / f".restore-{job.pk}", target.parent / f".replaced-{job.pk}"
+
+
+def repair_interrupted_swap(target: Path, replaced: Path) -> None:
+    """Undo or finish a swap that a dead worker left half-done."""
+    if replaced.exists() and not target.exists():
+        os.rename(replaced, target)
+    elif replaced.exists():
+        shutil.rmtree(replaced)
+
+
+def swap_in(staging: Path, target: Path, replaced: Path) -> None:
+    if target.exists():
+        os.rename(target, replaced)
+    os.rename(staging, target)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def run(job, context) -> dict:
+    from backups.storage import open_repository
+    from volumes.models import Volume, VolumeStatus
+
+    backup = Backup.objects.filter(pk=job.params.get("backup")).first()
+    if backup is None or not backup.snapshot_id or backup.forgotten_at is not None:
+        raise BackupNotRestorable("The backup to restore no longer exists or its snapshot was removed.")
+    volume = Volume.objects.filter(pk=job.volume_id).first()
+    if volume is None:
+        raise VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
+    # A redelivered restore finds the volume already restoring; a first run marks it.
+    Volume.objects.filter(pk=volume.pk).exclude(status=VolumeStatus.RESTORING).update(status=VolumeStatus.RESTORING)
+
+    target = volume_access.data_path(volume)
+    staging, replaced = staging_paths(target, job)
+    repair_interrupted_swap(target, replaced)
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of an attempt that died
+    staging.mkdir(parents=True)
+    context.progress(0, int(backup.stats.get("bytes_read", 0) or 0), "restoring")
+    repository = open_repository()
+    try:
+        outcome = repository.restore(backup.snapshot_id, str(staging), progress=context.progress,
+                                     cancel=context.cancel)
+        context.check_cancel()
+        swap_in(staging, target, replaced)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        repository.close()
+    volume_access.refresh_usage(volume)
+    return {"backup": str(backup.pk), "snapshot_id": backup.snapshot_id, "volume": str(volume.pk),
+            "volume_name": volume.name, "restore": to_jsonable(outcome)}

@@ -1,0 +1,36 @@
+"""Fixtures for the backups app's tests (jobs, services, API).
+
+* `sent_messages`: replaces the Celery publisher with a recorder, so tests see what would be
+  sent (job id, queue, countdown) without a broker; on-commit callbacks run at once.
+* `volume`: an available volume with a few files (via the shared `make_volume`).
+* `use_runner(kind, function)`: run jobs of `kind` with `function` in this test, for tests
+  about the state machine rather than about the engine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def sent_messages(monkeypatch):
+    from backups import jobs
+
+    sent: list[tuple[str, str, float | None]] = []
+    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: sent.append((job_id, queue, countdown)))
+    return sent
+
+
+@pytest.fixture
+def volume(make_volume):
+    return make_volume("vol-a", files={"a.txt": b"alpha", "dir/b.txt": b"beta"})
+
+
+@pytest.fixture
+def use_runner(monkeypatch):
+    from backups import runners
+
+    def install(kind: str, function) -> None:
+        monkeypatch.setitem(runners.RUNNERS, kind, function)
+
+    return install
