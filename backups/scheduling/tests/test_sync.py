@@ -1,0 +1,137 @@
+"""Policy ⇄ django-celery-beat: both directions, time zones, disabling, no loops."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from backups.models import Policy
+from backups.scheduling import sync
+
+pytestmark = pytest.mark.django_db
+
+
+def task(policy: Policy, kind: str) -> PeriodicTask:
+    return PeriodicTask.objects.select_related("crontab").get(name=sync.periodic_task_name(policy.pk, kind))
+
+
+def test_migrate_registers_the_default_policy_reconciler_and_rpo_catch_up():
+    default = Policy.objects.get(is_default=True)
+    backup = task(default, "backup")
+    assert backup.task == sync.TASK_POLICY_BACKUP
+    assert json.loads(backup.kwargs) == {"policy_id": default.pk}
+    assert (backup.crontab.minute, backup.crontab.hour, str(backup.crontab.timezone)) == ("0", "18", "UTC")
+    system = {t.name: t for t in PeriodicTask.objects.filter(name__startswith="platform:")}
+    assert system["platform:reconcile-jobs"].interval.every == 60
+    assert system["platform:rpo-catch-up"].interval.every == 300
+
+
+def test_a_new_policy_gets_three_tasks_in_its_time_zone():
+    policy = Policy.objects.create(name="berlin", schedule="0 18 * * *", timezone="Europe/Berlin",
+                                   verify_schedule="0 3 * * 0", prune_schedule="0 20 * * *")
+    for kind, expected_task, hour in (("backup", sync.TASK_POLICY_BACKUP, "18"),
+                                      ("verify", sync.TASK_POLICY_VERIFY, "3"),
+                                      ("prune", sync.TASK_POLICY_PRUNE, "20")):
+        periodic = task(policy, kind)
+        assert periodic.task == expected_task
+        assert periodic.crontab.hour == hour
+        assert str(periodic.crontab.timezone) == "Europe/Berlin"
+        assert periodic.enabled
+
+
+def test_the_beat_crontab_fires_at_the_same_instant_as_the_platform_model():
+    from backups.scheduling import cron
+
+    policy = Policy.objects.create(name="tokyo", schedule="15 18 * * *", timezone="Asia/Tokyo")
+    beat_schedule = task(policy, "backup").crontab.schedule
+    last_run = datetime(2026, 7, 1, 0, 0, tzinfo=timezone.utc)
+    start, remaining, _ = beat_schedule.remaining_delta(last_run)
+    beat_next = (start + remaining).astimezone(timezone.utc)
+    assert beat_next == cron.next_run(cron.parse("15 18 * * *", "Asia/Tokyo"), last_run) == datetime(
+        2026, 7, 1, 9, 15, tzinfo=timezone.utc)
+
+
+def test_saving_a_policy_updates_its_tasks_and_disabling_disables_them():
+    policy = Policy.objects.create(name="p1")
+    policy.schedule, policy.timezone = "30 1 * * *", "America/New_York"
+    policy.save()
+    backup = task(policy, "backup")
+    assert (backup.crontab.minute, backup.crontab.hour, str(backup.crontab.timezone)) == ("30", "1", "America/New_York")
+    assert str(task(policy, "prune").crontab.timezone) == "America/New_York"
+
+    policy.enabled = False
+    policy.save()
+    assert not any(task(policy, kind).enabled for kind in ("backup", "verify", "prune"))
+
+
+def test_an_empty_verify_schedule_removes_the_verify_task():
+    policy = Policy.objects.create(name="p2")
+    policy.verify_schedule = ""
+    policy.save()
+    assert not PeriodicTask.objects.filter(name=sync.periodic_task_name(policy.pk, "verify")).exists()
+    assert PeriodicTask.objects.filter(name=sync.periodic_task_name(policy.pk, "backup")).exists()
+
+
+def test_deleting_a_policy_deletes_its_tasks():
+    policy = Policy.objects.create(name="gone")
+    policy_id = policy.pk
+    policy.delete()
+    assert not PeriodicTask.objects.filter(name__startswith=f"policy:{policy_id}:").exists()
+
+
+def test_editing_the_backup_task_crontab_in_the_admin_updates_the_policy():
+    policy = Policy.objects.create(name="p3", timezone="UTC")
+    backup = task(policy, "backup")
+    backup.crontab = CrontabSchedule.objects.create(minute="45", hour="21", timezone="Europe/Paris")
+    backup.save()
+
+    policy.refresh_from_db()
+    assert (policy.schedule, policy.timezone) == ("45 21 * * *", "Europe/Paris")
+    # The time zone follows to the policy's other tasks.
+    assert str(task(policy, "prune").crontab.timezone) == "Europe/Paris"
+
+
+def test_editing_a_crontab_row_in_place_updates_every_policy_using_it():
+    first = Policy.objects.create(name="a", schedule="0 2 * * *")
+    second = Policy.objects.create(name="b", schedule="0 2 * * *")
+    shared = task(first, "backup").crontab
+    assert task(second, "backup").crontab_id == shared.pk
+    shared.hour = "4"
+    shared.save()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.schedule == second.schedule == "0 4 * * *"
+
+
+def test_disabling_the_backup_task_in_the_admin_disables_the_policy():
+    policy = Policy.objects.create(name="p4")
+    backup = task(policy, "backup")
+    backup.enabled = False
+    backup.save()
+    policy.refresh_from_db()
+    assert policy.enabled is False
+    assert not task(policy, "prune").enabled
+
+
+def test_an_admin_crontab_the_scheduler_cannot_run_leaves_the_policy_alone(caplog):
+    policy = Policy.objects.create(name="p5", schedule="0 18 * * *")
+    backup = task(policy, "backup")
+    backup.crontab = CrontabSchedule.objects.create(minute="0", hour="18", day_of_month="1", day_of_week="1")
+    backup.save()
+    policy.refresh_from_db()
+    assert policy.schedule == "0 18 * * *"
+    assert "both day-of-month and day-of-week" in caplog.text
+
+
+def test_sync_is_idempotent_and_does_not_loop():
+    policy = Policy.objects.create(name="p6")
+    before = {t.name: (t.crontab_id, t.enabled) for t in PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:")}
+    for _ in range(3):
+        sync.sync_policy_to_beat(policy)
+        policy.save()
+    after = {t.name: (t.crontab_id, t.enabled) for t in PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:")}
+    assert before == after
+    assert PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:").count() == 3

@@ -1,0 +1,59 @@
+"""Policy API (`/api/v1/policies`): read to list and retrieve, admin to create, change, delete.
+
+Saving a policy re-syncs its django-celery-beat tasks in the same transaction
+(backups/scheduling/sync.py via signals), so the admin shows the change at once.
+Deleting answers 409 for the default policy and for a policy that volumes still use.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Count
+from rest_framework import viewsets
+
+from accounts.roles import Role
+from backups.models import Policy
+from backups.views.policy_serializers import PolicySerializer
+from storage_platform.errors import Conflict
+
+
+class PolicyInUse(Conflict):
+    """The policy is still used by volumes; move them to another policy first."""
+
+    code = "policy_in_use"
+
+
+class DefaultPolicyProtected(Conflict):
+    """The default policy cannot be deleted."""
+
+    code = "default_policy_protected"
+
+
+class PolicyViewSet(viewsets.ModelViewSet):
+    """Backup policies: schedule and time zone, retention, RPO, verify and prune schedules."""
+
+    read_role = Role.READ
+    write_role = Role.ADMIN
+    serializer_class = PolicySerializer
+    queryset = Policy.objects.annotate(volume_total=Count("volumes")).order_by("name")
+    filterset_fields = ["enabled", "is_default", "name"]
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_destroy(self, policy: Policy) -> None:
+        if policy.is_default:
+            raise DefaultPolicyProtected(detail={"policy": policy.pk})
+        with transaction.atomic():
+            in_use = policy.volumes.count()
+            if in_use:
+                raise PolicyInUse(
+                    f"Policy '{policy.name}' is used by {in_use} volume(s); move them to another policy first.",
+                    detail={"policy": policy.pk, "volume_count": in_use},
+                )
+            policy.delete()

@@ -1,0 +1,127 @@
+"""Serializer of the policy resource: validates cron (croniter + Celery), time zone, retention.
+
+Validation answers 400 `validation_error` naming the field, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rest_framework import serializers
+
+from backups.models import DEFAULT_SCHEDULE, Policy
+from backups.scheduling import clock, cron
+
+RETENTION_COUNT_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+RETENTION_KEYS = RETENTION_COUNT_KEYS + ("keep_within",)
+MAX_KEEP_COUNT = 1_000_000
+# keep_within: a duration such as "7d", "36h", "2w", "1y6m" (restic's notation: y m w d h).
+KEEP_WITHIN_PATTERN = re.compile(r"^(?:\d+[ymwdh])+$")
+
+
+def validate_retention(value) -> dict:
+    """Check a retention dict; use the engine's RetentionPolicy parser when it is available."""
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Retention must be an object such as {\"keep_daily\": 7}.")
+    unknown = sorted(set(value) - set(RETENTION_KEYS))
+    if unknown:
+        raise serializers.ValidationError(
+            f"Unknown retention key(s) {', '.join(unknown)}; use {', '.join(RETENTION_KEYS)}."
+        )
+    for key in RETENTION_COUNT_KEYS:
+        if key in value:
+            count = value[key]
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_KEEP_COUNT:
+                raise serializers.ValidationError(f"{key} must be a whole number from 0 to {MAX_KEEP_COUNT}.")
+    if "keep_within" in value:
+        within = value["keep_within"]
+        if not isinstance(within, str) or not KEEP_WITHIN_PATTERN.match(within):
+            raise serializers.ValidationError("keep_within must be a duration such as \"7d\", \"36h\" or \"1y6m\".")
+    if not any(value.get(key) for key in RETENTION_KEYS):
+        # An empty rule would let prune forget every snapshot of every volume of the policy.
+        raise serializers.ValidationError("Retention must keep something (e.g. keep_last >= 1).")
+    _engine_check(value)
+    return value
+
+
+def _engine_check(value: dict) -> None:
+    try:
+        from backups.engine.retention import RetentionPolicy
+    except ImportError:  # the engine's parser has not landed: the checks above stand alone
+        return
+    parse = getattr(RetentionPolicy, "from_dict", None) or getattr(RetentionPolicy, "parse", None)
+    if parse is None:
+        return
+    try:
+        parse(value)
+    except (ValueError, TypeError) as error:
+        raise serializers.ValidationError(str(error)) from None
+    except Exception as error:  # the engine's own error hierarchy
+        if hasattr(error, "code"):
+            raise serializers.ValidationError(str(error)) from None
+        raise
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    schedule = serializers.CharField(max_length=128, required=False, default=DEFAULT_SCHEDULE,
+                                     help_text="Cron (minute hour day month weekday) in `timezone`.")
+    timezone = serializers.CharField(max_length=64, required=False, default="UTC",
+                                     help_text="IANA time zone name, e.g. Europe/Berlin.")
+    verify_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                            help_text="Cron for verify jobs; empty: never.")
+    prune_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                           help_text="Cron for prune (retention) jobs; empty: never.")
+    volume_count = serializers.SerializerMethodField()
+    next_run = serializers.SerializerMethodField(help_text="Next scheduled backup (UTC), null when disabled.")
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id", "name", "description", "enabled", "schedule", "timezone", "retention", "rpo_hours",
+            "verify_schedule", "verify_percent", "prune_schedule", "is_default", "volume_count", "next_run",
+            "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "is_default", "created_at", "updated_at"]
+
+    def validate_schedule(self, value: str) -> str:
+        return _cron_field(value)
+
+    def validate_verify_schedule(self, value: str) -> str:
+        return _cron_field(value) if value.strip() else ""
+
+    def validate_prune_schedule(self, value: str) -> str:
+        return _cron_field(value) if value.strip() else ""
+
+    def validate_timezone(self, value: str) -> str:
+        try:
+            return cron.validate_timezone(value)
+        except cron.InvalidSchedule as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def validate_retention(self, value):
+        return validate_retention(value)
+
+    def get_volume_count(self, policy: Policy) -> int:
+        count = getattr(policy, "volume_total", None)
+        if count is None:
+            count = policy.volumes.count()
+        if policy.is_default:
+            from volumes.models import Volume
+
+            count += Volume.objects.filter(policy__isnull=True).count()
+        return count
+
+    def get_next_run(self, policy: Policy) -> str | None:
+        if not policy.enabled:
+            return None
+        try:
+            return cron.next_run(cron.parse(policy.schedule, policy.timezone), clock.now()).isoformat()
+        except cron.InvalidSchedule:
+            return None
+
+
+def _cron_field(value: str) -> str:
+    try:
+        return cron.normalize_expression(value)
+    except cron.InvalidSchedule as error:
+        raise serializers.ValidationError(str(error)) from None
