@@ -12,7 +12,11 @@ import logging
 import re
 
 _TOKEN_PATTERN = re.compile(r"sbp_[A-Za-z0-9_\-]{8,}")
-_HEADER_PATTERN = re.compile(r"(?i)(x-api-token|authorization|bearer)([\"':=\s]+)([^\s\"',}]+)")
+# `X-API-TOKEN: v`, `Authorization: Bearer v`, `HTTP_AUTHORIZATION': 'Basic v'`, `bearer v`:
+# the optional scheme word is kept, the credential after it is masked.
+_HEADER_PATTERN = re.compile(
+    r"(?i)(x[-_]api[-_]token|authorization|bearer)([\"':=\s]+)((?:bearer|basic|token)\s+)?([^\s\"',}]+)"
+)
 
 
 def _known_secrets() -> list[str]:
@@ -31,7 +35,8 @@ def redact(text: str) -> str:
     for secret in _known_secrets():
         text = text.replace(secret, "[REDACTED]")
     text = _TOKEN_PATTERN.sub("sbp_[REDACTED]", text)
-    return _HEADER_PATTERN.sub(lambda match: f"{match.group(1)}{match.group(2)}[REDACTED]", text)
+    return _HEADER_PATTERN.sub(
+        lambda match: f"{match.group(1)}{match.group(2)}{match.group(3) or ''}[REDACTED]", text)
 
 
 class RedactSecretsFilter(logging.Filter):
