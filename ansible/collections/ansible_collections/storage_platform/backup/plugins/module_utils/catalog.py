@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the Storage & Backup Platform
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading the catalog for automation: which backup to use, RPO status, content checksums.
+
+RPO follows the platform's definition (DESIGN.md, "Metrics"): a volume is in violation when
+it has no completed backup within its RPO — the age of the newest completed backup, not the
+outcome of the last trigger.
+
+Checksums describe a volume's tree as ``{relative path: digest}`` so that a restore drill
+can compare the source with the restored copy: ``sha256:<hex>`` for a file,
+``symlink:<target>`` for a symbolic link, ``dir`` for a directory (so empty directories count).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import os
+import stat
+
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
+    API_PREFIX,
+    PlatformApiError,
+)
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover
+    from urllib import quote
+
+UTC = datetime.timezone.utc
+
+
+def parse_timestamp(text):
+    """An aware datetime from the API's ISO 8601 text (``Z`` accepted), or None."""
+    if not text:
+        return None
+    value = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def latest_completed_backup(client, volume_id):
+    """The newest completed backup of the volume, or None."""
+    backups = client.list("%s/backups" % API_PREFIX, {"volume": volume_id, "status": "completed"})
+    completed = [backup for backup in backups if backup.get("status") == "completed" and backup.get("completed_at")]
+    if not completed:
+        return None
+    return max(completed, key=lambda backup: parse_timestamp(backup["completed_at"]))
+
+
+def resolve_backup_id(client, params):
+    """The backup a task names: ``params["backup"]``, or the newest completed backup of
+    ``params["volume"]``. Raises `PlatformApiError` when there is none."""
+    if params.get("backup"):
+        return params["backup"]
+    volume = client.find_volume(params["volume"])
+    if volume is None:
+        raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
+    latest = latest_completed_backup(client, volume["id"])
+    if latest is None:
+        raise PlatformApiError("volume %s has no completed backup" % params["volume"], code="no_completed_backup")
+    return latest["id"]
+
+
+def rpo_status(volume, latest_backup, now=None):
+    """``{last_backup_id, last_backup_at, age_hours, rpo_hours, violation}`` for one volume."""
+    now = now or datetime.datetime.now(UTC)
+    rpo_hours = volume.get("rpo_hours") or 24
+    if latest_backup is None:
+        return {"last_backup_id": None, "last_backup_at": None, "age_hours": None,
+                "rpo_hours": rpo_hours, "violation": True}
+    completed_at = parse_timestamp(latest_backup["completed_at"])
+    age_hours = (now - completed_at).total_seconds() / 3600.0
+    return {"last_backup_id": latest_backup.get("id"), "last_backup_at": latest_backup["completed_at"],
+            "age_hours": round(age_hours, 3), "rpo_hours": rpo_hours, "violation": age_hours > rpo_hours}
+
+
+def _sha256_stream(chunks):
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def checksums_from_path(root):
+    """Checksums of the tree under `root` on this host, never following symlinks."""
+    result = {}
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        relative_directory = os.path.relpath(directory, root)
+        for name in subdirectories + files:
+            full = os.path.join(directory, name)
+            relative = name if relative_directory == "." else os.path.join(relative_directory, name)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                result[relative] = "symlink:" + os.readlink(full)
+            elif stat.S_ISDIR(mode):
+                result[relative] = "dir"
+            elif stat.S_ISREG(mode):
+                with open(full, "rb") as handle:
+                    result[relative] = _sha256_stream(iter(lambda: handle.read(1 << 20), b""))
+    return result
+
+
+def _entries_of(listing):
+    """The entries of a file listing, whatever envelope the API wraps them in."""
+    if isinstance(listing, list):
+        return listing
+    if isinstance(listing, dict):
+        for key in ("results", "entries", "files", "items", "children"):
+            if isinstance(listing.get(key), list):
+                return listing[key]
+    return []
+
+
+def _entry_kind(entry):
+    kind = str(entry.get("type") or entry.get("kind") or "").lower()
+    if kind in ("dir", "directory", "folder") or entry.get("is_dir"):
+        return "dir"
+    if kind in ("symlink", "link") or entry.get("is_symlink"):
+        return "symlink"
+    return "file"
+
+
+def checksums_from_api(client, volume_id, directory=""):
+    """Checksums of a volume's tree read through the file data plane (no host access needed)."""
+    result = {}
+    base = "%s/volumes/%s/files" % (API_PREFIX, volume_id)
+    query = {"path": directory} if directory else None
+    listing = client.request("GET", base + "/", query=query).data
+    for entry in _entries_of(listing):
+        name = entry.get("name") or os.path.basename(str(entry.get("path", "")).rstrip("/"))
+        relative = entry.get("path") if entry.get("path") and "/" in str(entry.get("path")) else (
+            name if not directory else directory.rstrip("/") + "/" + name)
+        relative = str(relative).strip("/")
+        kind = _entry_kind(entry)
+        if kind == "dir":
+            result[relative] = "dir"
+            result.update(checksums_from_api(client, volume_id, relative))
+        elif kind == "symlink":
+            result[relative] = "symlink:" + str(entry.get("target") or entry.get("link_target") or "")
+        else:
+            content = client.download(base + "/" + quote(relative))
+            result[relative] = _sha256_stream([content or b""])
+    return result
+
+
+def compare_checksums(expected, actual):
+    """``{missing, unexpected, different}``: paths only in `expected`, only in `actual`, or unequal."""
+    return {
+        "missing": sorted(set(expected) - set(actual)),
+        "unexpected": sorted(set(actual) - set(expected)),
+        "different": sorted(path for path in set(expected) & set(actual) if expected[path] != actual[path]),
+    }

@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to the Storage & Backup Platform
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: backup
+short_description: Back up one volume or all volumes now and wait for the result
+description:
+  - Triggers a backup of O(volume) (C(POST /api/v1/volumes/{id}/backups)) or of every volume
+    (O(all), C(POST /api/v1/backups) with V(all) set to V(true)), then waits for each backup's job.
+  - The platform runs one backup at a time per volume. When one is already queued or running,
+    O(on_conflict=attach) waits for that one instead of failing (reported as not changed).
+  - In check mode nothing is triggered; the task reports that a backup would run.
+version_added: 1.0.0
+author:
+  - Storage & Backup Platform team
+extends_documentation_fragment:
+  - storage_platform.backup.platform
+  - storage_platform.backup.platform.wait
+options:
+  volume:
+    description:
+      - Name or id of the volume to back up. Mutually exclusive with O(all).
+    type: str
+  all:
+    description:
+      - Back up every volume.
+    type: bool
+    default: false
+  idempotency_key:
+    description:
+      - Sent as the C(Idempotency-Key) header; repeating the task with the same key answers
+        the backup the first call started instead of starting another.
+    type: str
+  on_conflict:
+    description:
+      - What to do when a backup of the volume is already queued or running.
+    type: str
+    choices: [attach, fail]
+    default: attach
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Back up db-1 and wait up to an hour
+  storage_platform.backup.backup:
+    api_url: https://backup.example.com
+    api_token: "{{ vault_platform_backup_token }}"
+    volume: db-1
+    wait_timeout: 3600
+
+- name: Back up everything before an upgrade
+  storage_platform.backup.backup:
+    all: true
+    idempotency_key: "pre-upgrade-{{ platform_version }}"
+"""
+
+RETURN = r"""
+backup:
+  description: The backup (refreshed after waiting) when one volume was backed up.
+  returned: when O(volume) is given and not in check mode
+  type: dict
+  sample:
+    id: 9b1f7c9e-1d7e-4a0e-b2a4-1f5c2f0f7a11
+    volume: 3c0d5c2e-8f1e-4a51-9f83-5f2f3a0e9b7d
+    volume_name: db-1
+    status: completed
+    job: 6d5c4b3a-2f1e-4d0c-9b8a-7f6e5d4c3b2a
+    created_at: "2026-11-27T16:00:00Z"
+    completed_at: "2026-11-27T16:00:09Z"
+    stats: {files: 12, bytes_read: 1048576, bytes_stored: 524288}
+backups:
+  description: Every backup this task started or attached to, refreshed after waiting.
+  returned: always
+  type: list
+  elements: dict
+jobs:
+  description: The final state of each backup's job (when O(wait)).
+  returned: always
+  type: list
+  elements: dict
+attached:
+  description: True when an already running backup was awaited instead of starting one.
+  returned: always
+  type: bool
+"""
+
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
+    API_PREFIX,
+    PlatformApiError,
+)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
+    build_argument_spec,
+    run_module,
+    wait_for_jobs,
+)
+
+ACTIVE_BACKUP_STATUSES = ("queued", "running")
+
+
+def argument_spec():
+    return build_argument_spec(dict(
+        volume=dict(type="str"),
+        all=dict(type="bool", default=False),
+        idempotency_key=dict(type="str", no_log=False),
+        on_conflict=dict(type="str", choices=["attach", "fail"], default="attach"),
+    ), wait=True)
+
+
+def backups_in(answer):
+    """The backups of a trigger answer: one backup, a list, or a list inside an envelope."""
+    if isinstance(answer, list):
+        return answer
+    if isinstance(answer, dict):
+        for key in ("backups", "results"):
+            if isinstance(answer.get(key), list):
+                return answer[key]
+        return [answer]
+    return []
+
+
+def active_backup_of(client, volume_id):
+    for status in ACTIVE_BACKUP_STATUSES:
+        found = client.list("%s/backups" % API_PREFIX, {"volume": volume_id, "status": status}, limit=1)
+        if found:
+            return found[0]
+    return None
+
+
+def trigger(module, client):
+    """Answer ``(backups, attached)``."""
+    params = module.params
+    headers = {"Idempotency-Key": params["idempotency_key"]} if params["idempotency_key"] else None
+    if params["all"]:
+        return backups_in(client.post("%s/backups" % API_PREFIX, {"all": True}, headers=headers)), False
+    volume = client.find_volume(params["volume"])
+    if volume is None:
+        raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
+    try:
+        return backups_in(client.post("%s/volumes/%s/backups" % (API_PREFIX, volume["id"]), {}, headers=headers)), False
+    except PlatformApiError as error:
+        if error.status != 409 or params["on_conflict"] != "attach":
+            raise
+        running = active_backup_of(client, volume["id"])
+        if running is None:  # it finished between the 409 and our look-up: back up again
+            return backups_in(client.post("%s/volumes/%s/backups" % (API_PREFIX, volume["id"]), {}, headers=headers)), False
+        return [running], True
+
+
+def handle(module, client):
+    params = module.params
+    # Checked here, not with mutually_exclusive/required_one_of: `all` has a default, which
+    # those checks would count as given.
+    if bool(params["volume"]) == bool(params["all"]):
+        return {"changed": False, "backups": [], "jobs": [], "attached": False,
+                "failed_msg": "give exactly one of volume or all=true"}
+    if module.check_mode:
+        if params["volume"] and client.find_volume(params["volume"]) is None:
+            raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
+        return {"changed": True, "backups": [], "jobs": [], "attached": False}
+    backups, attached = trigger(module, client)
+    result = {"changed": not attached, "backups": backups, "jobs": [], "attached": attached}
+    if params["wait"] and backups:
+        jobs, failures = wait_for_jobs(client, backups, params)
+        result["jobs"] = jobs
+        result["backups"] = [client.get("%s/backups/%s" % (API_PREFIX, item["id"])) or item for item in backups]
+        if failures:
+            result["failed_msg"] = "; ".join(failures)
+    if params["volume"] and result["backups"]:
+        result["backup"] = result["backups"][0]
+    return result
+
+
+def main():
+    run_module(argument_spec(), handle)
+
+
+if __name__ == "__main__":
+    main()
