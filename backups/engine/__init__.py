@@ -31,3 +31,35 @@ second; `cancel()` is polled between chunks and, when it returns True, the opera
 with `Cancelled` and leaves no snapshot. All errors derive from `errors.EngineError`, which
 carries `code`, `http_status`, `transient` and `exit_code`.
 """
+
+from __future__ import annotations
+
+from . import errors
+from .archiver import BackupResult
+from .backend import Backend
+from .backends import LocalBackend, open_backend
+from .errors import *  # noqa: F401,F403  (the error hierarchy is part of the public API)
+from .keys import KeyEncryptionKey, load_key_encryption_key
+from .repository import Repository, RepositoryStats
+from .restorer import RestoreResult
+from .snapshot import SnapshotInfo
+from .tree import TreeEntry
+
+__all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "open_backend",
+           "KeyEncryptionKey", "load_key_encryption_key", "Repository", "RepositoryStats",
+           "BackupResult", "RestoreResult", "SnapshotInfo", "TreeEntry", "RetentionPolicy",
+           "VerifyReport", "ForgetResult", "PruneResult", "errors"]
+
+# Names whose modules are heavy (boto3) or owned by the storage side are imported on first use.
+_LAZY = {"S3Backend": "backends", "RetryingBackend": "backends", "RetentionPolicy": "retention",
+         "VerifyReport": "verify", "ForgetResult": "prune", "PruneResult": "prune"}
+
+
+def __getattr__(name: str):
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'backups.engine' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f".{module_name}", __name__)
+    return getattr(module, name)

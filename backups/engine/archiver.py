@@ -1,0 +1,471 @@
+"""Backup: walk a directory, chunk, dedup, compress, encrypt, pack, index, commit a snapshot.
+
+Pipeline (why: zstd, HMAC and AES-GCM release the GIL, so two cores overlap them)::
+
+    main thread: walk + lstat + read + FastCDC cut (GIL-free)  --chunks-->  worker pool (N):
+        HMAC id -> dedup check -> zstd -> AES-GCM -> append to the open pack
+    full pack --> upload thread: trailer + SHA-256 pack id + backend.put
+
+Bounded: at most `IN_FLIGHT_BYTES` of chunk plaintext queued for workers and at most
+`UPLOAD_SLOTS` finished packs waiting for storage, so memory stays flat for any input.
+Directory trees are finished in walk order (post-order) as soon as the chunk ids of their
+files are known, so the walk never waits for a directory's data.
+
+Write order: packs, then one index object, then the snapshot manifest (the commit point).
+A crash or `Cancelled` before the manifest leaves only unreferenced packs for prune.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import socket
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import zstandard
+from pyfastcdc import FastCDC
+
+from .errors import SourceError
+from .format import BlobType, Compression
+from .packer import PackBuilder, blob_associated_data, pack_name
+from .progress import ProgressReporter, check_cancelled
+from .snapshot import SnapshotInfo
+from .tree import TreeEntry, encode_tree
+
+IN_FLIGHT_BYTES = 48 * 1024 * 1024
+UPLOAD_SLOTS = 2
+#: Small files are hashed/compressed in batches of about this size: one task per file would
+#: cost more in thread hand-offs than the work itself.
+BATCH_BYTES = 1024 * 1024
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class BackupResult:
+    """What `repo.backup` returns."""
+
+    snapshot_id: str
+    snapshot: SnapshotInfo
+    stats: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Batch:
+    """Chunks submitted together to one worker task; resolves to their ids in order."""
+
+    __slots__ = ("chunks", "size", "future")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.future: Future | None = None
+
+
+class _Pipeline:
+    """Workers that turn plaintext into stored blobs, deduplicating against the index."""
+
+    def __init__(self, repo, stats: dict):
+        self.repo = repo
+        self.cipher = repo.cipher
+        self.stats = stats
+        self.pack_size = int(repo.config.get("pack_size", 16 * 1024 * 1024))
+        self.lock = threading.Lock()
+        self.index = repo.index
+        self.pending_ids: set[bytes] = set()
+        self.packs = {BlobType.DATA: PackBuilder(), BlobType.TREE: PackBuilder()}
+        self.written: dict[str, list] = {}
+        self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="backup-worker")
+        self.uploader = ThreadPoolExecutor(1, thread_name_prefix="backup-upload")
+        self.upload_slots = threading.Semaphore(UPLOAD_SLOTS)
+        self.upload_futures: list[Future] = []
+        self.in_flight = 0
+        self.in_flight_changed = threading.Condition()
+        self.local = threading.local()
+        self.failed: BaseException | None = None
+
+    # -- submission (main thread) ---------------------------------------------------------------
+    def submit(self, batch: _Batch) -> None:
+        with self.in_flight_changed:
+            while self.in_flight > 0 and self.in_flight + batch.size > IN_FLIGHT_BYTES:
+                self.in_flight_changed.wait(0.5)
+                if self.failed:
+                    break
+            self.in_flight += batch.size
+        batch.future = self.workers.submit(self._process, batch.chunks, BlobType.DATA)
+        size = batch.size
+        batch.future.add_done_callback(lambda _f: self._release(size))
+
+    def _release(self, size: int) -> None:
+        with self.in_flight_changed:
+            self.in_flight -= size
+            self.in_flight_changed.notify_all()
+
+    def store_tree(self, plaintext: bytes) -> bytes:
+        """Store a tree blob synchronously (small); return its id."""
+        return self._process([plaintext], BlobType.TREE)[0]
+
+    # -- worker side ----------------------------------------------------------------------------
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        compressor = getattr(self.local, "compressor", None)
+        if compressor is None:
+            compressor = self.local.compressor = zstandard.ZstdCompressor(level=3)
+        return compressor
+
+    def _process(self, chunks: list[bytes], blob_type: BlobType) -> list[bytes]:
+        try:
+            ids = []
+            for data in chunks:
+                blob_id = self.cipher.blob_id(data)
+                with self.lock:
+                    new = blob_id not in self.pending_ids and blob_id not in self.index
+                    if new:
+                        self.pending_ids.add(blob_id)
+                if new:
+                    self._store(blob_id, blob_type, data)
+                ids.append(blob_id)
+            return ids
+        except BaseException as error:
+            self.failed = error
+            raise
+
+    def _store(self, blob_id: bytes, blob_type: BlobType, data: bytes) -> None:
+        compressed = self._compressor().compress(data)
+        if len(compressed) < len(data):
+            payload, compression = compressed, Compression.ZSTD
+        else:
+            payload, compression = data, Compression.RAW
+        sealed = self.cipher.seal(payload, blob_associated_data(blob_id, blob_type, compression))
+        full = None
+        with self.lock:
+            builder = self.packs[blob_type]
+            builder.add(blob_id, blob_type, compression, sealed, len(data))
+            self.stats["blobs_new"] += 1
+            self.stats["bytes_new"] += len(data)
+            self.stats["bytes_stored"] += len(sealed)
+            if builder.size >= self.pack_size:
+                full = builder
+                self.packs[blob_type] = PackBuilder()
+        if full is not None:
+            self._upload(full)
+
+    def _upload(self, builder: PackBuilder) -> None:
+        # Back-pressure: a worker that fills a pack waits for an upload slot, so at most
+        # UPLOAD_SLOTS finished packs sit in memory.
+        self.upload_slots.acquire()
+        future = self.uploader.submit(self._write_pack, builder)
+        future.add_done_callback(lambda _f: self.upload_slots.release())
+        with self.lock:
+            self.upload_futures.append(future)
+
+    def _write_pack(self, builder: PackBuilder) -> None:
+        pack_id, data, entries = builder.finish(self.cipher)
+        self.repo.backend.put(pack_name(pack_id), data)
+        with self.lock:
+            self.written[pack_id] = entries
+            self.stats["packs_written"] += 1
+
+    # -- completion ----------------------------------------------------------------------------
+    def flush(self) -> dict[str, list]:
+        """Upload the partly filled packs, wait for every upload; {pack id: entries}."""
+        for blob_type in (BlobType.DATA, BlobType.TREE):
+            builder = self.packs[blob_type]
+            if builder.entries:
+                self.packs[blob_type] = PackBuilder()
+                self._upload(builder)
+        for future in list(self.upload_futures):
+            future.result()
+        return self.written
+
+    def shutdown(self) -> None:
+        self.workers.shutdown(wait=True, cancel_futures=True)
+        self.uploader.shutdown(wait=True, cancel_futures=True)
+
+
+class _Directory:
+    """A directory whose tree blob is written once its files' chunk ids are known."""
+
+    __slots__ = ("entries", "files", "subdirs", "tree_id")
+
+    def __init__(self) -> None:
+        self.entries: list[TreeEntry] = []
+        self.files: list[tuple[TreeEntry, list]] = []   # (entry, [(batch, position)])
+        self.subdirs: list[tuple[TreeEntry, "_Directory"]] = []
+        self.tree_id: bytes | None = None
+
+    def ready(self) -> bool:
+        return all(batch.future is not None and batch.future.done()
+                   for _entry, pieces in self.files for batch, _position in pieces)
+
+
+class _Archiver:
+    def __init__(self, repo, root: bytes, parent_tree: bytes | None, progress, cancel):
+        self.repo = repo
+        self.root = root
+        self.parent_tree = parent_tree
+        self.cancel = cancel
+        chunker = repo.config.get("chunker", {})
+        self.chunker = FastCDC(avg_size=chunker.get("avg_size", 1 << 20),
+                               min_size=chunker.get("min_size", 512 << 10),
+                               max_size=chunker.get("max_size", 8 << 20))
+        self.min_size = self.chunker.min_size
+        self.stats = collections.Counter(
+            files=0, dirs=0, symlinks=0, files_read=0, files_reused=0, bytes_total=0,
+            bytes_read=0, bytes_new=0, bytes_stored=0, blobs_new=0, packs_written=0,
+            skipped=0)
+        self.warnings: list[str] = []
+        self.pipeline = _Pipeline(repo, self.stats)
+        self.batch = _Batch()
+        self.pending: collections.deque[_Directory] = collections.deque()
+        self.hardlinks: dict[tuple[int, int], tuple[TreeEntry, list]] = {}
+        self.progress = ProgressReporter(progress, total=self._estimate() if progress else 0)
+
+    def _estimate(self) -> int:
+        total = 0
+        for _dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(_dirpath, name)).st_size
+                except OSError:
+                    pass
+        return total
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < 1000:
+            self.warnings.append(message)
+        self.stats["warnings"] += 1
+
+    # -- chunk submission ------------------------------------------------------------------------
+    def add_chunk(self, data: bytes, pieces: list) -> None:
+        if len(data) >= self.min_size:
+            batch = _Batch()
+            batch.chunks.append(data)
+            batch.size = len(data)
+            pieces.append((batch, 0))
+            self.pipeline.submit(batch)
+            return
+        pieces.append((self.batch, len(self.batch.chunks)))
+        self.batch.chunks.append(data)
+        self.batch.size += len(data)
+        if self.batch.size >= BATCH_BYTES:
+            self.flush_batch()
+
+    def flush_batch(self) -> None:
+        if self.batch.chunks:
+            self.pipeline.submit(self.batch)
+            self.batch = _Batch()
+
+    # -- tree completion -------------------------------------------------------------------------
+    def finish_ready(self, wait: bool = False) -> None:
+        while self.pending and (wait or self.pending[0].ready()):
+            self.finish_directory(self.pending.popleft())
+
+    def finish_directory(self, directory: _Directory) -> None:
+        for entry, pieces in directory.files:
+            entry.content = [batch.future.result()[position] for batch, position in pieces]
+        for entry, child in directory.subdirs:
+            entry.subtree = child.tree_id
+        directory.tree_id = self.pipeline.store_tree(encode_tree(directory.entries))
+
+    # -- walking -------------------------------------------------------------------------------
+    def run(self) -> bytes:
+        try:
+            root = self.walk(self.root, self.parent_tree)
+            self.flush_batch()
+            self.finish_ready(wait=True)
+            return root.tree_id
+        except BaseException:
+            self.pipeline.shutdown()
+            raise
+
+    def _parent_entries(self, tree_id: bytes | None) -> dict[str, TreeEntry]:
+        if tree_id is None:
+            return {}
+        try:
+            return {entry.name: entry for entry in self.repo.read_tree(tree_id)}
+        except Exception as error:  # a damaged parent only costs re-reading, never the backup
+            self.warn(f"parent tree unreadable, files re-read: {error}")
+            return {}
+
+    def walk(self, path: bytes, parent_tree: bytes | None) -> _Directory:
+        directory = _Directory()
+        parent = self._parent_entries(parent_tree)
+        try:
+            with os.scandir(path) as iterator:
+                listing = sorted(iterator, key=lambda item: item.name)
+        except OSError as error:
+            if path == self.root:
+                raise SourceError(f"cannot read source directory: {error.strerror}") from None
+            self.warn(f"{os.fsdecode(path)}: cannot list: {error.strerror}")
+            listing = []
+        for item in listing:
+            check_cancelled(self.cancel)
+            name = os.fsdecode(item.name)
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError as error:
+                self.warn(f"{os.fsdecode(item.path)}: vanished or unreadable: {error.strerror}")
+                continue
+            entry = TreeEntry(name=name, type="file", mode=stat.S_IMODE(info.st_mode),
+                              mtime_ns=info.st_mtime_ns, uid=info.st_uid, gid=info.st_gid,
+                              inode=info.st_ino, ctime_ns=info.st_ctime_ns)
+            if stat.S_ISDIR(info.st_mode):
+                entry.type = "dir"
+                previous = parent.get(name)
+                child = self.walk(item.path, previous.subtree if previous is not None
+                                  and previous.type == "dir" else None)
+                directory.subdirs.append((entry, child))
+                self.stats["dirs"] += 1
+            elif stat.S_ISLNK(info.st_mode):
+                try:
+                    entry.target = os.fsdecode(os.readlink(item.path))
+                except OSError as error:
+                    self.warn(f"{os.fsdecode(item.path)}: vanished: {error.strerror}")
+                    continue
+                entry.type = "symlink"
+                self.stats["symlinks"] += 1
+            elif stat.S_ISREG(info.st_mode):
+                pieces = self.file_content(item.path, info, entry, parent.get(name))
+                if pieces is None:
+                    continue
+                directory.files.append((entry, pieces))
+                self.stats["files"] += 1
+            else:
+                self.stats["skipped"] += 1
+                self.warn(f"{os.fsdecode(item.path)}: special file skipped")
+                continue
+            directory.entries.append(entry)
+        self.pending.append(directory)
+        self.finish_ready()
+        return directory
+
+    def file_content(self, path: bytes, info: os.stat_result, entry: TreeEntry,
+                     previous: TreeEntry | None) -> list | None:
+        """Chunk pieces of a file, or None when it vanished. Sets entry.size."""
+        entry.size = info.st_size
+        self.stats["bytes_total"] += info.st_size
+        link_key = None
+        if info.st_nlink > 1:
+            link_key = (info.st_dev, info.st_ino)
+            entry.hardlink = f"{info.st_dev}:{info.st_ino}"
+            if link_key in self.hardlinks:
+                first, pieces = self.hardlinks[link_key]
+                entry.size = first.size
+                return list(pieces)
+        if (previous is not None and previous.type == "file" and previous.size == info.st_size
+                and previous.mtime_ns == info.st_mtime_ns and previous.inode == info.st_ino
+                and previous.ctime_ns == info.st_ctime_ns
+                and all(blob_id in self.repo.index for blob_id in previous.content)):
+            pieces = [(_Resolved(blob_id), 0) for blob_id in previous.content]
+            self.stats["files_reused"] += 1
+            self.progress.advance(info.st_size, os.fsdecode(path))
+        else:
+            pieces = self.read_file(path, info, entry)
+            if pieces is None:
+                return None
+        if link_key is not None:
+            self.hardlinks[link_key] = (entry, pieces)
+        return pieces
+
+    def read_file(self, path: bytes, info: os.stat_result, entry: TreeEntry) -> list | None:
+        try:
+            try:
+                descriptor = os.open(path, _READ_FLAGS | _NOATIME)
+            except PermissionError:  # O_NOATIME needs ownership; retry without it
+                descriptor = os.open(path, _READ_FLAGS)
+        except OSError as error:
+            self.warn(f"{os.fsdecode(path)}: vanished or unreadable: {error.strerror}")
+            return None
+        pieces: list = []
+        size = 0
+        try:
+            with open(descriptor, "rb", buffering=0, closefd=True) as stream:
+                if info.st_size < self.min_size:
+                    data = stream.read(self.min_size)
+                    # Grown past the small-file limit while we looked: chunk the rest too.
+                    while data:
+                        size += len(data)
+                        self.add_chunk(data, pieces)
+                        self.progress.advance(len(data), os.fsdecode(path))
+                        check_cancelled(self.cancel)
+                        data = stream.read(self.min_size)
+                else:
+                    for chunk in self.chunker.cut_stream(stream):
+                        data = bytes(chunk.data)
+                        size += len(data)
+                        self.add_chunk(data, pieces)
+                        self.progress.advance(len(data), os.fsdecode(path))
+                        check_cancelled(self.cancel)
+                after = os.fstat(stream.fileno())
+        except OSError as error:
+            self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
+                      f"{error.strerror}")
+            after = None
+        if after is None or size != info.st_size or after.st_mtime_ns != info.st_mtime_ns:
+            if after is not None:
+                self.warn(f"{os.fsdecode(path)}: changed while being read")
+        entry.size = size
+        self.stats["files_read"] += 1
+        self.stats["bytes_read"] += size
+        return pieces
+
+
+class _Resolved:
+    """A piece whose id is already known (reused from the parent snapshot)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, blob_id: bytes):
+        future: Future = Future()
+        future.set_result([blob_id])
+        self.future = future
+
+
+def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto",
+           progress=None, cancel=None, hostname: str | None = None) -> BackupResult:
+    """Back up the contents of `source_dir` into a new snapshot.
+
+    `source` names what is backed up (default: the absolute path) and selects the parent
+    when `parent="auto"` (the latest snapshot with the same source); `parent=None` reads
+    everything. Files that vanish or change while read become warnings in the result and
+    the snapshot's stats. `Cancelled` (from `cancel()`) or any error leaves no snapshot.
+    """
+    started = time.monotonic()
+    root = os.path.abspath(os.fsencode(source_dir))
+    if not os.path.isdir(root):
+        raise SourceError(f"source is not a directory: {os.fsdecode(root)}")
+    source = source or os.fsdecode(root)
+    parent_info = None
+    if parent == "auto":
+        candidates = repo.snapshots(source=source)
+        parent_info = candidates[-1] if candidates else None
+    elif parent:
+        parent_info = repo.resolve_snapshot(parent)
+    repo.load_index(reload=True)
+    archiver = _Archiver(repo, root, bytes.fromhex(parent_info.tree) if parent_info else None,
+                         progress, cancel)
+    try:
+        tree_id = archiver.run()
+        written = archiver.pipeline.flush()
+        check_cancelled(cancel)
+        if written:
+            repo.write_index(written)
+    finally:
+        archiver.pipeline.shutdown()
+    stats = dict(archiver.stats)
+    stats["duration_seconds"] = round(time.monotonic() - started, 3)
+    info = SnapshotInfo(id="", time=dt.datetime.now(dt.timezone.utc), source=source,
+                        tags=sorted(set(tags)), tree=tree_id.hex(),
+                        hostname=hostname if hostname is not None else socket.gethostname(),
+                        paths=[os.fsdecode(root)], parent=parent_info.id if parent_info else None,
+                        stats=stats, warnings=list(archiver.warnings))
+    snapshot_id = repo.write_snapshot(info)
+    archiver.progress.finish("backup complete")
+    return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,
+                        warnings=list(archiver.warnings))

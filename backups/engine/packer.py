@@ -1,0 +1,113 @@
+"""Pack files: many encrypted blobs in one object, with an encrypted trailer listing them.
+
+Layout of `data/<xx>/<pack id>` (pack id = hex SHA-256 of the whole object)::
+
+    header (6, type PACK)
+    blob record * n        nonce (12) | AES-256-GCM ciphertext | tag (16)
+                           associated data = blob id (32) | blob type (1) | compression (1)
+    trailer envelope       header (6, type PACK_TRAILER) | nonce | GCM(zstd(entries)) | tag
+    trailer length (4)     little-endian uint32: size of the trailer envelope
+
+Trailer entries (before zstd), little-endian: uint32 count, then per blob
+`id (32) | type u8 | compression u8 | offset u32 | length u32 | raw length u32`, where
+offset/length locate the blob record inside the pack and raw length is the plaintext size.
+The trailer lets `verify`/`rebuild-index` recover an index from packs alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import NamedTuple
+
+from .crypto import RepositoryCipher
+from .errors import FormatError, IntegrityError
+from .format import HEADER_SIZE, ObjectType, check_header, header
+
+TRAILER_ENTRY = struct.Struct("<32sBBIII")
+TRAILER_LENGTH = struct.Struct("<I")
+COUNT = struct.Struct("<I")
+
+
+class PackEntry(NamedTuple):
+    """One blob record inside a pack."""
+
+    blob_id: bytes
+    blob_type: int
+    compression: int
+    offset: int
+    length: int
+    raw_length: int
+
+
+def blob_associated_data(blob_id: bytes, blob_type: int, compression: int) -> bytes:
+    """Binds a blob record to its id, type and compression flag (GCM associated data)."""
+    return blob_id + bytes((blob_type, compression))
+
+
+def pack_name(pack_id: str) -> str:
+    """The backend name of a pack: `data/<first two hex digits>/<pack id>`."""
+    return f"data/{pack_id[:2]}/{pack_id}"
+
+
+class PackBuilder:
+    """Accumulates sealed blob records until the pack is large enough, then `finish`es.
+
+    Not thread-safe; the archiver serialises `add` under its own lock.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = [header(ObjectType.PACK)]
+        self.size = HEADER_SIZE
+        self.entries: list[PackEntry] = []
+
+    def add(self, blob_id: bytes, blob_type: int, compression: int, sealed: bytes,
+            raw_length: int) -> None:
+        self.entries.append(PackEntry(blob_id, blob_type, compression, self.size, len(sealed),
+                                      raw_length))
+        self._parts.append(sealed)
+        self.size += len(sealed)
+
+    def finish(self, cipher: RepositoryCipher) -> tuple[str, bytes, list[PackEntry]]:
+        """(pack id, pack bytes, entries). The builder must not be used afterwards."""
+        trailer = COUNT.pack(len(self.entries)) + b"".join(
+            TRAILER_ENTRY.pack(*entry) for entry in self.entries)
+        envelope = cipher.seal_envelope(ObjectType.PACK_TRAILER, trailer)
+        self._parts.append(envelope)
+        self._parts.append(TRAILER_LENGTH.pack(len(envelope)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return hashlib.sha256(data).hexdigest(), data, self.entries
+
+
+def parse_trailer(cipher: RepositoryCipher, envelope: bytes, pack_size: int,
+                  what: str) -> list[PackEntry]:
+    """Decode and check a pack trailer envelope (entries must lie inside the pack)."""
+    payload = cipher.open_envelope(envelope, ObjectType.PACK_TRAILER, what)
+    if len(payload) < COUNT.size:
+        raise FormatError(f"{what}: trailer too short")
+    (count,) = COUNT.unpack_from(payload, 0)
+    if len(payload) != COUNT.size + count * TRAILER_ENTRY.size:
+        raise FormatError(f"{what}: trailer length does not match its entry count")
+    entries = [PackEntry(*fields) for fields in
+               TRAILER_ENTRY.iter_unpack(memoryview(payload)[COUNT.size:])]
+    limit = pack_size - len(envelope) - TRAILER_LENGTH.size
+    for entry in entries:
+        if entry.offset < HEADER_SIZE or entry.offset + entry.length > limit:
+            raise FormatError(f"{what}: trailer entry points outside the pack")
+    return entries
+
+
+def read_pack_entries(backend, cipher: RepositoryCipher, pack_id: str) -> list[PackEntry]:
+    """Read a pack's trailer from storage (two ranged reads) and return its entries."""
+    name = pack_name(pack_id)
+    size = backend.size(name)
+    if size < HEADER_SIZE + TRAILER_LENGTH.size:
+        raise IntegrityError(f"{name}: too short to be a pack")
+    check_header(backend.get(name, 0, HEADER_SIZE), ObjectType.PACK, name)
+    (trailer_length,) = TRAILER_LENGTH.unpack(backend.get(name, size - TRAILER_LENGTH.size,
+                                                          TRAILER_LENGTH.size))
+    if trailer_length > size - HEADER_SIZE - TRAILER_LENGTH.size:
+        raise IntegrityError(f"{name}: trailer length out of range")
+    envelope = backend.get(name, size - TRAILER_LENGTH.size - trailer_length, trailer_length)
+    return parse_trailer(cipher, envelope, size, name)

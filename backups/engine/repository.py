@@ -1,0 +1,411 @@
+"""`Repository`: open/init a repository and the internals every operation builds on.
+
+Operations live in their own modules (archiver = backup, restorer, browse, verify, prune);
+this class owns the keys, the config, the index and the low-level object access they share.
+Internals meant for verify.py / prune.py are documented as contracts below (section
+"Internals"): they may rely on them, and on nothing else here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import hashlib
+import json
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import zstandard
+
+from .crypto import RepositoryCipher
+from .errors import (FormatError, IntegrityError, ObjectNotFound, RepositoryExists,
+                     RepositoryNotFound, SnapshotNotFound, WrongKey, EngineError)
+from .format import BlobType, Compression, ObjectType
+from .index import Index, IndexEntry, write_index
+from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_encryption_key,
+                   unwrap_master_key, wrap_master_key)
+from .packer import PackEntry, blob_associated_data, pack_name, read_pack_entries
+from .snapshot import SnapshotInfo, decode_snapshot, encode_snapshot
+from .tree import TreeEntry, decode_tree
+
+CONFIG_VERSION = 1
+DEFAULT_CHUNKER = {"min_size": 512 * 1024, "avg_size": 1024 * 1024, "max_size": 8 * 1024 * 1024}
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+#: A data blob can never be bigger than the chunker's maximum; refusing larger claims keeps
+#: a crafted index from making restore allocate or write absurd amounts.
+MAX_BLOB_SIZE = 16 * 1024 * 1024
+TREE_CACHE_SIZE = 512
+
+
+@dataclass
+class RepositoryStats:
+    """Totals for `repo.stats()`."""
+
+    snapshots: int
+    packs: int
+    blobs: int
+    data_blobs: int
+    tree_blobs: int
+    stored_bytes: int        # sum of sealed blob sizes referenced by the index
+    uncompressed_bytes: int  # sum of blob plaintext sizes
+    repository_bytes: int    # bytes of every object under data/, index/, snapshots/, keys/
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _lock(backend, exclusive: bool, holder: str):
+    """The repository lock from locking.py (storage engineer), or no lock before it exists."""
+    try:
+        from .locking import repository_lock
+    except ImportError:  # LOCK CALL SITE: locking.py has not landed yet
+        return contextlib.nullcontext()
+    return repository_lock(backend, exclusive=exclusive, holder=holder)
+
+
+class Repository:
+    """An opened repository. Thread-safe for the read paths; one backup at a time per object.
+
+    Construct with `Repository.init` or `Repository.open`, never directly.
+    """
+
+    def __init__(self, backend, master: MasterKey, config: dict, key_name: str):
+        self.backend = backend
+        self.cipher = RepositoryCipher(master.data_key, master.id_key)
+        self._master = master
+        self.config = config
+        self.key_name = key_name
+        self._index: Index | None = None
+        self._index_lock = threading.Lock()
+        self._tree_cache: OrderedDict[bytes, list[TreeEntry]] = OrderedDict()
+        self._tree_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Repository({getattr(self.backend, 'location', '')!r})"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    @classmethod
+    def init(cls, backend, kek: KeyEncryptionKey | str | bytes) -> "Repository":
+        """Create a new repository; `RepositoryExists` when one is already there."""
+        kek = load_key_encryption_key(kek)
+        if backend.exists("config"):
+            raise RepositoryExists(f"a repository already exists at {backend.location}")
+        master = MasterKey.generate()
+        config = {"version": CONFIG_VERSION, "id": secrets.token_hex(16),
+                  "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "chunker": dict(DEFAULT_CHUNKER), "pack_size": DEFAULT_PACK_SIZE,
+                  "blob_id": "hmac-sha256", "cipher": "aes-256-gcm", "compression": "zstd"}
+        key_object = wrap_master_key(master, kek)
+        key_name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
+        backend.put(key_name, key_object)
+        cipher = RepositoryCipher(master.data_key, master.id_key)
+        # config last: its presence is what makes the location a repository.
+        backend.put("config", cipher.seal_envelope(ObjectType.CONFIG,
+                                                   json.dumps(config).encode()))
+        return cls(backend, master, config, key_name)
+
+    @classmethod
+    def open(cls, backend, kek: KeyEncryptionKey | str | bytes) -> "Repository":
+        """Open with any of the repository's wrapped keys.
+
+        `RepositoryNotFound` when there is no repository, `WrongKey` when no key object
+        opens with this secret, `FormatError` for an unsupported format.
+        """
+        kek = load_key_encryption_key(kek)
+        if not backend.exists("config"):
+            raise RepositoryNotFound(f"no repository at {backend.location}")
+        master, key_name = None, None
+        for name in sorted(backend.list("keys/")):
+            try:
+                master = unwrap_master_key(backend.get(name), kek, name)
+                key_name = name
+                break
+            except (WrongKey, FormatError, ObjectNotFound):
+                continue
+        if master is None:
+            raise WrongKey()
+        cipher = RepositoryCipher(master.data_key, master.id_key)
+        config = json.loads(cipher.open_envelope(backend.get("config"), ObjectType.CONFIG,
+                                                 "config"))
+        if config.get("version") != CONFIG_VERSION:
+            raise FormatError(f"config: unsupported repository version {config.get('version')!r}")
+        return cls(backend, master, config, key_name)
+
+    def close(self) -> None:
+        """Release the backend. The repository must not be used afterwards."""
+        self.backend.close()
+
+    # --- keys ---------------------------------------------------------------------------------
+    def add_key(self, kek: KeyEncryptionKey | str | bytes) -> str:
+        """Wrap the master key under another secret; return the new `keys/<id>` name."""
+        key_object = wrap_master_key(self._master, load_key_encryption_key(kek))
+        name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
+        self.backend.put(name, key_object)
+        return name
+
+    def list_keys(self) -> list[dict]:
+        """[{name, kdf, created, current}] for every key object."""
+        keys = []
+        for name in sorted(self.backend.list("keys/")):
+            description = describe_key_object(self.backend.get(name), name)
+            keys.append({"name": name, **description, "current": name == self.key_name})
+        return keys
+
+    def remove_key(self, name: str) -> None:
+        """Delete a wrapped copy (rotation). Refuses to remove the last one."""
+        names = set(self.backend.list("keys/"))
+        if name not in names:
+            raise EngineError(f"no key object {name}")
+        if len(names) == 1:
+            raise EngineError("refusing to remove the repository's last key")
+        self.backend.delete(name)
+
+    # --- Internals (contract for verify.py / prune.py) ------------------------------------------
+    @property
+    def index(self) -> Index:
+        """The union of all index objects, loaded on first use (see `load_index`)."""
+        if self._index is None:
+            self.load_index()
+        return self._index
+
+    def load_index(self, reload: bool = False) -> Index:
+        """(Re)load every `index/*` object. Raises `IntegrityError`/`FormatError` on damage."""
+        with self._index_lock:
+            if self._index is None or reload:
+                index = Index()
+                for name in self.list_index_names():
+                    index.load(name, self.read_index_payload(name))
+                self._index = index
+        return self._index
+
+    def list_index_names(self) -> list[str]:
+        """Names (`index/<id>`) of every index object."""
+        return sorted(self.backend.list("index/"))
+
+    def read_index_payload(self, name: str) -> bytes:
+        """Authenticated payload of one index object (decode with `index.decode_index`)."""
+        return self.cipher.open_envelope(self.backend.get(name), ObjectType.INDEX, name)
+
+    def write_index(self, packs: dict[str, list[PackEntry]]) -> str:
+        """Store a new index object for `packs` (pack id -> entries); return its name.
+        The in-memory index learns the entries too."""
+        name = write_index(self.backend, self.cipher, packs)
+        for pack_id, entries in packs.items():
+            self.index.add_pack(pack_id, entries)
+        self.index.index_names.add(name)
+        return name
+
+    def list_packs(self) -> dict[str, str]:
+        """{pack id: backend name} of every pack object in storage."""
+        packs = {}
+        for name in self.backend.list("data/"):
+            pack_id = name.rsplit("/", 1)[-1]
+            packs[pack_id] = name
+        return packs
+
+    def pack_entries(self, pack_id: str) -> list[PackEntry]:
+        """The blobs listed in a pack's own trailer (authenticated)."""
+        return read_pack_entries(self.backend, self.cipher, pack_id)
+
+    def open_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
+        """Authenticate, decompress and id-check one sealed blob record.
+
+        `IntegrityError` when GCM fails, the plaintext is not `raw_length` bytes, or its
+        keyed hash is not `blob_id`; `FormatError` for an unknown compression.
+        """
+        what = f"blob {blob_id.hex()[:16]} in pack {entry.pack_id[:16]}"
+        if entry.raw_length > MAX_BLOB_SIZE:
+            raise FormatError(f"{what}: claims {entry.raw_length} bytes, above the blob limit")
+        plain = self.cipher.open(sealed, blob_associated_data(blob_id, entry.blob_type,
+                                                              entry.compression), what)
+        if entry.compression == Compression.ZSTD:
+            try:
+                plain = zstandard.ZstdDecompressor().decompress(
+                    plain, max_output_size=entry.raw_length)
+            except zstandard.ZstdError:
+                raise IntegrityError(f"{what}: does not decompress") from None
+        elif entry.compression != Compression.RAW:
+            raise FormatError(f"{what}: unknown compression {entry.compression}")
+        if len(plain) != entry.raw_length:
+            raise IntegrityError(f"{what}: wrong plaintext length")
+        if self.cipher.blob_id(plain) != blob_id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def read_blob(self, blob_id: bytes, blob_type: int | None = None) -> bytes:
+        """Read, authenticate and return one blob's plaintext.
+
+        `IntegrityError` when it is not in the index or fails any check (see `open_blob`).
+        """
+        entry = self.index.get(blob_id)
+        if entry is None:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        if blob_type is not None and entry.blob_type != blob_type:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} has the wrong type")
+        sealed = self.backend.get(pack_name(entry.pack_id), entry.offset, entry.length)
+        return self.open_blob(blob_id, entry, sealed)
+
+    def read_tree(self, tree_id: bytes) -> list[TreeEntry]:
+        """The validated entries of a tree blob (LRU-cached; treat the list as read-only)."""
+        with self._tree_lock:
+            cached = self._tree_cache.get(tree_id)
+            if cached is not None:
+                self._tree_cache.move_to_end(tree_id)
+                return cached
+        entries = decode_tree(self.read_blob(tree_id, BlobType.TREE))
+        with self._tree_lock:
+            self._tree_cache[tree_id] = entries
+            while len(self._tree_cache) > TREE_CACHE_SIZE:
+                self._tree_cache.popitem(last=False)
+        return entries
+
+    def walk_tree_ids(self, tree_id: bytes) -> Iterator[tuple[bytes, list[TreeEntry]]]:
+        """Every (tree id, entries) reachable from `tree_id`, each tree once."""
+        seen, stack = set(), [tree_id]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            entries = self.read_tree(current)
+            yield current, entries
+            stack.extend(entry.subtree for entry in entries if entry.type == "dir")
+
+    def list_snapshot_ids(self) -> list[str]:
+        """Ids of every `snapshots/<id>` object."""
+        return sorted(name.rsplit("/", 1)[-1] for name in self.backend.list("snapshots/"))
+
+    def load_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """One manifest, authenticated; `SnapshotNotFound` when missing."""
+        name = f"snapshots/{snapshot_id}"
+        try:
+            data = self.backend.get(name)
+        except ObjectNotFound:
+            raise SnapshotNotFound(f"no snapshot {snapshot_id}") from None
+        return decode_snapshot(snapshot_id, self.cipher.open_envelope(
+            data, ObjectType.SNAPSHOT, name))
+
+    def iter_snapshots(self) -> Iterator[SnapshotInfo]:
+        """Every snapshot (unordered). A manifest deleted meanwhile is skipped."""
+        for snapshot_id in self.list_snapshot_ids():
+            try:
+                yield self.load_snapshot(snapshot_id)
+            except SnapshotNotFound:
+                continue
+
+    def write_snapshot(self, info: SnapshotInfo) -> str:
+        """Store a manifest (the commit point); return its id and set `info.id`."""
+        data = self.cipher.seal_envelope(ObjectType.SNAPSHOT, encode_snapshot(info))
+        info.id = hashlib.sha256(data).hexdigest()
+        self.backend.put(f"snapshots/{info.id}", data)
+        return info.id
+
+    def delete_objects(self, names: Iterable[str]) -> int:
+        """Delete storage objects by name (missing ones are fine); return how many."""
+        count = 0
+        for name in names:
+            self.backend.delete(name)
+            count += 1
+        return count
+
+    def lock(self, *, exclusive: bool, holder: str):
+        """The repository lock context manager (shared for backup/restore, exclusive prune)."""
+        return _lock(self.backend, exclusive, holder)
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def snapshots(self, source: str | None = None, tags: Iterable[str] | None = None
+                  ) -> list[SnapshotInfo]:
+        """Snapshots, oldest first, optionally only those of `source` carrying all `tags`."""
+        wanted = set(tags or ())
+        found = [info for info in self.iter_snapshots()
+                 if (source is None or info.source == source) and wanted <= set(info.tags)]
+        return sorted(found, key=lambda info: (info.time, info.id))
+
+    def resolve_snapshot(self, reference: str, source: str | None = None) -> SnapshotInfo:
+        """A snapshot by full id, unique id prefix (>= 4 hex digits) or "latest"."""
+        if reference == "latest":
+            found = self.snapshots(source=source)
+            if not found:
+                raise SnapshotNotFound("the repository has no snapshot yet")
+            return found[-1]
+        reference = reference.strip().lower()
+        if len(reference) == 64:
+            return self.load_snapshot(reference)
+        if len(reference) < 4 or any(c not in "0123456789abcdef" for c in reference):
+            raise SnapshotNotFound(f"no snapshot {reference!r}")
+        matches = [sid for sid in self.list_snapshot_ids() if sid.startswith(reference)]
+        if len(matches) != 1:
+            raise SnapshotNotFound(f"no snapshot {reference!r}" if not matches else
+                                   f"snapshot prefix {reference!r} is ambiguous")
+        return self.load_snapshot(matches[0])
+
+    # --- operations (thin delegations) -----------------------------------------------------------
+    def backup(self, source_dir, *, source: str | None = None, tags: Iterable[str] = (),
+               parent: str | None = "auto", progress=None, cancel=None, hostname=None):
+        """Back up `source_dir`; see `archiver.backup`."""
+        from .archiver import backup
+        with self.lock(exclusive=False, holder=f"backup {source or source_dir}"):
+            return backup(self, source_dir, source=source, tags=tags, parent=parent,
+                          progress=progress, cancel=cancel, hostname=hostname)
+
+    def restore(self, snapshot: str, target_dir, sub_path: str | None = None, *,
+                progress=None, cancel=None):
+        """Restore a snapshot (or `sub_path` of it) into `target_dir`; see `restorer.restore`."""
+        from .restorer import restore
+        with self.lock(exclusive=False, holder=f"restore {snapshot}"):
+            return restore(self, snapshot, target_dir, sub_path=sub_path, progress=progress,
+                           cancel=cancel)
+
+    def list_dir(self, snapshot: str, path: str = "/") -> list[TreeEntry]:
+        from .browse import list_dir
+        return list_dir(self, snapshot, path)
+
+    def open_file(self, snapshot: str, path: str) -> Iterator[bytes]:
+        from .browse import open_file
+        return open_file(self, snapshot, path)
+
+    def verify(self, read_data_percent: float = 0.0, progress=None):
+        """Structural (+ data) check; see verify.py."""
+        from . import verify
+        return verify.verify(self, read_data_percent=read_data_percent, progress=progress)
+
+    def forget(self, policy, source: str | None = None, dry_run: bool = False, now=None):
+        """Apply a retention policy to snapshot manifests; see prune.py."""
+        from . import prune
+        return prune.forget(self, policy, source=source, dry_run=dry_run, now=now)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Remove one snapshot manifest (its data goes at the next prune); see prune.py."""
+        from . import prune
+        return prune.delete_snapshot(self, snapshot_id)
+
+    def prune(self, dry_run: bool = False, progress=None):
+        """Remove unreferenced data; see prune.py."""
+        from . import prune
+        return prune.prune(self, dry_run=dry_run, progress=progress)
+
+    def stats(self) -> RepositoryStats:
+        """Counts and sizes from the index and a storage listing."""
+        index = self.load_index(reload=True)
+        data_blobs = tree_blobs = stored = uncompressed = 0
+        for _blob_id, entry in index.items():
+            stored += entry.length
+            uncompressed += entry.raw_length
+            if entry.blob_type == BlobType.TREE:
+                tree_blobs += 1
+            else:
+                data_blobs += 1
+        repository_bytes = 0
+        packs = 0
+        for prefix in ("data/", "index/", "snapshots/", "keys/"):
+            for name in self.backend.list(prefix):
+                repository_bytes += self.backend.size(name)
+                packs += prefix == "data/"
+        return RepositoryStats(snapshots=len(self.list_snapshot_ids()), packs=packs,
+                               blobs=len(index), data_blobs=data_blobs, tree_blobs=tree_blobs,
+                               stored_bytes=stored, uncompressed_bytes=uncompressed,
+                               repository_bytes=repository_bytes)

@@ -1,0 +1,83 @@
+"""Snapshot manifests (`snapshots/<id>`): the commit point of a backup.
+
+An envelope (type SNAPSHOT) whose payload is UTF-8 JSON::
+
+    {"version": 1, "time": ISO-8601 UTC, "hostname": str, "source": str, "paths": [str],
+     "tags": [str], "tree": hex root tree id, "parent": snapshot id | null,
+     "stats": {...}, "warnings": [str]}
+
+The id is the hex SHA-256 of the stored bytes. A snapshot is written only after every pack
+and the index it needs are stored, so any snapshot that exists is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from .errors import FormatError
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass
+class SnapshotInfo:
+    """A snapshot as the API and CLI see it."""
+
+    id: str
+    time: dt.datetime
+    source: str
+    tags: list[str]
+    tree: str
+    hostname: str = ""
+    paths: list[str] = field(default_factory=list)
+    parent: str | None = None
+    stats: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def to_json(self) -> dict:
+        """The public description (CLI `snapshots --json`, API)."""
+        return {"id": self.id, "short_id": self.short_id, "time": self.time.isoformat(),
+                "source": self.source, "tags": list(self.tags), "hostname": self.hostname,
+                "paths": list(self.paths), "parent": self.parent, "tree": self.tree,
+                "stats": dict(self.stats), "warnings": list(self.warnings)}
+
+
+def encode_snapshot(info: SnapshotInfo) -> bytes:
+    document = info.to_json()
+    del document["id"], document["short_id"]
+    document["version"] = SNAPSHOT_VERSION
+    return json.dumps(document, sort_keys=True).encode("utf-8")
+
+
+def decode_snapshot(snapshot_id: str, payload: bytes) -> SnapshotInfo:
+    """Parse and validate a manifest payload; `FormatError` when unsupported or malformed."""
+    what = f"snapshots/{snapshot_id}"
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        raise FormatError(f"{what}: manifest is not valid JSON") from None
+    if not isinstance(document, dict) or document.get("version") != SNAPSHOT_VERSION:
+        raise FormatError(f"{what}: unsupported manifest version")
+    try:
+        tree = document["tree"]
+        if not isinstance(tree, str) or len(tree) != 64:
+            raise ValueError
+        bytes.fromhex(tree)
+        time = dt.datetime.fromisoformat(document["time"])
+        if time.tzinfo is None:
+            time = time.replace(tzinfo=dt.timezone.utc)
+        tags = [str(tag) for tag in document.get("tags", [])]
+        return SnapshotInfo(id=snapshot_id, time=time, source=str(document.get("source", "")),
+                            tags=tags, tree=tree, hostname=str(document.get("hostname", "")),
+                            paths=[str(p) for p in document.get("paths", [])],
+                            parent=document.get("parent"),
+                            stats=dict(document.get("stats") or {}),
+                            warnings=[str(w) for w in document.get("warnings") or []])
+    except (KeyError, ValueError, TypeError):
+        raise FormatError(f"{what}: malformed manifest") from None
