@@ -165,3 +165,12 @@ class BackendUnavailable(BackendError):
     http_status = 503
     transient = True
     exit_code = 22
+
+
+# --- retention (added by the storage layer) ----------------------------------------------
+class InvalidRetentionPolicy(EngineError, ValueError):
+    """The retention policy is not valid."""
+
+    code = "invalid_retention"
+    http_status = 400
+    exit_code = 2
