@@ -11,10 +11,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.on_after_configure.connect
+@app.on_configure.connect
 def _check_settings(sender, **kwargs):
-    # Settings are loaded lazily; load them now so a bad setting stops the worker/beat at
-    # start with one line instead of a traceback in the middle of the first task.
+    # Celery reads Django settings lazily, the first time the CLI or a task touches app.conf;
+    # load them here, just before Celery does (on_configure, not on_after_configure, which
+    # fires only once loading succeeded), so a bad setting stops the worker/beat with one
+    # line instead of a traceback. SystemExit passes through Celery's signal dispatch.
     from storage_platform.startup import exit_on_config_error
 
     with exit_on_config_error():

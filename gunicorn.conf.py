@@ -1,0 +1,16 @@
+"""Gunicorn configuration, read by any `gunicorn` started in the project directory.
+
+It loads the Django settings in the master process before any worker is forked: a malformed
+setting then stops gunicorn with one line and exit status 2, instead of every worker failing
+to boot and the master respawning them forever.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storage_platform.settings")
+
+from storage_platform.startup import load_settings_or_exit  # noqa: E402
+
+load_settings_or_exit()
+
+wsgi_app = "storage_platform.wsgi:application"
