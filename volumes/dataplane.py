@@ -1,0 +1,471 @@
+"""The file data plane: write, read, list and delete files inside a volume, confined to it.
+
+Contracts callers rely on:
+
+* Writes are atomic: the body streams into a hidden temporary file in the target directory
+  (`.sbp-upload-*`), which is fsynced and renamed over the target only when the whole body
+  arrived within the quota. A failed write (quota, disconnect, pool error) removes the
+  temporary file and any directory it created, so readers and backups see the old file or
+  the new one, never a half-written one.
+* Memory stays flat: the body is read in `CHUNK_SIZE` pieces and never held whole.
+* The quota is `volume.quota_bytes` against `used_bytes` (apparent size of regular files).
+  A declared `Content-Length` larger than the free room is refused before any byte is read
+  (413 `payload_too_large`); a body that turns out larger than the room while streaming
+  (no length declared, or another upload took the room meanwhile) is refused with 507
+  `quota_exceeded`. `used_bytes` moves by the exact difference on each write and delete.
+* Every path is confined to the volume (see `volumes.confinement`); symlinks are listed but
+  never followed, and can be deleted (the link, not its target).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from django.db.models import F
+
+from volumes.confinement import (
+    is_symlink_at,
+    open_child_directory,
+    open_directory,
+    open_parent_directory,
+    open_volume_root,
+    split_relative_path,
+)
+from volumes.errors import (
+    DirectoryNotEmpty,
+    FileNotFound,
+    InvalidHeader,
+    InvalidPath,
+    PathConflict,
+    QuotaExceeded,
+    UploadTooLarge,
+    VolumeNotAvailable,
+)
+from volumes.models import Volume, VolumeStatus
+
+CHUNK_SIZE = 1024 * 1024
+TEMPORARY_PREFIX = ".sbp-upload-"
+DEFAULT_FILE_MODE = 0o644
+READABLE_STATUSES = (VolumeStatus.AVAILABLE, VolumeStatus.RESTORING, VolumeStatus.ERROR)
+
+
+class IncompleteUpload(InvalidHeader):
+    """The request body ended before the declared Content-Length."""
+
+    code = "incomplete_upload"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: str
+    size: int
+    sha256: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    path: str
+    type: str
+    freed_bytes: int
+
+
+# --- headers -------------------------------------------------------------------------------
+def parse_mode(value: str | None) -> int | None:
+    """`X-File-Mode`: octal permission bits such as `0644` or `755` (setuid/setgid refused)."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.startswith(("0o", "0O")):
+        text = text[2:]
+    if not text or any(character not in "01234567" for character in text):
+        raise InvalidHeader("X-File-Mode must be octal permission bits such as 0644.", detail={"header": "X-File-Mode"})
+    mode = int(text, 8)
+    if mode > 0o1777:
+        raise InvalidHeader("X-File-Mode may set permission bits and the sticky bit only (at most 01777).",
+                            detail={"header": "X-File-Mode"})
+    return mode
+
+
+def parse_mtime(value: str | None) -> int | None:
+    """`X-File-Mtime`: Unix seconds (fractions allowed) or ISO 8601; returns nanoseconds."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidHeader("X-File-Mtime must be Unix seconds or an ISO 8601 time.",
+                                detail={"header": "X-File-Mtime"}) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = moment.timestamp()
+    if not (0 <= seconds < 2**33):  # finite, not before 1970, before year 2242
+        raise InvalidHeader("X-File-Mtime is out of range.", detail={"header": "X-File-Mtime"})
+    return int(round(seconds * 1_000_000_000))
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _require_status(volume: Volume, allowed) -> None:
+    if volume.status not in allowed:
+        raise VolumeNotAvailable(
+            f"Volume {volume.name!r} is {volume.status}; this operation needs it {' or '.join(allowed)}.",
+            detail={"volume": volume.name, "status": volume.status},
+        )
+
+
+def _current_used_bytes(volume: Volume) -> int:
+    # Read fresh: another upload may have moved the counter since the volume was loaded.
+    return Volume.objects.filter(pk=volume.pk).values_list("used_bytes", flat=True).first() or 0
+
+
+def _add_usage(volume: Volume, delta: int) -> None:
+    if delta:
+        # An F() update is atomic in the database, so concurrent uploads never lose a delta.
+        Volume.objects.filter(pk=volume.pk).update(used_bytes=F("used_bytes") + delta)
+        volume.used_bytes += delta
+
+
+def _regular_size_at(directory_fd: int, name: str) -> tuple[int, bool]:
+    """(size, exists) of what `name` is now; size counts only a regular file."""
+    try:
+        info = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0, False
+    if stat.S_ISDIR(info.st_mode):
+        raise PathConflict("A directory exists at this path; a file cannot replace it.")
+    return (info.st_size if stat.S_ISREG(info.st_mode) else 0), True
+
+
+def _existing_size(root_fd: int, components: list[str]) -> tuple[int, bool]:
+    """Size of the file an upload would replace, without creating anything."""
+    try:
+        parent_fd = open_parent_directory(root_fd, components, create=False)
+    except FileNotFound:
+        return 0, False
+    try:
+        return _regular_size_at(parent_fd, components[-1])
+    finally:
+        os.close(parent_fd)
+
+
+def _missing_directories(root_fd: int, components: list[str]) -> list[str]:
+    """Which parent directories an upload will create (so a failed upload can remove them)."""
+    missing: list[str] = []
+    current_fd = os.dup(root_fd)
+    try:
+        for depth, name in enumerate(components[:-1]):
+            try:
+                next_fd = open_child_directory(current_fd, name, create=False,
+                                               shown_path="/".join(components[: depth + 1]))
+            except FileNotFound:
+                return ["/".join(components[: index + 1]) for index in range(depth, len(components) - 1)]
+            os.close(current_fd)
+            current_fd = next_fd
+    finally:
+        os.close(current_fd)
+    return missing
+
+
+def _remove_created_directories(root_fd: int, created: list[str]) -> None:
+    for relative in reversed(created):
+        components = relative.split("/")
+        try:
+            parent_fd = open_parent_directory(root_fd, components)
+        except Exception:
+            continue
+        try:
+            os.rmdir(components[-1], dir_fd=parent_fd)
+        except OSError:
+            pass  # not empty any more (a concurrent upload uses it) or already gone
+        finally:
+            os.close(parent_fd)
+
+
+def _write_all(file_fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(file_fd, view)
+        view = view[written:]
+
+
+# --- write ---------------------------------------------------------------------------------
+def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | None,
+               mode: int | None = None, mtime_ns: int | None = None) -> WriteResult:
+    """Stream `stream` (anything with `read(size)`) into `raw_path` inside the volume.
+
+    `content_length=None` means "read until EOF". See the module docstring for atomicity and
+    quota rules.
+    """
+    _require_status(volume, (VolumeStatus.AVAILABLE,))
+    components = split_relative_path(raw_path)
+    shown_path = "/".join(components)
+    root_fd = open_volume_root(volume.path)
+    try:
+        try:
+            old_size, _ = _existing_size(root_fd, components)
+        except PathConflict as error:
+            error.detail.setdefault("path", shown_path)
+            raise
+        room = volume.quota_bytes - _current_used_bytes(volume) + old_size
+        if content_length is not None and content_length > room:
+            raise UploadTooLarge(
+                f"The upload ({content_length} bytes) is larger than the volume's free space ({max(room, 0)} bytes).",
+                detail={"content_length": content_length, "available_bytes": max(room, 0),
+                        "quota_bytes": volume.quota_bytes},
+            )
+        created_directories = _missing_directories(root_fd, components)
+        parent_fd = open_parent_directory(root_fd, components, create=True)
+        try:
+            return _stream_into_place(volume, parent_fd, components[-1], shown_path, stream,
+                                      content_length=content_length, room=room, mode=mode, mtime_ns=mtime_ns)
+        except BaseException:
+            os.close(parent_fd)
+            parent_fd = -1
+            _remove_created_directories(root_fd, created_directories)
+            raise
+        finally:
+            if parent_fd >= 0:
+                os.close(parent_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_length, room, mode, mtime_ns):
+    temporary_name = f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}"
+    file_fd = os.open(temporary_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600, dir_fd=parent_fd)
+    renamed = False
+    try:
+        hasher = hashlib.sha256()
+        size = 0
+        while True:
+            wanted = CHUNK_SIZE if content_length is None else min(CHUNK_SIZE, content_length - size)
+            if wanted <= 0:
+                break
+            chunk = stream.read(wanted)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > room:
+                raise QuotaExceeded(
+                    f"Volume {volume.name!r} ran out of quota while receiving the upload; nothing was written.",
+                    detail={"quota_bytes": volume.quota_bytes, "available_bytes": max(room, 0)},
+                )
+            hasher.update(chunk)
+            try:
+                _write_all(file_fd, chunk)
+            except OSError as error:
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise QuotaExceeded("The storage pool is full; nothing was written.", code="pool_full") from None
+                raise
+        if content_length is not None and size < content_length:
+            raise IncompleteUpload(f"The body ended after {size} of {content_length} bytes; nothing was written.",
+                                   detail={"received": size, "content_length": content_length})
+        os.fchmod(file_fd, DEFAULT_FILE_MODE if mode is None else mode)
+        if mtime_ns is not None:
+            os.utime(file_fd, ns=(mtime_ns, mtime_ns))
+        os.fsync(file_fd)
+        os.close(file_fd)
+        file_fd = -1
+        # Measure what we replace right before replacing it; the rename itself never follows
+        # a symlink at the target (it replaces the link), so it cannot write outside.
+        old_size, existed = _regular_size_at(parent_fd, name)
+        try:
+            os.rename(temporary_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except IsADirectoryError:
+            raise PathConflict("A directory exists at this path; a file cannot replace it.",
+                               detail={"path": shown_path}) from None
+        renamed = True
+        os.fsync(parent_fd)  # make the rename itself durable
+    except PathConflict as error:
+        error.detail.setdefault("path", shown_path)
+        raise
+    finally:
+        if file_fd >= 0:
+            os.close(file_fd)
+        if not renamed:
+            try:
+                os.unlink(temporary_name, dir_fd=parent_fd)
+            except FileNotFoundError:
+                pass
+    _add_usage(volume, size - old_size)
+    return WriteResult(path=shown_path, size=size, sha256=hasher.hexdigest(), created=not existed)
+
+
+# --- read ----------------------------------------------------------------------------------
+@dataclass
+class OpenedFile:
+    file: object  # a binary file object; the caller closes it (FileResponse does)
+    size: int
+    mode: int
+    mtime_ns: int
+    name: str
+
+
+def open_file(volume: Volume, raw_path: str) -> OpenedFile:
+    """Open a regular file for reading; a symlink or a special file is refused, a directory
+    raises `PathConflict` (callers list it instead)."""
+    _require_status(volume, READABLE_STATUSES)
+    components = split_relative_path(raw_path)
+    shown_path = "/".join(components)
+    root_fd = open_volume_root(volume.path)
+    try:
+        parent_fd = open_parent_directory(root_fd, components)
+    finally:
+        os.close(root_fd)
+    try:
+        try:
+            # O_NONBLOCK: opening a FIFO planted in the volume must not hang the request.
+            file_fd = os.open(components[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                              dir_fd=parent_fd)
+        except FileNotFoundError:
+            raise FileNotFound(f"No file {shown_path!r} in the volume.", detail={"path": shown_path}) from None
+        except OSError as error:
+            if error.errno == errno.ELOOP or is_symlink_at(parent_fd, components[-1]):
+                raise InvalidPath(f"{shown_path!r} is a symlink; the data plane never follows symlinks.",
+                                  detail={"path": shown_path}) from None
+            raise
+    finally:
+        os.close(parent_fd)
+    info = os.fstat(file_fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(file_fd)
+        kind = "directory" if stat.S_ISDIR(info.st_mode) else "special file"
+        raise PathConflict(f"{shown_path!r} is a {kind}, not a regular file.", detail={"path": shown_path, "type": kind})
+    os.set_blocking(file_fd, True)
+    return OpenedFile(file=os.fdopen(file_fd, "rb"), size=info.st_size, mode=stat.S_IMODE(info.st_mode),
+                      mtime_ns=info.st_mtime_ns, name=components[-1])
+
+
+def is_directory(volume: Volume, raw_path: str) -> bool:
+    """True when `raw_path` names a directory inside the volume (never through a symlink)."""
+    components = split_relative_path(raw_path, allow_root=True)
+    root_fd = open_volume_root(volume.path)
+    try:
+        directory_fd = open_directory(root_fd, components)
+    except (FileNotFound, PathConflict):
+        return False
+    finally:
+        os.close(root_fd)
+    os.close(directory_fd)
+    return True
+
+
+# --- list ----------------------------------------------------------------------------------
+def _entry_type(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+def list_directory(volume: Volume, raw_path: str) -> list[dict]:
+    """Entries of a directory, sorted by name: `name, type (file|dir|symlink|other), size,
+    mode (octal string), mtime (ISO 8601 UTC), target (symlinks only)`.
+
+    Uploads in progress (their hidden temporary files) are not listed.
+    """
+    _require_status(volume, READABLE_STATUSES)
+    components = split_relative_path(raw_path or "", allow_root=True)
+    root_fd = open_volume_root(volume.path)
+    try:
+        directory_fd = open_directory(root_fd, components)
+    except FileNotFound:
+        raise FileNotFound(f"No directory {'/'.join(components)!r} in the volume.",
+                           detail={"path": "/".join(components)}) from None
+    finally:
+        os.close(root_fd)
+    entries = []
+    try:
+        with os.scandir(directory_fd) as iterator:
+            for entry in iterator:
+                if entry.name.startswith(TEMPORARY_PREFIX):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed while listing
+                entry_type = _entry_type(info.st_mode)
+                item = {
+                    "name": entry.name,
+                    "type": entry_type,
+                    "size": info.st_size if entry_type in ("file", "symlink") else 0,
+                    "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+                    "mtime": datetime.fromtimestamp(info.st_mtime_ns / 1e9, tz=timezone.utc).isoformat(),
+                }
+                if entry_type == "symlink":
+                    try:
+                        item["target"] = os.readlink(entry.name, dir_fd=directory_fd)
+                    except OSError:
+                        item["target"] = None
+                entries.append(item)
+    finally:
+        os.close(directory_fd)
+    entries.sort(key=lambda item: item["name"])
+    return entries
+
+
+# --- delete --------------------------------------------------------------------------------
+def delete_path(volume: Volume, raw_path: str, *, recursive: bool = False) -> DeleteResult:
+    """Delete a file, a symlink (the link itself) or a directory (empty, or with `recursive`)."""
+    _require_status(volume, (VolumeStatus.AVAILABLE,))
+    components = split_relative_path(raw_path)
+    shown_path = "/".join(components)
+    name = components[-1]
+    root_fd = open_volume_root(volume.path)
+    try:
+        parent_fd = open_parent_directory(root_fd, components)
+    finally:
+        os.close(root_fd)
+    try:
+        try:
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise FileNotFound(f"No file or directory {shown_path!r} in the volume.",
+                               detail={"path": shown_path}) from None
+        if stat.S_ISDIR(info.st_mode):
+            freed = _delete_directory(parent_fd, name, shown_path, recursive)
+            entry_type = "dir"
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+            freed = info.st_size if stat.S_ISREG(info.st_mode) else 0
+            entry_type = _entry_type(info.st_mode)
+    finally:
+        os.close(parent_fd)
+    _add_usage(volume, -freed)
+    return DeleteResult(path=shown_path, type=entry_type, freed_bytes=freed)
+
+
+def _delete_directory(parent_fd: int, name: str, shown_path: str, recursive: bool) -> int:
+    if not recursive:
+        try:
+            os.rmdir(name, dir_fd=parent_fd)
+        except OSError as error:
+            if error.errno == errno.ENOTEMPTY:
+                raise DirectoryNotEmpty(detail={"path": shown_path}) from None
+            raise
+        return 0
+    from volumes.pools import tree_size
+
+    directory_fd = open_child_directory(parent_fd, name, create=False, shown_path=shown_path)
+    try:
+        freed = tree_size(directory_fd)
+    finally:
+        os.close(directory_fd)
+    # rmtree with dir_fd uses the fd-based walk: it never follows a symlink inside the tree.
+    shutil.rmtree(name, dir_fd=parent_fd)
+    return freed

@@ -1,0 +1,56 @@
+"""Filters of the volume list: `name`, `status`, `policy`, `label=key=value` (repeatable) and
+`label_selector=key=value,key2=value2`. All are exact matches and combine with AND.
+
+Label filters compare one JSON key each through `KeyTextTransform` cast to text, which works the same on
+SQLite and PostgreSQL and never splices the key into SQL.
+"""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+
+from volumes.models import VolumeStatus
+from volumes.validation import LABEL_KEY_PATTERN, VolumeValidationError
+
+MAX_LABEL_FILTERS = 16
+
+
+def parse_label_terms(query_params) -> list[tuple[str, str]]:
+    raw_terms = list(query_params.getlist("label"))
+    for selector in query_params.getlist("label_selector"):
+        raw_terms.extend(term for term in selector.split(",") if term.strip())
+    terms = []
+    for raw in raw_terms:
+        key, separator, value = raw.strip().partition("=")
+        if not separator or not LABEL_KEY_PATTERN.match(key):
+            raise VolumeValidationError(
+                f"Label filter {raw[:80]!r} must look like key=value.", detail={"label": [f"Invalid term {raw[:80]!r}."]})
+        terms.append((key, value))
+    if len(terms) > MAX_LABEL_FILTERS:
+        raise VolumeValidationError(f"At most {MAX_LABEL_FILTERS} label filters.", detail={"label": ["Too many terms."]})
+    return terms
+
+
+def filter_volumes(queryset: QuerySet, query_params) -> QuerySet:
+    """Apply the list filters; a malformed filter raises `VolumeValidationError` (400)."""
+    name = query_params.get("name")
+    if name:
+        queryset = queryset.filter(name=name)
+    status = query_params.get("status")
+    if status:
+        if status not in VolumeStatus.values:
+            raise VolumeValidationError(
+                f"status must be one of {', '.join(VolumeStatus.values)}.", detail={"status": ["Unknown status."]})
+        queryset = queryset.filter(status=status)
+    policy = query_params.get("policy")
+    if policy:
+        queryset = queryset.filter(policy__name=policy)
+    for index, (key, value) in enumerate(parse_label_terms(query_params)):
+        alias = f"label_filter_{index}"
+        # Cast to text: a bare key transform would make Django compare against the value
+        # parsed as JSON, which fails on SQLite for plain strings.
+        text_value = Cast(KeyTextTransform(key, "labels"), TextField())
+        queryset = queryset.alias(**{alias: text_value}).filter(**{alias: value})
+    return queryset

@@ -1,0 +1,59 @@
+"""How a volume looks in the API. Output only: input is validated by `volumes.validation`.
+
+Field names are a contract with automation (Ansible, scripts, tests): `id, name, size_gb,
+status, path, used_bytes, labels, rpo_hours, policy, created_at`, plus `updated_at, pool,
+node, quota_bytes, status_message, policy_id`.
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from volumes.models import MAX_SIZE_GB, Volume
+from volumes.validation import MAX_RPO_HOURS
+
+
+class VolumeSerializer(serializers.ModelSerializer):
+    policy = serializers.SerializerMethodField(help_text="The policy's name, or null.")
+    policy_id = serializers.IntegerField(read_only=True, allow_null=True)
+    rpo_hours = serializers.IntegerField(read_only=True, help_text="Effective RPO: the override, else the policy's.")
+    quota_bytes = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Volume
+        fields = ["id", "name", "size_gb", "status", "status_message", "path", "used_bytes", "quota_bytes",
+                  "labels", "rpo_hours", "policy", "policy_id", "pool", "node", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_policy(self, volume: Volume) -> str | None:
+        return volume.policy.name if volume.policy_id is not None and volume.policy is not None else None
+
+
+class VolumeWriteSerializer(serializers.Serializer):
+    """The request body of create and update, for the OpenAPI schema and the browsable API."""
+
+    name = serializers.RegexField(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", max_length=63,
+                                  help_text="DNS label; required on create, cannot change.")
+    size_gb = serializers.IntegerField(min_value=1, max_value=MAX_SIZE_GB, help_text="Quota in GiB.")
+    labels = serializers.DictField(child=serializers.CharField(), required=False)
+    policy = serializers.CharField(required=False, allow_null=True,
+                                   help_text="Policy id or name; the default policy when omitted on create.")
+    rpo_hours = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_RPO_HOURS,
+                                         help_text="Overrides the policy's RPO; null follows the policy.")
+    pool = serializers.CharField(required=False, help_text="Storage pool (default: 'default').")
+    node = serializers.CharField(required=False, allow_blank=True)
+
+
+class FileWriteResultSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class FileEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["file", "dir", "symlink", "other"])
+    size = serializers.IntegerField()
+    mode = serializers.CharField(help_text="Octal permission bits, e.g. 0644.")
+    mtime = serializers.DateTimeField()
+    target = serializers.CharField(required=False, allow_null=True, help_text="Symlinks only.")

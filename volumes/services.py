@@ -1,0 +1,170 @@
+"""Volume lifecycle: create, update, delete, find, measure. Views, the admin and other apps
+(backups' restore-to-new-volume) call these; none of them touches pools or rows directly.
+
+Contracts:
+
+* `create_volume` validates, inserts the row in status `creating`, asks the pool for storage,
+  then moves to `available`, or to `error` with `status_message` when the pool fails (the row
+  stays so an operator can see and delete it). A duplicate name raises `VolumeExists` (409).
+* `delete_volume` refuses a volume with an active backup/restore job (409 `volume_busy`),
+  marks it `deleting`, removes the storage, then the row. Backups and jobs of the volume are
+  kept: their `volume_id`/`volume_name` go on naming it (see backups/models.py).
+* `refresh_usage` walks the volume's storage and stores `used_bytes`; it is O(files), so
+  lists never call it. Uploads and deletes keep `used_bytes` current between walks.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.db import IntegrityError, transaction
+
+from volumes.errors import PoolError, QuotaBelowUsage, VolumeBusy, VolumeExists, VolumeNotFound
+from volumes.models import Volume, VolumeStatus
+from volumes.pools import DEFAULT_POOL, get_pool
+from volumes.validation import VolumeValidationError, clean_volume_fields
+
+logger = logging.getLogger(__name__)
+_UNSET = object()
+
+
+def find_volume(identifier) -> Volume:
+    """The volume with this id (UUID) or, failing that, this name; `VolumeNotFound` otherwise.
+
+    The id is tried first: a name that happens to look like a UUID is still found by name
+    when no volume has that id.
+    """
+    text = str(identifier)
+    queryset = Volume.objects.select_related("policy")
+    try:
+        volume_id = uuid.UUID(text)
+    except ValueError:
+        volume_id = None
+    if volume_id is not None:
+        volume = queryset.filter(pk=volume_id).first()
+        if volume is not None:
+            return volume
+    volume = queryset.filter(name=text).first() if len(text) <= 63 else None
+    if volume is None:
+        raise VolumeNotFound(f"Volume {text[:80]!r} does not exist.", detail={"volume": text[:80]})
+    return volume
+
+
+def default_policy():
+    from backups.models import Policy
+
+    return Policy.objects.filter(is_default=True).order_by("pk").first()
+
+
+def create_volume(fields: dict, *, actor: str = "") -> Volume:
+    """Create a volume and its storage from client fields (see `clean_volume_fields`).
+
+    `policy` defaults to the default policy when absent; `pool` to `default`.
+    """
+    clean = clean_volume_fields(fields, partial=False)
+    if Volume.objects.filter(name=clean["name"]).exists():
+        raise VolumeExists(f"A volume named {clean['name']!r} already exists.", detail={"name": clean["name"]})
+    pool = get_pool(clean.get("pool", DEFAULT_POOL))
+    volume_id = uuid.uuid4()
+    volume = Volume(
+        id=volume_id,
+        name=clean["name"],
+        size_gb=clean["size_gb"],
+        status=VolumeStatus.CREATING,
+        pool=pool.name,
+        node=clean.get("node", ""),
+        path=str(pool.resolve_path(volume_id)),
+        labels=clean.get("labels", {}),
+        policy=clean["policy"] if "policy" in clean else default_policy(),
+        rpo_hours_override=clean.get("rpo_hours"),
+    )
+    try:
+        with transaction.atomic():
+            volume.save(force_insert=True)
+    except IntegrityError:
+        # Two creates raced past the exists() check; the unique index decided.
+        raise VolumeExists(f"A volume named {clean['name']!r} already exists.", detail={"name": clean["name"]}) from None
+    try:
+        pool.create(volume_id)
+    except PoolError as error:
+        logger.error("volume %s (%s): pool %s failed to create storage: %s", volume.name, volume.id, pool.name,
+                     error.message)
+        _set_status(volume, VolumeStatus.ERROR, error.message)
+        return volume
+    _set_status(volume, VolumeStatus.AVAILABLE, "")
+    logger.info("volume %s (%s) created in pool %s by %s", volume.name, volume.id, pool.name, actor or "system")
+    return volume
+
+
+def update_volume(volume: Volume, fields: dict, *, actor: str = "") -> Volume:
+    """Apply a partial update. `name`, `pool` and `node` cannot change (the name identifies the
+    volume to automation and to its backups; moving data between pools is not an update)."""
+    clean = clean_volume_fields(fields, partial=True)
+    immutable = {key: "Cannot be changed after creation."
+                 for key in ("name", "pool", "node") if key in clean and clean[key] != getattr(volume, key)}
+    if immutable:
+        raise VolumeValidationError(f"{next(iter(immutable))}: cannot be changed after creation.",
+                                    detail={key: [message] for key, message in immutable.items()})
+    changed = []
+    if "size_gb" in clean and clean["size_gb"] != volume.size_gb:
+        used = Volume.objects.filter(pk=volume.pk).values_list("used_bytes", flat=True).first() or 0
+        if clean["size_gb"] * 1024**3 < used:
+            raise QuotaBelowUsage(
+                f"Volume {volume.name!r} holds {used} bytes; {clean['size_gb']} GiB is too small.",
+                detail={"used_bytes": used, "size_gb": clean["size_gb"]},
+            )
+        volume.size_gb = clean["size_gb"]
+        changed.append("size_gb")
+    if "labels" in clean:
+        volume.labels = clean["labels"]
+        changed.append("labels")
+    if "rpo_hours" in clean:
+        volume.rpo_hours_override = clean["rpo_hours"]
+        changed.append("rpo_hours_override")
+    if "policy" in clean:
+        volume.policy = clean["policy"]
+        changed.append("policy")
+    if changed:
+        volume.save(update_fields=[*changed, "updated_at"])
+        logger.info("volume %s (%s) updated (%s) by %s", volume.name, volume.id, ", ".join(changed), actor or "system")
+    return volume
+
+
+def delete_volume(volume: Volume, *, actor: str = "") -> None:
+    """Delete the volume's storage and row; its backups stay (see the module docstring)."""
+    from backups.models import ACTIVE_JOB_STATUSES, Job
+
+    active_job = (Job.objects.filter(volume_id=volume.pk, status__in=ACTIVE_JOB_STATUSES)
+                  .order_by("created_at").first())
+    if active_job is not None:
+        raise VolumeBusy(
+            f"Volume {volume.name!r} has an active {active_job.kind} job; cancel it or wait for it to finish.",
+            detail={"job": str(active_job.id), "kind": active_job.kind, "status": active_job.status},
+        )
+    if volume.status == VolumeStatus.RESTORING:
+        raise VolumeBusy(f"Volume {volume.name!r} is being restored.", detail={"status": volume.status})
+    _set_status(volume, VolumeStatus.DELETING, "")
+    try:
+        get_pool(volume.pool).delete(volume.pk)
+    except PoolError as error:
+        _set_status(volume, VolumeStatus.ERROR, f"Deletion failed: {error.message}")
+        raise
+    # Backups and jobs point at the volume without a database constraint and with
+    # DO_NOTHING, so this deletes the row alone and they keep the volume's id and name.
+    Volume.objects.filter(pk=volume.pk).delete()
+    logger.info("volume %s (%s) deleted by %s", volume.name, volume.id, actor or "system")
+
+
+def refresh_usage(volume: Volume) -> int:
+    """Measure the volume's storage, store `used_bytes`, and return it."""
+    used = get_pool(volume.pool).usage(volume.pk)
+    Volume.objects.filter(pk=volume.pk).update(used_bytes=used)
+    volume.used_bytes = used
+    return used
+
+
+def _set_status(volume: Volume, status: str, message: str) -> None:
+    volume.status = status
+    volume.status_message = message[:1024]
+    volume.save(update_fields=["status", "status_message", "updated_at"])

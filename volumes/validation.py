@@ -1,0 +1,165 @@
+"""Validation of volume fields, shared by the API, the admin and other apps' services.
+
+`clean_volume_fields(data, partial=...)` checks a client's dict field by field and returns
+clean values, or raises `VolumeValidationError` (400 `validation_error`) whose `detail`
+maps each bad field to a list of messages, like DRF's validation errors. Types are strict
+(a JSON number for `size_gb`, not `true` or `1.5`) because automation that sends the wrong
+type should hear about it rather than get a guess.
+"""
+
+from __future__ import annotations
+
+import re
+
+from storage_platform.errors import BadRequest
+from volumes.models import DNS_LABEL_PATTERN, MAX_SIZE_GB
+
+MAX_RPO_HOURS = 24 * 366
+MAX_LABELS = 64
+MAX_LABEL_VALUE_LENGTH = 255
+# Kubernetes-style label keys: an optional DNS-subdomain prefix and '/', then a name of
+# letters, digits, '-', '_' and '.', starting and ending with a letter or digit (1-63).
+LABEL_KEY_PATTERN = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+NAME_PATTERN = re.compile(DNS_LABEL_PATTERN)
+# Fields a client may write, and fields it may send back unchanged from a GET (ignored), so
+# that a read-modify-write round trip works while typos are still reported.
+WRITABLE_FIELDS = ("name", "size_gb", "labels", "policy", "rpo_hours", "pool", "node")
+READ_ONLY_FIELDS = ("id", "status", "status_message", "path", "used_bytes", "quota_bytes", "created_at",
+                    "updated_at", "policy_id", "last_backup")
+
+
+class VolumeValidationError(BadRequest):
+    """The volume's fields are not valid."""
+
+    code = "validation_error"
+
+
+def strict_integer(value, field: str, *, minimum: int, maximum: int, errors: dict) -> int | None:
+    """An integer from JSON (or a digit string from an HTML form); records an error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        errors[field] = [f"Must be a whole number, not {type(value).__name__}."]
+        return None
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,12}", value.strip()):
+            errors[field] = ["Must be a whole number."]
+            return None
+        value = int(value.strip())
+    if value < minimum:
+        errors[field] = [f"Must be at least {minimum}."]
+        return None
+    if value > maximum:
+        errors[field] = [f"Must be at most {maximum}."]
+        return None
+    return value
+
+
+def validate_name(value, errors: dict) -> str | None:
+    if not isinstance(value, str):
+        errors["name"] = ["Must be a string."]
+        return None
+    if not NAME_PATTERN.match(value):
+        errors["name"] = ["Use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit."]
+        return None
+    return value
+
+
+def validate_labels(value, errors: dict) -> dict | None:
+    if not isinstance(value, dict):
+        errors["labels"] = ["Must be an object mapping label keys to string values."]
+        return None
+    if len(value) > MAX_LABELS:
+        errors["labels"] = [f"At most {MAX_LABELS} labels."]
+        return None
+    problems = []
+    for key, label_value in value.items():
+        if not LABEL_KEY_PATTERN.match(key) or len(key) > 253 + 1 + 63:
+            problems.append(f"Key {key[:80]!r} is not a valid label key (letters, digits, '-', '_', '.', "
+                            "optionally prefixed by a DNS name and '/').")
+        elif not isinstance(label_value, str):
+            problems.append(f"The value of {key!r} must be a string, not {type(label_value).__name__}.")
+        elif len(label_value) > MAX_LABEL_VALUE_LENGTH or any(ord(c) < 0x20 for c in label_value):
+            problems.append(f"The value of {key!r} must be at most {MAX_LABEL_VALUE_LENGTH} printable characters.")
+    if problems:
+        errors["labels"] = problems
+        return None
+    return dict(value)
+
+
+def resolve_policy(value, errors: dict):
+    """A Policy from its id or name; `None` stays None (no policy)."""
+    from backups.models import Policy
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        errors["policy"] = ["Must be a policy id or name."]
+        return None
+    policy = None
+    if isinstance(value, int) or value.isdigit():
+        policy = Policy.objects.filter(pk=int(value)).first()
+    if policy is None and isinstance(value, str):
+        policy = Policy.objects.filter(name=value).first()
+    if policy is None:
+        errors["policy"] = [f"No policy has the id or name {str(value)[:80]!r}."]
+    return policy
+
+
+def validate_pool(value, errors: dict) -> str | None:
+    from volumes.pools import configured_pools
+
+    pools = configured_pools()
+    if not isinstance(value, str) or value not in pools:
+        errors["pool"] = [f"Unknown pool; known pools: {', '.join(sorted(pools))}."]
+        return None
+    return value
+
+
+def validate_node(value, errors: dict) -> str | None:
+    if value == "" or value is None:
+        return ""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        errors["node"] = ["Must be a node name (DNS label) or empty."]
+        return None
+    return value
+
+
+def clean_volume_fields(data, *, partial: bool) -> dict:
+    """Validated values for the fields present in `data`.
+
+    On create (`partial=False`) `name` and `size_gb` are required. `rpo_hours` and `policy`
+    may be null (null rpo_hours: follow the policy; null policy: no policy). Returns only the
+    keys present, with `rpo_hours` and `policy` already converted (int/None, Policy/None).
+    """
+    if not isinstance(data, dict):
+        raise VolumeValidationError("The body must be a JSON object.", detail={"non_field_errors": ["Expected an object."]})
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(key for key in data if key not in WRITABLE_FIELDS and key not in READ_ONLY_FIELDS)
+    for key in unknown:
+        errors[str(key)[:80]] = ["Unknown field."]
+    if not partial:
+        for required in ("name", "size_gb"):
+            if required not in data:
+                errors[required] = ["This field is required."]
+    clean: dict = {}
+    if "name" in data:
+        clean["name"] = validate_name(data["name"], errors)
+    if "size_gb" in data:
+        clean["size_gb"] = strict_integer(data["size_gb"], "size_gb", minimum=1, maximum=MAX_SIZE_GB, errors=errors)
+    if "labels" in data:
+        clean["labels"] = validate_labels({} if data["labels"] is None else data["labels"], errors)
+    if "rpo_hours" in data:
+        clean["rpo_hours"] = None if data["rpo_hours"] is None else strict_integer(
+            data["rpo_hours"], "rpo_hours", minimum=1, maximum=MAX_RPO_HOURS, errors=errors)
+    if "policy" in data:
+        clean["policy"] = resolve_policy(data["policy"], errors)
+    if "pool" in data:
+        clean["pool"] = validate_pool(data["pool"], errors)
+    if "node" in data:
+        clean["node"] = validate_node(data["node"], errors)
+    if errors:
+        first_field, first_messages = next(iter(errors.items()))
+        raise VolumeValidationError(f"{first_field}: {first_messages[0]}", detail=errors)
+    return clean
