@@ -205,6 +205,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # before the reconciler decides its worker is gone.
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
 JOB_STALE_AFTER_SECONDS = env_int("JOB_STALE_AFTER_SECONDS", 120, minimum=5)
+# A queued job whose message was sent this long ago and never picked up is re-sent by the
+# reconciler (the message was lost, e.g. a Redis restart); see docs/scheduling.md.
+JOB_RESEND_AFTER_SECONDS = env_int("JOB_RESEND_AFTER_SECONDS", 300, minimum=5)
 
 # --- REST framework ----------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -60,6 +60,12 @@ def current_tick(policy: Policy, now: datetime | None = None) -> datetime:
 
 def start_tick_backup(policy: Policy, tick: datetime, volume, result: FanOutResult) -> None:
     """Start the backup of `volume` for `tick` unless it exists or the volume is busy."""
+    start_keyed_backup(policy, volume, backup_key(policy.pk, tick, volume.pk), result)
+
+
+def start_keyed_backup(policy: Policy, volume, key: str, result: FanOutResult) -> None:
+    """Start a scheduled backup of `volume` with idempotency `key`, unless a job with that key
+    exists or the volume is busy or not available; records what happened in `result`."""
     from backups import services
     from backups.errors import BackupInProgress, VolumeNotAvailable
     from volumes.models import VolumeStatus
@@ -67,7 +73,6 @@ def start_tick_backup(policy: Policy, tick: datetime, volume, result: FanOutResu
     if volume.status != VolumeStatus.AVAILABLE:
         result.skipped[volume.name] = f"volume is {volume.status}"
         return
-    key = backup_key(policy.pk, tick, volume.pk)
     if Job.objects.filter(idempotency_key=key).exists():
         result.skipped[volume.name] = "already started for this tick"
         return

@@ -4,7 +4,8 @@ Runs every minute from beat (and from `manage.py reconcile_jobs`). Two repairs:
 
 1. **Lost messages.** A job `queued` whose message was sent more than
    `JOB_RESEND_AFTER_SECONDS` ago (or never: the broker refused it, the process died between
-   commit and send), and which is due (`run_after` passed), gets its message sent again.
+   commit and send), and which has been due (`run_after`, a retry's backoff) for as long, gets
+   its message sent again.
    Sending twice is safe: `jobs.claim` is one conditional UPDATE, so of two messages for the
    same job exactly one runs it; the other finds it taken and does nothing.
 2. **Dead workers.** A job `running` whose heartbeat is older than `JOB_STALE_AFTER_SECONDS`
@@ -55,7 +56,9 @@ def lost_queued_jobs(now: datetime):
     return (
         Job.objects.filter(status=JobStatus.QUEUED, cancel_requested=False)
         .filter(Q(sent_at__isnull=True, created_at__lt=cutoff) | Q(sent_at__lt=cutoff))
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        # A retry waiting out its backoff has a message with a countdown: count from when it
+        # is due, not from when it was sent, or every long backoff would get a duplicate.
+        .filter(Q(run_after__isnull=True) | Q(run_after__lt=cutoff))
         .order_by("created_at")
     )
 

@@ -1,12 +1,19 @@
 """RPO catch-up: after an outage, back up once the volumes whose RPO is already broken.
 
 A volume's RPO is broken when its newest completed backup (or, never backed up, its creation)
-is older than its RPO (`Volume.rpo_hours`: override, policy, or 24 h). The catch-up starts
-that volume's backup *for its policy's current tick*, with the same idempotency key the
-fan-out uses (`fanout.backup_key`): whichever of the two runs first starts the backup, the
-other finds it, so a volume is backed up once per tick however many ticks were missed and in
-whatever order beat and the catch-up come back. Volumes with an active backup or restore, or
-whose policy is disabled, are left alone.
+is older than its RPO (`Volume.rpo_hours`: override, policy, or 24 h). Volumes with an active
+backup or restore, or whose policy is disabled, are left alone. For a broken volume the
+catch-up starts, in this order of preference:
+
+1. *the current tick's scheduled backup*, with the fan-out's own idempotency key
+   (`fanout.backup_key`), when it does not exist yet: whichever of beat's late run and the
+   catch-up comes first starts it, the other finds it - one backup per volume however many
+   ticks were missed;
+2. otherwise (that backup exists and finished, yet the RPO is still broken: it failed, or the
+   RPO is shorter than the schedule's interval) one catch-up backup keyed
+   `rpo:<volume id>:<newest good backup>`: at most one per volume until a backup completes,
+   so a failing volume is not retried every five minutes (the job runner already retries
+   transient errors with backoff).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, Q
 
-from backups.models import BackupStatus, Policy
+from backups.models import BackupStatus, Job, Policy
 from backups.scheduling import clock, cron, fanout
 
 logger = logging.getLogger(__name__)
@@ -25,6 +32,10 @@ logger = logging.getLogger(__name__)
 def rpo_broken(volume, newest_completed: datetime | None, now: datetime) -> bool:
     reference = newest_completed or volume.created_at
     return now - reference > timedelta(hours=volume.rpo_hours)
+
+
+def catch_up_key(volume_id, reference: datetime) -> str:
+    return f"rpo:{volume_id}:{reference.isoformat()}"
 
 
 def catch_up(*, now: datetime | None = None) -> fanout.FanOutResult:
@@ -56,7 +67,12 @@ def catch_up(*, now: datetime | None = None) -> fanout.FanOutResult:
                 ticks[policy.pk] = None
         if ticks[policy.pk] is None:
             continue
-        fanout.start_tick_backup(policy, ticks[policy.pk], volume, result)
+        tick_key = fanout.backup_key(policy.pk, ticks[policy.pk], volume.pk)
+        if not Job.objects.filter(idempotency_key=tick_key).exists():
+            fanout.start_tick_backup(policy, ticks[policy.pk], volume, result)
+        else:
+            reference = volume.newest_completed or volume.created_at
+            fanout.start_keyed_backup(policy, volume, catch_up_key(volume.pk, reference), result)
     if result.started:
         logger.warning("RPO catch-up: %d backups started for volumes past their RPO", len(result.started))
     return result
