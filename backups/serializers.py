@@ -1,0 +1,124 @@
+"""How backups and jobs look in the API, and the request bodies of their actions.
+
+Field names are a contract with automation (Ansible, scripts, tests):
+backup `id, volume, volume_name, status, job, created_at, completed_at, stats` (+ `snapshot_id,
+trigger, error, started_at, forgotten_at`); job `id, kind, status, progress, error,
+created_at, finished_at` (+ `attempts, max_attempts, worker, heartbeat_at, volume, result,
+error_code, queue, started_at, cancel_requested`).
+"""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from backups.models import Backup, Job
+
+
+class ProgressSerializer(serializers.Serializer):
+    bytes_done = serializers.IntegerField()
+    bytes_total = serializers.IntegerField()
+    percent = serializers.FloatField(allow_null=True)
+    message = serializers.CharField()
+
+
+def job_progress(job: Job) -> dict:
+    total = job.progress_total
+    percent = round(min(job.progress_done / total, 1.0) * 100, 1) if total > 0 else (100.0 if job.status == "succeeded" else None)
+    return {"bytes_done": job.progress_done, "bytes_total": total, "percent": percent,
+            "message": job.progress_message}
+
+
+class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    volume = serializers.UUIDField(source="volume_id", read_only=True, allow_null=True)
+    policy = serializers.SerializerMethodField()
+    backup = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "status", "progress", "error", "error_code", "created_at", "started_at",
+                  "finished_at", "attempts", "max_attempts", "worker", "heartbeat_at", "queue", "volume",
+                  "backup", "policy", "params", "result", "cancel_requested", "created_by"]
+        read_only_fields = fields
+
+    def get_progress(self, job: Job) -> dict:
+        return ProgressSerializer(job_progress(job)).data
+
+    def get_policy(self, job: Job) -> str | None:
+        return job.policy.name if job.policy_id and job.policy else None
+
+    def get_backup(self, job: Job) -> str | None:
+        if job.kind == "backup":
+            backup = getattr(job, "backup", None)
+            return str(backup.pk) if backup else None
+        return job.params.get("backup")
+
+
+class BackupSerializer(serializers.ModelSerializer):
+    volume = serializers.UUIDField(source="volume_id", read_only=True)
+    job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
+    job_status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Backup
+        fields = ["id", "volume", "volume_name", "status", "job", "job_status", "trigger", "snapshot_id",
+                  "created_at", "started_at", "completed_at", "forgotten_at", "stats", "error"]
+        read_only_fields = fields
+
+    def get_job_status(self, backup: Backup) -> str | None:
+        return backup.job.status if backup.job_id and backup.job else None
+
+
+# --- request bodies (strict: wrong types are 400 with the field named) ---------------------
+class TriggerSerializer(serializers.Serializer):
+    """`POST /backups`: `{"volume": "<id or name>"}` or `{"all": true}`."""
+
+    volume = serializers.CharField(required=False, max_length=255)
+    all = serializers.BooleanField(required=False, default=False)
+
+    def validate_all(self, value):
+        if not isinstance(self.initial_data.get("all", False), bool):
+            raise serializers.ValidationError("Must be true or false.")
+        return value
+
+    def validate(self, attrs):
+        if attrs.get("all") and attrs.get("volume"):
+            raise serializers.ValidationError("Give either volume or all, not both.")
+        if not attrs.get("all") and not attrs.get("volume"):
+            raise serializers.ValidationError({"volume": ["This field is required (or all: true)."]})
+        return attrs
+
+
+class VolumeReferenceSerializer(serializers.Serializer):
+    """`POST /backup` (the brief's endpoint): `{"volume": "<id or name>"}`."""
+
+    volume = serializers.CharField(max_length=255)
+
+
+class RestoreSerializer(serializers.Serializer):
+    """`POST /backups/{id}/restore`: `{}` (in place), `{"new_volume_name": ...}` or `{"volume": ...}`."""
+
+    new_volume_name = serializers.CharField(required=False, max_length=63)
+    volume = serializers.CharField(required=False, max_length=255, help_text="Restore in place into this volume.")
+    size_gb = serializers.IntegerField(required=False, min_value=1, help_text="Quota of the new volume.")
+
+    def validate(self, attrs):
+        if attrs.get("new_volume_name") and attrs.get("volume"):
+            raise serializers.ValidationError("Give either volume or new_volume_name, not both.")
+        if attrs.get("size_gb") and not attrs.get("new_volume_name"):
+            raise serializers.ValidationError({"size_gb": ["Only with new_volume_name."]})
+        return attrs
+
+
+class VerifySerializer(serializers.Serializer):
+    read_data_percent = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=100.0)
+
+
+class SnapshotEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField()
+    type = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    mode = serializers.CharField(allow_null=True)
+    mtime = serializers.CharField(allow_null=True)
+    target = serializers.CharField(allow_null=True, required=False)

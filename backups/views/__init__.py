@@ -1,0 +1,32 @@
+"""HTTP views of the backups app, one module per resource: `backups`, `jobs`, `triggers`
+(the trigger endpoints that are not under /backups) and the scheduler's `policies`."""
+
+from __future__ import annotations
+
+from django.http import QueryDict
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def actor_of(request) -> str:
+    """Who is calling, for job rows and log lines: the token's name or the user name (never a secret)."""
+    token = getattr(request, "auth", None)
+    if token is not None and hasattr(token, "name"):
+        return f"token:{token.name}"
+    user = getattr(request, "user", None)
+    if user is not None and getattr(user, "is_authenticated", False):
+        return f"user:{user.get_username()}"
+    return "anonymous"
+
+
+def request_body(request):
+    """The parsed body (a malformed JSON body raises ParseError → 400 `malformed_request`);
+    an HTML form from the browsable API becomes a plain dict without its CSRF field."""
+    data = request.data
+    if isinstance(data, QueryDict):
+        data = {key: value for key, value in data.dict().items() if key != "csrfmiddlewaretoken"}
+    return data
+
+
+def idempotency_key(request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_HEADER)

@@ -1,0 +1,44 @@
+"""Trigger endpoints outside `/backups`: the brief's `POST /api/v1/backup` (`{"volume": ...}`)
+and repository-wide `POST /api/v1/verify` (`{"read_data_percent": n}`). Both answer 202."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import Role
+from backups import services
+from backups.serializers import BackupSerializer, JobSerializer, VerifySerializer, VolumeReferenceSerializer
+from backups.views import actor_of, request_body
+from backups.views.backups import IDEMPOTENCY_PARAMETER, trigger_response
+
+
+class BackupTriggerView(APIView):
+    """`POST /api/v1/backup` with `{"volume": "<id or name>"}`: 202 with the backup."""
+
+    read_role = Role.READ
+    write_role = Role.BACKUP
+
+    @extend_schema(request=VolumeReferenceSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={202: BackupSerializer})
+    def post(self, request):
+        body = VolumeReferenceSerializer(data=request_body(request))
+        body.is_valid(raise_exception=True)
+        return trigger_response(request, body.validated_data["volume"])
+
+
+class VerifyView(APIView):
+    """`POST /api/v1/verify` with `{"read_data_percent": 0-100}`: 202 with the verify job."""
+
+    read_role = Role.READ
+    write_role = Role.BACKUP
+
+    @extend_schema(request=VerifySerializer, responses={202: JobSerializer})
+    def post(self, request):
+        body = VerifySerializer(data=request_body(request) or {})
+        body.is_valid(raise_exception=True)
+        job = services.start_verify(read_data_percent=body.validated_data["read_data_percent"],
+                                    actor=actor_of(request))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
