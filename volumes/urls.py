@@ -1,6 +1,6 @@
 """URL routes of the volumes app (mounted under /api/v1/). A trailing slash is optional."""
 
-from django.urls import path, re_path
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from volumes.views.files import VolumeFilesView
@@ -14,6 +14,8 @@ files_view = VolumeFilesView.as_view()
 
 urlpatterns = [
     re_path(r"^volumes/(?P<id>[^/]+)/files/?$", files_view, name="volume-files"),
-    path("volumes/<str:id>/files/<path:file_path>", files_view, name="volume-file"),
+    # [\s\S] rather than '.': a path with a newline must reach the view (and be refused
+    # there as invalid_path), not fall through to a bare 404.
+    re_path(r"^volumes/(?P<id>[^/]+)/files/(?P<file_path>[\s\S]+)$", files_view, name="volume-file"),
     *router.urls,
 ]
