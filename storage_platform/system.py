@@ -68,6 +68,8 @@ def check_storage() -> dict:
     except (ImportError, AttributeError):
         return {"status": "unknown", "reason": "storage health check not available"}
     result = storage_health()
+    if isinstance(result, tuple):  # backups.storage.storage_health() -> (ok, message)
+        return {"status": "ok" if result[0] else "failing", "message": result[1]}
     if isinstance(result, dict):
         healthy = result.get("ok", result.get("status", "ok") in ("ok", True))
         details = {key: value for key, value in result.items() if key not in ("ok", "status")}

@@ -1,0 +1,160 @@
+"""The Django side of repository storage: django-storages configures, the engine stores.
+
+`settings.STORAGES["backups"]` (built from `S3_*` / `REPOSITORY_DIR` in settings.py) is the one
+configuration surface. This module turns that storage into an engine backend:
+
+* `FileSystemStorage`  -> `LocalBackend(storage.location)`
+* `S3Storage`          -> `S3Backend(storage.bucket_name, storage.location,
+                                     client=storage.connection.meta.client)`
+
+so S3/MinIO endpoint, region and credentials are whatever django-storages was given, and the
+engine never reads Django settings itself. Both are wrapped in `RetryingBackend`.
+
+`open_repository()` returns an opened engine `Repository` (initialised on first use with
+`settings.REPOSITORY_KEY`). Unwrapping the repository key costs a key derivation (scrypt for
+passphrase-like keys, ~0.1 s and 32 MiB), so the unwrapped key is cached per process; every
+call still returns a NEW `Repository` object, because an index cached for long would miss
+packs other processes wrote since. Callers `close()` what they get; that is cheap.
+
+`storage_health()` answers `/ready`: `(ok, message)`, never raising, never naming secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from typing import NamedTuple
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, storages
+
+from backups.engine.backend import Backend
+from backups.engine.backends import LocalBackend, open_backend
+from backups.engine.errors import EngineError, RepositoryExists, RepositoryNotFound
+
+log = logging.getLogger(__name__)
+
+STORAGE_ALIAS = "backups"
+
+_cache_lock = threading.Lock()
+_opened: dict[tuple, object] = {}
+
+
+class UnsupportedStorage(EngineError):
+    """The configured backups storage cannot hold a repository."""
+
+    code = "unsupported_storage"
+    http_status = 500
+
+
+class StorageHealth(NamedTuple):
+    ok: bool
+    message: str
+
+
+def _backups_storage():
+    return storages[STORAGE_ALIAS]
+
+
+def _is_s3_storage(storage) -> bool:
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:  # django-storages without boto3: no S3 possible
+        return False
+    return isinstance(storage, S3Storage)
+
+
+def engine_backend(*, retry: bool = True) -> Backend:
+    """The engine backend for the `backups` storage alias (wrapped in retries by default)."""
+    storage = _backups_storage()
+    if isinstance(storage, FileSystemStorage):
+        backend: Backend = LocalBackend(storage.location)
+    elif _is_s3_storage(storage):
+        from backups.engine.backends.s3 import S3Backend
+
+        backend = S3Backend(storage.bucket_name, storage.location or "",
+                            client=storage.connection.meta.client)
+    else:
+        raise UnsupportedStorage(
+            f"the backups storage {type(storage).__name__} is not supported; use "
+            "FileSystemStorage (REPOSITORY_DIR) or S3Storage (S3_* settings)")
+    return open_backend(backend, retry=retry)
+
+
+def _cache_key() -> tuple:
+    storage_config = repr(sorted(settings.STORAGES[STORAGE_ALIAS].items()))
+    # Only a digest of the key is kept, so the cache never holds the secret as a key.
+    key_digest = hashlib.sha256(str(settings.REPOSITORY_KEY).encode()).hexdigest()
+    return storage_config, key_digest, os.getpid()
+
+
+def _open_or_init(backend: Backend):
+    from backups.engine.repository import Repository
+
+    try:
+        return Repository.open(backend, settings.REPOSITORY_KEY)
+    except RepositoryNotFound:
+        pass
+    try:
+        repository = Repository.init(backend, settings.REPOSITORY_KEY)
+        log.info("initialised a new backup repository at %s", backend.location)
+        return repository
+    except RepositoryExists:
+        # another process initialised it between our open and our init
+        return Repository.open(backend, settings.REPOSITORY_KEY)
+
+
+def open_repository():
+    """An opened engine `Repository` for the `backups` storage; `close()` it when done.
+
+    Raises `WrongKey` when `REPOSITORY_KEY` does not open the existing repository, and
+    storage errors (`BackendUnavailable`, ...) when the storage cannot be reached.
+    """
+    from backups.engine.repository import Repository
+
+    key = _cache_key()
+    with _cache_lock:
+        template = _opened.get(key)
+        if template is None:
+            template = _open_or_init(engine_backend())
+            _opened.clear()  # settings changed (tests) or first use: keep only the current one
+            _opened[key] = template
+    # A fresh object (fresh index, fresh tree cache) sharing the unwrapped key and the backend.
+    return Repository(template.backend, template._master, template.config, template.key_name)
+
+
+def forget_cached_repository() -> None:
+    """Drop the per-process cache (tests that change settings, key rotation)."""
+    with _cache_lock:
+        _opened.clear()
+
+
+def storage_health() -> StorageHealth:
+    """(ok, message) for `/ready`: can the repository storage be reached right now?"""
+    try:
+        storage = _backups_storage()
+        if isinstance(storage, FileSystemStorage):
+            location = storage.location
+            existing = location
+            while not os.path.exists(existing):
+                parent = os.path.dirname(existing)
+                if parent == existing:
+                    break
+                existing = parent
+            if not (os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)):
+                return StorageHealth(False, f"repository directory {location} is not writable")
+            state = "initialised" if os.path.exists(os.path.join(location, "config")) \
+                else "not initialised yet"
+            return StorageHealth(True, f"local repository {location} ({state})")
+        backend = engine_backend(retry=False)
+        check = getattr(backend, "check_bucket", None)
+        if check is not None:
+            check()
+        state = "initialised" if backend.exists("config") else "not initialised yet"
+        return StorageHealth(True, f"repository {backend.location} ({state})")
+    except EngineError as error:
+        return StorageHealth(False, error.message)
+    except Exception as error:  # any failure of the storage means "not ready", never a 500
+        return StorageHealth(False, f"storage check failed: {type(error).__name__}")

@@ -1,0 +1,120 @@
+"""backups/storage.py: django-storages configuration -> engine backend and repository."""
+
+from __future__ import annotations
+
+import pytest
+
+from backups import storage as storage_adapter
+from backups.engine.backends import LocalBackend
+from backups.engine.backends.retry import RetryingBackend
+from backups.engine.backends.s3 import S3Backend
+from backups.engine.errors import WrongKey
+
+
+@pytest.fixture
+def local_storage(settings, tmp_path):
+    settings.STORAGES = {**settings.STORAGES, "backups": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "repository")}}}
+    settings.REPOSITORY_KEY = "a passphrase for the test repository"
+    storage_adapter.forget_cached_repository()
+    yield tmp_path / "repository"
+    storage_adapter.forget_cached_repository()
+
+
+@pytest.fixture
+def s3_storage(settings, s3_bucket):
+    server = s3_bucket.server
+    settings.STORAGES = {**settings.STORAGES, "backups": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": s3_bucket.name, "endpoint_url": server.endpoint_url,
+                    "region_name": server.region, "access_key": server.access_key_id,
+                    "secret_key": server.secret_access_key, "location": "repository",
+                    "file_overwrite": True, "default_acl": None, "querystring_auth": False}}}
+    settings.REPOSITORY_KEY = "0123456789abcdef" * 4
+    storage_adapter.forget_cached_repository()
+    yield s3_bucket
+    storage_adapter.forget_cached_repository()
+
+
+def test_filesystem_storage_becomes_a_local_backend(local_storage):
+    backend = storage_adapter.engine_backend()
+    assert isinstance(backend, RetryingBackend)
+    assert isinstance(backend.inner, LocalBackend)
+    assert backend.inner.root == str(local_storage)
+
+
+def test_s3_storage_becomes_an_s3_backend_on_the_storages_own_client(s3_storage):
+    from django.core.files.storage import storages
+
+    backend = storage_adapter.engine_backend()
+    assert isinstance(backend.inner, S3Backend)
+    assert backend.inner.bucket == s3_storage.name and backend.inner.prefix == "repository"
+    assert backend.inner.client is storages["backups"].connection.meta.client
+    backend.put("keys/probe", b"x")
+    stored = s3_storage.client.get_object(Bucket=s3_storage.name, Key="repository/keys/probe")
+    assert stored["Body"].read() == b"x"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_open_repository_initialises_once_and_reopens(kind, request):
+    request.getfixturevalue(f"{kind}_storage")
+    first = storage_adapter.open_repository()
+    assert first.backend.exists("config")
+    repository_id = first.config["id"]
+    first.close()
+    storage_adapter.forget_cached_repository()  # as a new process would
+    second = storage_adapter.open_repository()
+    assert second.config["id"] == repository_id
+    assert second is not storage_adapter.open_repository()  # fresh object per call
+    second.close()
+
+
+def test_open_repository_round_trips_a_backup(local_storage, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file.txt").write_bytes(b"kept safe")
+    repository = storage_adapter.open_repository()
+    result = repository.backup(source, source="volume:test")
+    target = tmp_path / "target"
+    storage_adapter.open_repository().restore(result.snapshot_id, target)
+    assert (target / "file.txt").read_bytes() == b"kept safe"
+
+
+def test_a_wrong_repository_key_is_a_clear_error(local_storage, settings):
+    storage_adapter.open_repository().close()
+    settings.REPOSITORY_KEY = "not the key the repository was made with"
+    with pytest.raises(WrongKey):
+        storage_adapter.open_repository()
+
+
+def test_health_of_a_writable_local_repository(local_storage):
+    ok, message = storage_adapter.storage_health()
+    assert ok and "not initialised yet" in message
+    storage_adapter.open_repository().close()
+    ok, message = storage_adapter.storage_health()
+    assert ok and "(initialised)" in message
+
+
+def test_health_of_an_unusable_local_repository(settings, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    settings.STORAGES = {**settings.STORAGES, "backups": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(blocker / "repository")}}}
+    ok, message = storage_adapter.storage_health()
+    assert not ok and "not writable" in message
+
+
+def test_health_of_s3(s3_storage):
+    ok, message = storage_adapter.storage_health()
+    assert ok and s3_storage.name in message
+
+
+def test_health_of_a_missing_bucket_names_no_secret(s3_storage, settings):
+    options = dict(settings.STORAGES["backups"]["OPTIONS"], bucket_name="no-such-bucket")
+    settings.STORAGES = {**settings.STORAGES,
+                         "backups": {**settings.STORAGES["backups"], "OPTIONS": options}}
+    ok, message = storage_adapter.storage_health()
+    assert not ok and "does not exist" in message
+    assert s3_storage.server.secret_access_key not in message
