@@ -1,0 +1,108 @@
+"""`manage.py backup_all`: back up every volume now, for sites that schedule with system cron.
+
+    manage.py backup_all                 # queue every available volume, wait, report
+    manage.py backup_all --no-wait       # queue and exit (workers do the work)
+    manage.py backup_all --volume db-1 --volume web --timeout 1800
+
+One line per volume on stdout (`volume=<name> status=<status> ...`), then a summary line.
+Exit status: 0 when every backup completed (or was already running: skipped, not failed),
+1 when any failed or was cancelled, 2 when the timeout passed with backups still running
+(they keep running; the command only stops waiting), 3 when a named volume does not exist.
+Workers must be running: this command queues jobs and watches them, like the API does.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.errors import VolumeNotFound
+from backups.models import Backup, BackupStatus, BackupTrigger
+
+EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNKNOWN_VOLUME = 1, 2, 3
+TERMINAL = (BackupStatus.COMPLETED, BackupStatus.FAILED, BackupStatus.CANCELLED)
+
+
+class Command(BaseCommand):
+    help = "Back up every volume (or --volume ones) now; wait and exit non-zero if any failed."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--volume", action="append", default=[], metavar="NAME_OR_ID",
+                            help="Only this volume (repeatable). Default: every available volume.")
+        parser.add_argument("--no-wait", action="store_true", help="Queue the backups and exit at once.")
+        parser.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                            help="Stop waiting after this long (exit 2). Default 3600.")
+        parser.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS",
+                            help="How often to read the backups' status while waiting. Default 2.")
+        parser.add_argument("--trigger", choices=BackupTrigger.values, default=BackupTrigger.SCHEDULE,
+                            help="Recorded trigger of the backups. Default: schedule (cron).")
+
+    def handle(self, *args, volume, no_wait, timeout, poll_interval, trigger, **options):
+        from backups import services
+
+        if timeout <= 0 or poll_interval <= 0:
+            raise CommandError("--timeout and --poll-interval must be positive.")
+        volumes = None
+        if volume:
+            try:
+                volumes = [services.find_volume(reference) for reference in volume]
+            except VolumeNotFound as error:
+                raise CommandError(error.message, returncode=EXIT_UNKNOWN_VOLUME) from None
+        queued, skipped = services.trigger_backup_all(trigger=trigger, actor="manage.py backup_all", volumes=volumes)
+        for entry in skipped:
+            self._line(entry["volume_name"], "skipped", reason=entry["reason"])
+        if no_wait:
+            for backup in queued:
+                self._line(backup.volume_name, "queued", backup=backup.pk, job=backup.job_id)
+            self._summary(queued=len(queued), skipped=len(skipped))
+            return
+        outcome = self._wait(queued, timeout, poll_interval)
+        counts = {status: len(backups) for status, backups in outcome.items()}
+        self._summary(skipped=len(skipped), **counts)
+        if counts.get("failed") or counts.get("cancelled"):
+            raise CommandError(f"{counts.get('failed', 0)} backup(s) failed, {counts.get('cancelled', 0)} cancelled.",
+                               returncode=EXIT_FAILED)
+        if counts.get("unfinished"):
+            raise CommandError(f"{counts['unfinished']} backup(s) still running after {timeout:.0f} s.",
+                               returncode=EXIT_TIMEOUT)
+
+    def _wait(self, queued: list[Backup], timeout: float, poll_interval: float) -> dict[str, list[Backup]]:
+        """Report each backup as it finishes; return them grouped by final status."""
+        pending = {backup.pk: backup for backup in queued}
+        outcome: dict[str, list[Backup]] = {"completed": [], "failed": [], "cancelled": [], "unfinished": []}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for backup in Backup.objects.filter(pk__in=list(pending), status__in=TERMINAL):
+                del pending[backup.pk]
+                outcome[backup.status].append(backup)
+                self._report(backup)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(min(poll_interval, max(deadline - time.monotonic(), 0.01)))
+        for backup in Backup.objects.filter(pk__in=list(pending)):
+            outcome["unfinished"].append(backup)
+            self._line(backup.volume_name, "timeout", backup=backup.pk, job=backup.job_id, last_status=backup.status)
+        return outcome
+
+    def _report(self, backup: Backup) -> None:
+        if backup.status == BackupStatus.COMPLETED:
+            stats = backup.stats or {}
+            self._line(backup.volume_name, "completed", backup=backup.pk, snapshot=backup.snapshot_id,
+                       files=stats.get("files"), bytes_new=stats.get("bytes_new"),
+                       seconds=stats.get("duration_seconds"))
+        else:
+            self._line(backup.volume_name, backup.status, backup=backup.pk, job=backup.job_id,
+                       error=(backup.error or "").replace("\n", " ")[:300])
+
+    def _line(self, volume_name: str, status: str, **fields) -> None:
+        parts = [f"volume={volume_name}", f"status={status}"]
+        for key, value in fields.items():
+            if value is None or value == "":
+                continue
+            text = str(value)
+            parts.append(f'{key}="{text}"' if " " in text else f"{key}={text}")
+        self.stdout.write(" ".join(parts))
+
+    def _summary(self, **counts) -> None:
+        self.stdout.write("backup_all: " + " ".join(f"{key}={value}" for key, value in counts.items()))
