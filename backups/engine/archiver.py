@@ -37,7 +37,7 @@ from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
 from .tree import TreeEntry, encode_tree
 
-IN_FLIGHT_BYTES = 48 * 1024 * 1024
+IN_FLIGHT_BYTES = 32 * 1024 * 1024
 UPLOAD_SLOTS = 2
 #: Small files are hashed/compressed in batches of about this size: one task per file would
 #: cost more in thread hand-offs than the work itself.
@@ -99,6 +99,10 @@ class _Pipeline:
                     break
             self.in_flight += batch.size
         batch.future = self.workers.submit(self._process, batch.chunks, BlobType.DATA)
+        # Pending directories keep their batches until their tree is written: drop the
+        # plaintext reference here so only the worker holds it, or memory grows with
+        # directory size.
+        batch.chunks = None
         size = batch.size
         batch.future.add_done_callback(lambda _f: self._release(size))
 

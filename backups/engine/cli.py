@@ -1,0 +1,266 @@
+"""Disaster-recovery CLI: `python -m backups.engine VERB --repo REPO --key-file KEYFILE ...`.
+
+Usable with no platform database. Every command opens the repository, delegates to the
+engine and prints a result; any `EngineError` becomes one line on stderr and its
+`exit_code` (never a traceback). Progress is drawn on stderr only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+
+from . import errors
+from .backends import open_backend
+from .keys import load_key_encryption_key
+from .repository import Repository
+
+
+class _TerminalProgress:
+    """Draws `done/total MB` on one stderr line, at most 4 times a second."""
+
+    def __init__(self, verb: str):
+        self.verb = verb
+        self.started = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        percent = f" {100 * done / total:5.1f}%" if total else ""
+        line = (f"\r{self.verb}: {done / 1e6:,.0f}/{total / 1e6:,.0f} MB{percent} "
+                f"{done / 1e6 / elapsed:,.0f} MB/s")
+        sys.stderr.write(line[:120].ljust(60))
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+def _progress(verb: str):
+    return _TerminalProgress(verb) if sys.stderr.isatty() else None
+
+
+def _read_key(path: str | None):
+    if not path:
+        raise errors.KeyMissing("no key file given (--key-file)")
+    try:
+        with open(path, "rb") as handle:
+            secret = handle.read()
+    except OSError as error:
+        raise errors.KeyMissing(f"cannot read key file {path}: {error.strerror}") from None
+    text_secret = secret.strip() if len(secret) != 32 else secret
+    return load_key_encryption_key(text_secret)
+
+
+def _open(arguments) -> Repository:
+    return Repository.open(open_backend(arguments.repo), _read_key(arguments.key_file))
+
+
+def _print_json(document) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def _report(value):
+    """A JSON-able view of a result object from verify.py/prune.py/retention.py."""
+    if hasattr(value, "to_json"):
+        return value.to_json()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.asdict(value)
+    return value
+
+
+# --- verbs ---------------------------------------------------------------------------------------
+def command_init(arguments) -> int:
+    repo = Repository.init(open_backend(arguments.repo), _read_key(arguments.key_file))
+    print(f"created repository {repo.config['id']} at {repo.backend.location}")
+    return 0
+
+
+def command_backup(arguments) -> int:
+    repo = _open(arguments)
+    progress = _progress("backup")
+    try:
+        result = repo.backup(arguments.source_dir, source=arguments.source, tags=arguments.tag,
+                             parent=None if arguments.no_parent else "auto", progress=progress)
+    finally:
+        if progress:
+            progress.close()
+    if arguments.json:
+        _print_json({"id": result.snapshot_id, "stats": result.stats,
+                     "warnings": result.warnings})
+    else:
+        stats = result.stats
+        print(f"snapshot {result.snapshot_id} saved: {stats['files']} files, "
+              f"{stats['bytes_total'] / 1e6:,.1f} MB, {stats['bytes_read'] / 1e6:,.1f} MB read, "
+              f"{stats['bytes_stored'] / 1e6:,.1f} MB stored, {stats['duration_seconds']} s")
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def command_snapshots(arguments) -> int:
+    repo = _open(arguments)
+    found = repo.snapshots(source=arguments.source, tags=arguments.tag)
+    if arguments.json:
+        _print_json([info.to_json() for info in found])
+        return 0
+    for info in found:
+        print(f"{info.short_id}  {info.time.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S}  "
+              f"{info.source}  {','.join(info.tags)}")
+    return 0
+
+
+def command_restore(arguments) -> int:
+    repo = _open(arguments)
+    progress = _progress("restore")
+    try:
+        result = repo.restore(arguments.snapshot, arguments.target_dir, sub_path=arguments.path,
+                              progress=progress)
+    finally:
+        if progress:
+            progress.close()
+    print(f"restored snapshot {result.snapshot_id[:8]}: {result.files} files, {result.dirs} "
+          f"dirs, {result.bytes_written / 1e6:,.1f} MB in {result.duration_seconds} s")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def command_verify(arguments) -> int:
+    repo = _open(arguments)
+    percent = 100.0 if arguments.read_data else float(arguments.read_data_percent or 0.0)
+    if not 0.0 <= percent <= 100.0:
+        raise errors.EngineError("--read-data-percent must be between 0 and 100")
+    progress = _progress("verify")
+    try:
+        report = repo.verify(read_data_percent=percent, progress=progress)
+    finally:
+        if progress:
+            progress.close()
+    document = _report(report)
+    _print_json(document)
+    ok = getattr(report, "ok", None)
+    if ok is None and isinstance(document, dict):
+        ok = document.get("ok", True)
+    return 0 if ok else errors.IntegrityError.exit_code
+
+
+def command_prune(arguments) -> int:
+    from .retention import RetentionPolicy
+    repo = _open(arguments)
+    policy_fields = {name: getattr(arguments, name) for name in
+                     ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+                      "keep_yearly", "keep_within") if getattr(arguments, name) is not None}
+    policy = RetentionPolicy(**policy_fields)
+    forget = repo.forget(policy, source=arguments.source, dry_run=arguments.dry_run)
+    pruned = repo.prune(dry_run=arguments.dry_run, progress=_progress("prune"))
+    _print_json({"dry_run": arguments.dry_run, "forget": _report(forget),
+                 "prune": _report(pruned)})
+    return 0
+
+
+def command_key(arguments) -> int:
+    repo = _open(arguments)
+    if arguments.key_command == "add":
+        name = repo.add_key(_read_key(arguments.new_key_file))
+        print(f"added {name}")
+    elif arguments.key_command == "remove":
+        repo.remove_key(arguments.name)
+        print(f"removed {arguments.name}")
+    else:
+        for key in repo.list_keys():
+            print(f"{'*' if key['current'] else ' '} {key['name']}  {key['kdf']}  "
+                  f"{key['created']}")
+    return 0
+
+
+def command_stats(arguments) -> int:
+    _print_json(_open(arguments).stats().to_json())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backups.engine",
+                                     description="Backup engine disaster-recovery CLI.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", required=True,
+                        help="repository directory or s3://bucket/prefix")
+    common.add_argument("--key-file", required=True,
+                        help="file holding the key-encryption secret")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    verbs.add_parser("init", parents=[common], help="create a repository")
+
+    backup = verbs.add_parser("backup", parents=[common], help="back up a directory")
+    backup.add_argument("source_dir")
+    backup.add_argument("--tag", action="append", default=[])
+    backup.add_argument("--source", help="source name (default: absolute path); the parent "
+                        "is the latest snapshot with the same source")
+    backup.add_argument("--no-parent", action="store_true", help="read every file")
+    backup.add_argument("--json", action="store_true")
+
+    snapshots = verbs.add_parser("snapshots", parents=[common], help="list snapshots")
+    snapshots.add_argument("--json", action="store_true")
+    snapshots.add_argument("--source")
+    snapshots.add_argument("--tag", action="append", default=[])
+
+    restore = verbs.add_parser("restore", parents=[common], help="restore a snapshot")
+    restore.add_argument("snapshot", help="snapshot id, unique prefix, or 'latest'")
+    restore.add_argument("target_dir")
+    restore.add_argument("--path", help="restore only this path of the snapshot")
+
+    verify = verbs.add_parser("verify", parents=[common], help="check the repository")
+    group = verify.add_mutually_exclusive_group()
+    group.add_argument("--read-data", action="store_true", help="read and authenticate all data")
+    group.add_argument("--read-data-percent", type=float, metavar="N")
+
+    prune = verbs.add_parser("prune", parents=[common],
+                             help="apply retention and remove unreferenced data")
+    for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        prune.add_argument(f"--keep-{name}", type=int, metavar="N")
+    prune.add_argument("--keep-within", metavar="DURATION", help="e.g. 7d, 12h, 2w")
+    prune.add_argument("--source", help="apply retention only to this source")
+    prune.add_argument("--dry-run", action="store_true")
+
+    key = verbs.add_parser("key", parents=[common], help="manage wrapped repository keys")
+    key_verbs = key.add_subparsers(dest="key_command", required=True)
+    key_verbs.add_parser("list")
+    add = key_verbs.add_parser("add")
+    add.add_argument("--new-key-file", required=True)
+    remove = key_verbs.add_parser("remove")
+    remove.add_argument("name", help="keys/<id> as shown by `key list`")
+
+    verbs.add_parser("stats", parents=[common], help="repository totals")
+    return parser
+
+
+COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command_snapshots,
+            "restore": command_restore, "verify": command_verify, "prune": command_prune,
+            "key": command_key, "stats": command_stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[arguments.verb](arguments)
+    except errors.EngineError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:
+        print(f"error: {error.strerror or error}"
+              f"{': ' + os.fsdecode(error.filename) if error.filename else ''}", file=sys.stderr)
+        return 1
+    except Exception as error:  # the last line of defence: one line, never a traceback
+        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
