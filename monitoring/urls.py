@@ -1,3 +1,9 @@
-"""URL routes of the monitoring app (mounted under /api/v1/ except monitoring)."""
+"""URL routes of the monitoring app, mounted at the site root: /metrics (no API token)."""
 
-urlpatterns = []
+from django.urls import path
+
+from monitoring import views
+
+urlpatterns = [
+    path("metrics", views.metrics, name="metrics"),
+]

@@ -1,0 +1,188 @@
+"""The catalog queries behind `/metrics`: a fixed number of queries, whatever the fleet size.
+
+`read_catalog(now)` runs exactly six queries (volumes with their last backups, backup totals,
+jobs by kind and status, the newest repository size, persisted counters, worker heartbeats)
+and returns plain data; `monitoring.collectors` turns it into metric families. There is no
+per-volume query: per-volume values come from one grouped query over volumes and backups.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from django.db import connections
+from django.db.models import Count, F, Max, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+
+from backups.models import Backup, BackupStatus, Job, JobStatus
+from monitoring import counters, totals
+from monitoring.models import WorkerHeartbeat
+from volumes.models import Volume
+
+DEFAULT_RPO_HOURS = 24  # Volume.rpo_hours: override, else policy, else 24
+# Workers not seen for a day (and cleanly stopped ones) leave the metrics: a scaled-down
+# worker must not stay on the dashboard forever.
+HEARTBEAT_RETENTION = datetime.timedelta(days=1)
+# Key in Job.result under which job runners record the repository size after a job.
+REPOSITORY_SIZE_KEY = "repository_size_bytes"
+
+
+class VolumeRow(NamedTuple):
+    """One existing volume; timestamps are unix seconds (None: never happened)."""
+
+    id: str
+    name: str
+    status: str
+    used_bytes: int
+    quota_bytes: int
+    rpo_hours: int
+    created_ts: float
+    last_success_ts: float | None
+    last_failure_ts: float | None
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    kind: str
+    status: str
+    count: int
+    oldest_created_at: datetime.datetime | None
+    newest_finished_at: datetime.datetime | None
+    oldest_heartbeat_at: datetime.datetime | None
+
+
+@dataclass(frozen=True)
+class RepositorySize:
+    size_bytes: float
+    recorded_at: datetime.datetime | None
+
+
+@dataclass
+class CatalogSnapshot:
+    now: datetime.datetime
+    volumes: list[VolumeRow] = field(default_factory=list)
+    backup_totals: dict[str, float] = field(default_factory=dict)
+    job_groups: list[JobGroup] = field(default_factory=list)
+    repository: RepositorySize | None = None
+    persisted: dict[counters.CounterKey, float] = field(default_factory=dict)
+    heartbeats: list[WorkerHeartbeat] = field(default_factory=list)
+
+
+def _unix_seconds(value) -> float | None:
+    """A database datetime as unix seconds. SQLite hands back naive UTC text, PostgreSQL aware
+    datetimes; `fromisoformat` is C code, ~20x faster than Django's regex converter, which
+    matters at 10,000 volumes x 3 timestamps per scrape."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.timestamp()
+
+
+def _uuid_text(value) -> str:
+    """The canonical dashed form of a UUID column (SQLite stores 32 hex digits)."""
+    if isinstance(value, str) and len(value) == 32:
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return str(value)
+
+
+def read_volumes() -> list[VolumeRow]:
+    """One query: every existing volume with its newest completed and newest failed backup.
+
+    Reading from volumes (not backups) is what makes a deleted volume's series disappear,
+    although its backups and their volume_id stay in the catalog. The two correlated
+    subqueries use the (volume, status, completed_at) index of Backup. The rows are read with
+    a plain cursor: Django's per-value converters cost more than the query itself here.
+    """
+    backups = Backup.objects.filter(volume=OuterRef("pk")).order_by()
+    newest_success = (
+        backups.filter(status=BackupStatus.COMPLETED, completed_at__isnull=False)
+        .order_by("-completed_at").values("completed_at")[:1]
+    )
+    # A failed backup may never have set completed_at: fall back to when it started or was made.
+    newest_failure = (
+        backups.filter(status=BackupStatus.FAILED)
+        .annotate(failed_at=Coalesce("completed_at", "started_at", "created_at"))
+        .order_by("-failed_at").values("failed_at")[:1]
+    )
+    queryset = Volume.objects.order_by().values_list(
+        "id", "name", "status", "used_bytes", "size_gb", "rpo_hours_override", "policy__rpo_hours", "created_at",
+    ).annotate(last_success_at=Subquery(newest_success), last_failure_at=Subquery(newest_failure))
+    sql, params = queryset.query.sql_with_params()
+    volumes = []
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            volume_id, name, status, used, size_gb, override, policy_rpo, created, success, failure = row
+            if override is not None:
+                rpo_hours = override
+            elif policy_rpo is not None:
+                rpo_hours = policy_rpo
+            else:
+                rpo_hours = DEFAULT_RPO_HOURS
+            volumes.append(
+                VolumeRow(
+                    _uuid_text(volume_id), name, status, used or 0, size_gb * 1024**3, rpo_hours,
+                    _unix_seconds(created), _unix_seconds(success), _unix_seconds(failure),
+                )
+            )
+    return volumes
+
+
+def read_job_groups() -> list[JobGroup]:
+    """One grouped query: jobs counted by (kind, status) with the timestamps alerts need."""
+    rows = (
+        Job.objects.values("kind", "status")
+        .annotate(
+            count=Count("id"),
+            oldest_created_at=Min("created_at"),
+            newest_finished_at=Max("finished_at"),
+            oldest_heartbeat_at=Min("heartbeat_at"),
+        )
+        .order_by()
+    )
+    return [JobGroup(**row) for row in rows]
+
+
+def read_repository_size() -> RepositorySize | None:
+    """The repository size recorded by the newest succeeded job that recorded one.
+
+    Storage is never walked at scrape time: listing an S3 bucket per scrape would be slow
+    and cost money. Job runners record `result["repository_size_bytes"]` (see docs/metrics.md).
+    """
+    row = (
+        Job.objects.filter(status=JobStatus.SUCCEEDED, result__has_key=REPOSITORY_SIZE_KEY)
+        .order_by(F("finished_at").desc(nulls_last=True))
+        .values_list("result", "finished_at")
+        .first()
+    )
+    if row is None:
+        return None
+    result, finished_at = row
+    value = result.get(REPOSITORY_SIZE_KEY) if isinstance(result, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return RepositorySize(size_bytes=float(value), recorded_at=finished_at)
+
+
+def read_heartbeats(now: datetime.datetime) -> list[WorkerHeartbeat]:
+    return list(
+        WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_seen_at__gte=now - HEARTBEAT_RETENTION)
+    )
+
+
+def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
+    """Everything the collector exposes, read in six queries."""
+    return CatalogSnapshot(
+        now=now,
+        volumes=read_volumes(),
+        backup_totals=totals.backup_totals_aggregates(Backup.objects.order_by()),
+        job_groups=read_job_groups(),
+        repository=read_repository_size(),
+        persisted=counters.read_all(),
+        heartbeats=read_heartbeats(now),
+    )

@@ -1,0 +1,277 @@
+"""Custom Prometheus collectors: catalog values computed from the database at scrape time.
+
+`CatalogCollector` reads the catalog with a fixed number of queries (`monitoring.catalog`)
+and yields metric families; nothing is kept in process memory between scrapes, so every API
+process answers the same and a restart changes nothing. Counters are catalog totals plus the
+persisted share of deleted rows (`monitoring.counters`), so they never go down.
+
+The clock is injected (`clock=`) so tests can age backups without sleeping. Registration is
+idempotent per registry (`register_collectors`), and `describe()` returns nothing so that
+registering never queries the database (prometheus_client would otherwise call `collect()`).
+See docs/metrics.md for the catalog of names, labels and meanings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+import django
+from django.conf import settings
+from django.utils import timezone
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.samples import Sample
+
+from backups.models import FINISHED_JOB_STATUSES, JobKind, JobStatus
+from monitoring import totals
+from monitoring.catalog import CatalogSnapshot, read_catalog
+from monitoring.counters import canonical_labels
+from volumes.models import VolumeStatus
+
+Clock = Callable[[], datetime.datetime]
+VOLUME_LABELS = ["volume", "volume_id"]
+JOB_FINISHED = "backup_job_finished_total"
+ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def _timestamp(moment: datetime.datetime) -> float:
+    return moment.timestamp()
+
+
+class CatalogCollector:
+    """Catalog metrics (volumes, backups, jobs, repository, workers), computed per scrape."""
+
+    def __init__(self, clock: Clock = timezone.now, read: Callable[[datetime.datetime], CatalogSnapshot] = read_catalog):
+        self.clock = clock
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        started = time.perf_counter()
+        snapshot = self.read(self.clock())
+        yield from self._volume_metrics(snapshot)
+        yield from self._backup_counters(snapshot)
+        yield from self._job_metrics(snapshot)
+        yield from self._repository_metrics(snapshot)
+        yield from self._worker_metrics(snapshot)
+        yield _build_info()
+        yield GaugeMetricFamily(
+            "storage_platform_catalog_collect_seconds",
+            "Time this process took to compute the catalog metrics of this scrape.",
+            value=time.perf_counter() - started,
+        )
+
+    # -- volumes ------------------------------------------------------------------------
+    def _volume_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        now = snapshot.now
+        count = GaugeMetricFamily("storage_volume_count", "Number of volumes in the catalog.", value=len(snapshot.volumes))
+        by_status = GaugeMetricFamily("storage_volumes", "Number of volumes by status.", labels=["status"])
+        used = GaugeMetricFamily("volume_used_bytes", "Bytes used by the volume's data.", labels=VOLUME_LABELS)
+        quota = GaugeMetricFamily("volume_quota_bytes", "Quota of the volume in bytes.", labels=VOLUME_LABELS)
+        last_success = GaugeMetricFamily(
+            "backup_last_success_timestamp",
+            "Unix time of the volume's newest completed backup (absent if never backed up).",
+            labels=VOLUME_LABELS,
+        )
+        last_failure = GaugeMetricFamily(
+            "backup_last_failure_timestamp",
+            "Unix time of the volume's newest failed backup (absent if none failed).",
+            labels=VOLUME_LABELS,
+        )
+        last_failed = GaugeMetricFamily(
+            "backup_last_attempt_failed",
+            "1 when the volume's newest finished backup failed, else 0.",
+            labels=VOLUME_LABELS,
+        )
+        violation = GaugeMetricFamily(
+            "backup_rpo_violation",
+            "1 when the newest completed backup (or, never backed up, the volume's creation) is older than the RPO.",
+            labels=VOLUME_LABELS,
+        )
+        statuses = dict.fromkeys(VolumeStatus.values, 0)
+        now_ts = now.timestamp()
+        # Samples are appended directly with one shared label dict per volume: add_metric()
+        # builds a new dict per sample, and the exposition renders each dict once (see
+        # monitoring.exposition), which is what keeps a 10,000-volume scrape fast.
+        used_samples, quota_samples = used.samples, quota.samples
+        success_samples, failure_samples = last_success.samples, last_failure.samples
+        failed_samples, violation_samples = last_failed.samples, violation.samples
+        for volume in snapshot.volumes:
+            labels = {"volume": volume.name, "volume_id": volume.id}
+            statuses[volume.status] = statuses.get(volume.status, 0) + 1
+            used_samples.append(Sample("volume_used_bytes", labels, volume.used_bytes))
+            quota_samples.append(Sample("volume_quota_bytes", labels, volume.quota_bytes))
+            rpo_seconds = volume.rpo_hours * 3600
+            reference = volume.last_success_ts if volume.last_success_ts is not None else volume.created_ts
+            violation_samples.append(Sample("backup_rpo_violation", labels, 1 if now_ts - reference > rpo_seconds else 0))
+            if volume.last_success_ts is not None:
+                success_samples.append(Sample("backup_last_success_timestamp", labels, volume.last_success_ts))
+            if volume.last_failure_ts is not None:
+                failure_samples.append(Sample("backup_last_failure_timestamp", labels, volume.last_failure_ts))
+            failed = volume.last_failure_ts is not None and (
+                volume.last_success_ts is None or volume.last_failure_ts > volume.last_success_ts
+            )
+            failed_samples.append(Sample("backup_last_attempt_failed", labels, 1 if failed else 0))
+        for status, number in sorted(statuses.items()):
+            by_status.add_metric([status], number)
+        yield from (count, by_status, used, quota, last_success, last_failure, last_failed, violation)
+
+    # -- backups: counters, bytes, durations ----------------------------------------------
+    def _backup_counters(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        values = {}
+        for name, labels, value in totals.totals_to_counters(snapshot.backup_totals):
+            values[(name, canonical_labels(labels))] = value + snapshot.persisted.get((name, canonical_labels(labels)), 0.0)
+
+        def value_of(name: str, **labels: str) -> float:
+            return values[(name, canonical_labels(labels))]
+
+        operations = CounterMetricFamily(
+            "backup_operations", "Finished backups by result (success: completed, failure: failed).", labels=["result"]
+        )
+        for result in ("success", "failure"):
+            operations.add_metric([result], value_of(totals.OPERATIONS, result=result))
+        yield operations
+        yield CounterMetricFamily("backup_failures", "Backups that failed.", value=value_of(totals.FAILURES))
+        descriptions = {
+            "bytes_read": "Bytes read from volumes by completed backups.",
+            "bytes_new": "Bytes of new (not deduplicated) data found by completed backups.",
+            "bytes_stored": "Bytes written to the repository (compressed, encrypted) by completed backups.",
+        }
+        for field in totals.BYTE_FIELDS:
+            yield CounterMetricFamily(f"backup_{field}", descriptions[field], value=value_of(totals.BYTES[field]))
+        buckets = [
+            (totals.bucket_label(bound), value_of(totals.DURATION_BUCKET, le=totals.bucket_label(bound)))
+            for bound in totals.DURATION_BUCKETS
+        ]
+        yield HistogramMetricFamily(
+            "backup_duration_seconds",
+            "Duration of completed backups (stats.duration_seconds).",
+            buckets=buckets,
+            sum_value=value_of(totals.DURATION_SUM),
+        )
+
+    # -- jobs: queue depth, finished counters, last results -------------------------------
+    def _job_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        now = snapshot.now
+        kinds = list(JobKind.values)
+        depth = GaugeMetricFamily("backup_jobs", "Jobs waiting or running, by kind and state.", labels=["state", "kind"])
+        oldest_queued = GaugeMetricFamily(
+            "backup_jobs_oldest_queued_age_seconds", "Age of the oldest queued job (0 when none).", labels=["kind"]
+        )
+        heartbeat_age = GaugeMetricFamily(
+            "backup_jobs_running_heartbeat_age_seconds",
+            "Age of the stalest heartbeat among running jobs (0 when none run).",
+            labels=["kind"],
+        )
+        finished = CounterMetricFamily(
+            "backup_job_finished", "Finished jobs (backup, restore, verify, prune, drill) by result.", labels=["kind", "result"]
+        )
+        last_finished = GaugeMetricFamily(
+            "backup_job_last_finished_timestamp", "Unix time the newest job of this kind and result finished.",
+            labels=["kind", "result"],
+        )
+        last_result = GaugeMetricFamily(
+            "backup_job_last_result",
+            "1 when the newest finished job of this kind succeeded, 0 when it failed (cancelled jobs ignored).",
+            labels=["kind"],
+        )
+        groups = {(group.kind, group.status): group for group in snapshot.job_groups}
+        for kind in kinds:
+            for state in ACTIVE_STATES:
+                group = groups.get((kind, state))
+                depth.add_metric([state, kind], group.count if group else 0)
+            queued = groups.get((kind, JobStatus.QUEUED))
+            age = (now - queued.oldest_created_at).total_seconds() if queued and queued.oldest_created_at else 0.0
+            oldest_queued.add_metric([kind], max(age, 0.0))
+            running = groups.get((kind, JobStatus.RUNNING))
+            stale = (now - running.oldest_heartbeat_at).total_seconds() if running and running.oldest_heartbeat_at else 0.0
+            heartbeat_age.add_metric([kind], max(stale, 0.0))
+            newest: dict[str, datetime.datetime] = {}
+            for status in FINISHED_JOB_STATUSES:
+                group = groups.get((kind, status))
+                persisted = snapshot.persisted.get((JOB_FINISHED, canonical_labels({"kind": kind, "result": status})), 0.0)
+                finished.add_metric([kind, status], (group.count if group else 0) + persisted)
+                if group and group.newest_finished_at:
+                    newest[status] = group.newest_finished_at
+                    last_finished.add_metric([kind, status], _timestamp(group.newest_finished_at))
+            succeeded, failed = newest.get(JobStatus.SUCCEEDED), newest.get(JobStatus.FAILED)
+            if succeeded or failed:
+                ok = failed is None or (succeeded is not None and succeeded >= failed)
+                last_result.add_metric([kind], 1.0 if ok else 0.0)
+        yield from (depth, oldest_queued, heartbeat_age, finished, last_finished, last_result)
+
+    # -- repository ---------------------------------------------------------------------
+    def _repository_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        if snapshot.repository is None:
+            return
+        yield GaugeMetricFamily(
+            "backup_repository_size_bytes",
+            "Repository size recorded by the newest job that measured it (storage is not walked at scrape).",
+            value=snapshot.repository.size_bytes,
+        )
+        if snapshot.repository.recorded_at is not None:
+            yield GaugeMetricFamily(
+                "backup_repository_size_recorded_timestamp",
+                "Unix time the repository size was recorded.",
+                value=_timestamp(snapshot.repository.recorded_at),
+            )
+
+    # -- workers ------------------------------------------------------------------------
+    def _worker_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        stale_after = getattr(settings, "JOB_STALE_AFTER_SECONDS", 120)
+        last_seen = GaugeMetricFamily(
+            "backup_worker_last_heartbeat_timestamp", "Unix time of the worker's newest heartbeat.", labels=["worker"]
+        )
+        alive = 0
+        for heartbeat in snapshot.heartbeats:
+            last_seen.add_metric([heartbeat.worker], _timestamp(heartbeat.last_seen_at))
+            if (snapshot.now - heartbeat.last_seen_at).total_seconds() <= stale_after:
+                alive += 1
+        yield last_seen
+        yield GaugeMetricFamily(
+            "backup_workers_alive",
+            f"Workers whose heartbeat is at most JOB_STALE_AFTER_SECONDS ({stale_after} s) old.",
+            value=alive,
+        )
+
+
+def _build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "storage_platform_build_info",
+        "Always 1; the labels name the running build.",
+        labels=["version", "revision", "python_version", "django_version"],
+    )
+    version = getattr(settings, "PLATFORM_VERSION", None) or settings.SPECTACULAR_SETTINGS.get("VERSION", "unknown")
+    revision = getattr(settings, "BUILD_REVISION", None) or "unknown"
+    info.add_metric([str(version), str(revision), platform.python_version(), django.get_version()], 1)
+    return info
+
+
+# The platform's collectors live in their own registry, rendered by monitoring.exposition
+# (fast) next to django-prometheus's default REGISTRY (rendered by prometheus_client).
+PLATFORM_REGISTRY = CollectorRegistry(auto_describe=False)
+_registered: set[int] = set()
+_registration_lock = threading.Lock()
+
+
+def register_collectors(registry: CollectorRegistry = PLATFORM_REGISTRY) -> None:
+    """Register the platform's collectors on `registry` once (safe to call repeatedly)."""
+    from monitoring.readiness import ReadinessCollector
+
+    with _registration_lock:
+        if id(registry) in _registered:
+            return
+        registry.register(CatalogCollector())
+        registry.register(ReadinessCollector())
+        _registered.add(id(registry))

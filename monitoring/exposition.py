@@ -1,0 +1,77 @@
+"""A fast Prometheus text-format (0.0.4) writer for the platform's own collectors.
+
+Why not `prometheus_client.generate_latest`: it re-escapes and re-sorts every sample's labels
+(~7 µs a sample). With 10,000 volumes the catalog has ~60,000 per-volume samples, which alone
+would take ~450 ms against a 250 ms scrape budget. Here a label set is rendered once per
+distinct label dict object (collectors share one dict per volume across families), which
+brings the same exposition to well under 100 ms. The output is the same format; a test parses
+both writers' output and compares the samples.
+
+Supports what our collectors emit: gauge, counter, histogram and untyped families without
+`_created` samples or exemplars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from prometheus_client.core import Metric
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TYPE_NAMES = {"gauge": "gauge", "counter": "counter", "histogram": "histogram", "unknown": "untyped"}
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _escape_label_value(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def render_labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape_label_value(str(value))}"' for name, value in sorted(labels.items())) + "}"
+
+
+def format_value(value: float) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    value = float(value)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return repr(value)
+
+
+def render(metrics: Iterable[Metric]) -> str:
+    """The text exposition of `metrics` (e.g. `registry.collect()`)."""
+    output: list[str] = []
+    label_cache: dict[int, tuple[dict, str]] = {}
+    for metric in metrics:
+        if metric.type not in _TYPE_NAMES:
+            raise ValueError(f"metric type {metric.type!r} of {metric.name} is not supported here")
+        name = metric.name + "_total" if metric.type == "counter" else metric.name
+        output.append(f"# HELP {name} {_escape_help(metric.documentation)}\n# TYPE {name} {_TYPE_NAMES[metric.type]}\n")
+        for sample in metric.samples:
+            labels = sample.labels
+            cached = label_cache.get(id(labels))
+            # The dict is kept in the cache entry so its id cannot be reused during this render.
+            if cached is None or cached[0] is not labels:
+                cached = (labels, render_labels(labels))
+                label_cache[id(labels)] = cached
+            value = sample.value
+            # Fast paths for the common cases; `value - value == 0` is false for inf and NaN.
+            if type(value) is int:
+                text = str(value)
+            elif type(value) is float and value - value == 0:
+                text = repr(value)
+            else:
+                text = format_value(value)
+            output.append(f"{sample.name}{cached[1]} {text}\n")
+    return "".join(output)
