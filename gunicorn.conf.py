@@ -14,3 +14,7 @@ from storage_platform.startup import load_settings_or_exit  # noqa: E402
 load_settings_or_exit()
 
 wsgi_app = "storage_platform.wsgi:application"
+
+# Gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), so two
+# instances on one host (a test run next to `make run`) would fight over it; nothing uses it.
+control_socket_disable = True
