@@ -73,3 +73,57 @@ def test_version_reports_schema_revision(client):
 
 def test_system_endpoints_refuse_mutations(client):
     assert client.post("/health").status_code == 405
+
+
+@pytest.mark.slow
+def test_make_run_starts_all_three_and_stops_on_sigterm(tmp_path):
+    """scripts/run.sh on a fresh DATA_DIR: token files 0600 (paths printed, values never),
+    /health and /ready answer, SIGTERM stops API, worker and beat with status 0."""
+    import os
+    import signal
+    import stat
+    import subprocess
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from tests.support.services import wait_for_port
+
+    require_service("redis", redis_available(REDIS_URL), REDIS_URL)
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.endswith(("_TOKEN", "_TOKEN_FILE")) and key not in ("PORT", "DATABASE_URL")}
+    environment.update(DATA_DIR=str(tmp_path), PORT=str(port), CELERY_BROKER_URL=REDIS_URL, WEB_CONCURRENCY="1",
+                       VENV=str(Path(os.sys.executable).parent.parent))
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(["bash", "scripts/run.sh"], cwd=root, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_for_port("127.0.0.1", port, timeout=60), log_path.read_text()[-3000:]
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json() == {"status": "ok"}
+        deadline = time.monotonic() + 30
+        while (ready := requests.get(f"http://127.0.0.1:{port}/ready", timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.5)
+        admin_token = (tmp_path / "tokens" / "admin").read_text().strip()
+        assert stat.S_IMODE((tmp_path / "tokens" / "admin").stat().st_mode) == 0o600
+        tokens = requests.get(f"http://127.0.0.1:{port}/api/v1/tokens", headers={"X-API-TOKEN": admin_token}, timeout=10)
+        assert tokens.status_code == 200
+        assert {"env-admin", "env-backup", "env-read"} <= {item["name"] for item in tokens.json()["results"]}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+    output = log_path.read_text()
+    assert status == 0, output[-3000:]
+    assert str(tmp_path / "tokens" / "admin") in output and admin_token not in output
+    # The whole session (gunicorn, worker, beat and their children) is gone.
+    time.sleep(0.5)
+    try:
+        os.killpg(process.pid, 0)
+        survivors = True
+    except ProcessLookupError:
+        survivors = False
+    assert not survivors, "run.sh left processes behind"
