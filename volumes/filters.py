@@ -35,6 +35,12 @@ def parse_label_terms(query_params) -> list[tuple[str, str]]:
 
 def filter_volumes(queryset: QuerySet, query_params) -> QuerySet:
     """Apply the list filters; a malformed filter raises `VolumeValidationError` (400)."""
+    for parameter in ("name", "status", "policy", "label", "label_selector"):
+        for value in query_params.getlist(parameter):
+            if not value.isprintable():
+                # PostgreSQL refuses NUL in a query: answer 400 here rather than 500 there.
+                raise VolumeValidationError(f"{parameter} contains unprintable characters.",
+                                            detail={parameter: ["Unprintable characters."]})
     name = query_params.get("name")
     if name:
         queryset = queryset.filter(name=name)

@@ -73,6 +73,10 @@ class DirectoryPool(VolumePool):
         path = self.resolve_path(volume_id)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PoolError(f"Cannot create the pool root {self.root}: {error.strerror}.",
+                            detail={"pool": self.name}) from None
+        try:
             path.mkdir(mode=0o755)
         except FileExistsError:
             if not path.is_dir() or path.is_symlink() or any(path.iterdir()):

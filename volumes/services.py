@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from volumes.errors import PoolError, QuotaBelowUsage, VolumeBusy, VolumeExists, VolumeNotFound
 from volumes.models import Volume, VolumeStatus
 from volumes.pools import DEFAULT_POOL, get_pool
-from volumes.validation import VolumeValidationError, clean_volume_fields
+from volumes.validation import NAME_PATTERN, VolumeValidationError, clean_volume_fields
 
 logger = logging.getLogger(__name__)
 _UNSET = object()
@@ -45,7 +45,9 @@ def find_volume(identifier) -> Volume:
         volume = queryset.filter(pk=volume_id).first()
         if volume is not None:
             return volume
-    volume = queryset.filter(name=text).first() if len(text) <= 63 else None
+    # Only a valid name can exist; checking first also keeps bytes such as NUL, which
+    # PostgreSQL refuses in a query, away from the database.
+    volume = queryset.filter(name=text).first() if NAME_PATTERN.match(text) else None
     if volume is None:
         raise VolumeNotFound(f"Volume {text[:80]!r} does not exist.", detail={"volume": text[:80]})
     return volume

@@ -94,7 +94,8 @@ def resolve_policy(value, errors: dict):
 
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+    if (isinstance(value, bool) or not isinstance(value, (int, str)) or value == ""
+            or (isinstance(value, str) and (len(value) > 63 or not value.isprintable()))):
         errors["policy"] = ["Must be a policy id or name."]
         return None
     policy = None

@@ -73,3 +73,13 @@ def test_update_validation_and_unknown_volume(admin, create_volume):
     assert_error(admin.patch("/api/v1/volumes/ghost", {"size_gb": 2}, format="json"), 404, "volume_not_found")
     assert_error(admin.delete("/api/v1/volumes/ghost"), 404, "volume_not_found")
     assert Volume.objects.get(name="edit-me").size_gb == 1
+
+
+def test_nul_bytes_anywhere_are_4xx_not_500(admin, create_volume):
+    create_volume("plain")
+    assert_error(admin.get("/api/v1/volumes/pl%00ain"), 404, "volume_not_found")
+    assert_error(admin.get("/api/v1/volumes", {"name": "pl\x00ain"}), 400, "validation_error")
+    assert_error(admin.get("/api/v1/volumes", {"label": "k=v\x00"}), 400, "validation_error")
+    assert_error(post(admin, {"name": "x", "size_gb": 1, "policy": "de\x00fault"}), 400, "validation_error")
+    assert_error(post(admin, {"name": "x\x00", "size_gb": 1}), 400, "validation_error")
+    assert_error(post(admin, {"name": "x", "size_gb": 1, "labels": {"k": "v\x00"}}), 400, "validation_error")
