@@ -92,8 +92,8 @@ def record(request, response) -> None:
     AuditEvent.objects.create(
         created_at=timezone.now(),
         actor=actor[:150], actor_type=actor_type, role=role,
-        method=request.method, path=request.path[:512], action=_action(request)[:150],
-        target_type=target_type[:64], target_id=target_id,
+        method=request.method, path=request.path[:512].replace("\x00", "\\x00"), action=_action(request)[:150],
+        target_type=target_type[:64], target_id=target_id.replace("\x00", "\\x00"),  # PostgreSQL text refuses NUL
         status_code=response.status_code,
         result=AuditResult.SUCCESS if response.status_code < 400 else AuditResult.FAILURE,
         remote_addr=_remote_addr(request), request_id=request.audit_request_id,
