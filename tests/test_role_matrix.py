@@ -61,6 +61,21 @@ EXPECTED_MINIMUM_ROLE: dict[tuple[str, str], str] = {
     ("/api/v1/policies/{pk}", "PUT"): ADMIN,
     ("/api/v1/policies/{pk}", "PATCH"): ADMIN,
     ("/api/v1/policies/{pk}", "DELETE"): ADMIN,
+    # volumes (volumes.views): CRUD is admin, reading is read
+    ("/api/v1/volumes", "GET"): READ,
+    ("/api/v1/volumes", "POST"): ADMIN,
+    ("/api/v1/volumes/{id}", "GET"): READ,
+    ("/api/v1/volumes/{id}", "PUT"): ADMIN,
+    ("/api/v1/volumes/{id}", "PATCH"): ADMIN,
+    ("/api/v1/volumes/{id}", "DELETE"): ADMIN,
+    ("/api/v1/volumes/{id}/refresh-usage", "POST"): ADMIN,
+    # file data plane: download/list is read, writing data into a volume is admin
+    ("/api/v1/volumes/{id}/files", "GET"): READ,
+    ("/api/v1/volumes/{id}/files", "PUT"): ADMIN,
+    ("/api/v1/volumes/{id}/files", "DELETE"): ADMIN,
+    ("/api/v1/volumes/{id}/files/{file_path}", "GET"): READ,
+    ("/api/v1/volumes/{id}/files/{file_path}", "PUT"): ADMIN,
+    ("/api/v1/volumes/{id}/files/{file_path}", "DELETE"): ADMIN,
 }
 
 # Sample values tried for URL placeholders until the URL resolves to the same view.
