@@ -104,46 +104,37 @@ def checksums_from_path(root):
     return result
 
 
-def _entries_of(listing):
-    """The entries of a file listing, whatever envelope the API wraps them in."""
-    if isinstance(listing, list):
-        return listing
-    if isinstance(listing, dict):
-        for key in ("results", "entries", "files", "items", "children"):
-            if isinstance(listing.get(key), list):
-                return listing[key]
-    return []
-
-
 def _entry_kind(entry):
-    kind = str(entry.get("type") or entry.get("kind") or "").lower()
-    if kind in ("dir", "directory", "folder") or entry.get("is_dir"):
+    kind = str(entry.get("type") or "").lower()
+    if kind in ("dir", "directory"):
         return "dir"
-    if kind in ("symlink", "link") or entry.get("is_symlink"):
+    if kind in ("symlink", "link"):
         return "symlink"
-    return "file"
+    return kind or "file"
 
 
 def checksums_from_api(client, volume_id, directory=""):
-    """Checksums of a volume's tree read through the file data plane (no host access needed)."""
+    """Checksums of a volume's tree read through the file data plane (no host access needed).
+
+    Uses ``GET /api/v1/volumes/{id}/files/?path=dir`` (paginated entries with ``name``,
+    ``type`` = file|dir|symlink|other, ``target`` for symlinks) and downloads each file.
+    """
     result = {}
     base = "%s/volumes/%s/files" % (API_PREFIX, volume_id)
-    query = {"path": directory} if directory else None
-    listing = client.request("GET", base + "/", query=query).data
-    for entry in _entries_of(listing):
-        name = entry.get("name") or os.path.basename(str(entry.get("path", "")).rstrip("/"))
-        relative = entry.get("path") if entry.get("path") and "/" in str(entry.get("path")) else (
-            name if not directory else directory.rstrip("/") + "/" + name)
-        relative = str(relative).strip("/")
+    for entry in client.list(base + "/", {"path": directory} if directory else None):
+        name = str(entry.get("name", "")).strip("/")
+        relative = name if not directory else directory.rstrip("/") + "/" + name
         kind = _entry_kind(entry)
         if kind == "dir":
             result[relative] = "dir"
             result.update(checksums_from_api(client, volume_id, relative))
         elif kind == "symlink":
-            result[relative] = "symlink:" + str(entry.get("target") or entry.get("link_target") or "")
-        else:
+            result[relative] = "symlink:" + str(entry.get("target") or "")
+        elif kind == "file":
             content = client.download(base + "/" + quote(relative))
             result[relative] = _sha256_stream([content or b""])
+        else:  # sockets, devices, fifos: record that they exist, there are no bytes to compare
+            result[relative] = kind
     return result
 
 

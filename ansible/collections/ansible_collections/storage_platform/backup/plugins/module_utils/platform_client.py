@@ -149,16 +149,19 @@ class PlatformClient:
                 url += ("&" if "?" in url else "?") + urlencode(pairs)
         return url
 
-    def request(self, method, path, body=None, query=None, headers=None, raw=False, retry=True):
+    def request(self, method, path, body=None, query=None, headers=None, raw=False, retry=True, content=None):
         """Send one request; answer an `ApiResponse` or raise `PlatformApiError`.
 
         `retry=False` turns off the retries of reads (for probes such as /ready, whose 503
-        is the answer, not a hiccup).
+        is the answer, not a hiccup). `content` sends raw bytes instead of a JSON `body`.
         """
         url = self.url_for(path, query)
         request_headers = {"Accept": "application/json", "Authorization": "Bearer " + self._token}
         data = None
-        if body is not None:
+        if content is not None:  # raw bytes: the file data plane
+            data = content
+            request_headers["Content-Type"] = "application/octet-stream"
+        elif body is not None:
             data = json.dumps(body).encode("utf-8")
             request_headers["Content-Type"] = "application/json"
         request_headers.update(headers or {})
@@ -194,6 +197,9 @@ class PlatformClient:
         short_path = urlsplit(path).path or path
         if isinstance(body, dict) and "code" in body:
             code, message, detail = body.get("code"), body.get("message") or "", body.get("detail") or {}
+        elif isinstance(body, dict):
+            # Probes such as /ready answer 503 with their own report; keep it whole.
+            code, message, detail = "http_%d" % status, body.get("message") or body.get("status") or "", body
         else:
             code, message, detail = "http_%d" % status, "unexpected answer (not the platform's JSON error)", {}
         text = "%s %s failed with HTTP %d (%s): %s" % (method, short_path, status, code, message)
@@ -229,6 +235,10 @@ class PlatformClient:
             if error.status == 404:
                 return False, None
             raise
+
+    def upload(self, path, content):
+        """PUT raw bytes (file data plane); answers the JSON the platform returns."""
+        return self.request("PUT", path, content=content).data
 
     def download(self, path, query=None):
         """The raw bytes at `path` (file data plane)."""

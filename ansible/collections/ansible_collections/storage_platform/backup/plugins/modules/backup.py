@@ -34,8 +34,10 @@ options:
     default: false
   idempotency_key:
     description:
-      - Sent as the C(Idempotency-Key) header; repeating the task with the same key answers
-        the backup the first call started instead of starting another.
+      - Sent as the C(Idempotency-Key) header with O(volume); repeating the task with the same
+        key answers the backup the first call started instead of starting another.
+      - The platform ignores it for O(all); there O(on_conflict=attach) keeps a re-run from
+        failing on backups that are still running.
     type: str
   on_conflict:
     description:
@@ -61,7 +63,7 @@ EXAMPLES = r"""
 - name: Back up everything before an upgrade
   storage_platform.backup.backup:
     all: true
-    idempotency_key: "pre-upgrade-{{ platform_version }}"
+    wait_timeout: 7200
 """
 
 RETURN = r"""
@@ -89,9 +91,16 @@ jobs:
   type: list
   elements: dict
 attached:
-  description: True when an already running backup was awaited instead of starting one.
+  description: True when only already running backups were awaited and none was started.
   returned: always
   type: bool
+skipped:
+  description:
+    - With O(all), the volumes the platform did not back up, each with C(volume), C(volume_name),
+      C(code) and C(reason) (for example a volume being deleted).
+  returned: always
+  type: list
+  elements: dict
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
@@ -104,9 +113,6 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_m
     wait_for_jobs,
 )
 
-ACTIVE_BACKUP_STATUSES = ("queued", "running")
-
-
 def argument_spec():
     return build_argument_spec(dict(
         volume=dict(type="str"),
@@ -117,43 +123,66 @@ def argument_spec():
 
 
 def backups_in(answer):
-    """The backups of a trigger answer: one backup, a list, or a list inside an envelope."""
+    """The backups of a trigger answer: one backup, or ``{"results": [...]}`` for all."""
     if isinstance(answer, list):
         return answer
     if isinstance(answer, dict):
-        for key in ("backups", "results"):
-            if isinstance(answer.get(key), list):
-                return answer[key]
+        if isinstance(answer.get("results"), list):
+            return answer["results"]
         return [answer]
     return []
 
 
-def active_backup_of(client, volume_id):
-    for status in ACTIVE_BACKUP_STATUSES:
-        found = client.list("%s/backups" % API_PREFIX, {"volume": volume_id, "status": status}, limit=1)
-        if found:
-            return found[0]
+def running_backup(client, conflict_detail):
+    """The backup a ``backup_in_progress`` conflict names, or None when it is not a backup
+    (a restore holds the volume) or it has already gone."""
+    if not isinstance(conflict_detail, dict) or conflict_detail.get("kind", "backup") != "backup":
+        return None
+    if conflict_detail.get("backup"):
+        return client.get("%s/backups/%s" % (API_PREFIX, conflict_detail["backup"]))
     return None
 
 
-def trigger(module, client):
-    """Answer ``(backups, attached)``."""
+def trigger_one(module, client, headers):
     params = module.params
-    headers = {"Idempotency-Key": params["idempotency_key"]} if params["idempotency_key"] else None
-    if params["all"]:
-        return backups_in(client.post("%s/backups" % API_PREFIX, {"all": True}, headers=headers)), False
     volume = client.find_volume(params["volume"])
     if volume is None:
         raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
+    path = "%s/volumes/%s/backups" % (API_PREFIX, volume["id"])
     try:
-        return backups_in(client.post("%s/volumes/%s/backups" % (API_PREFIX, volume["id"]), {}, headers=headers)), False
+        return {"backups": backups_in(client.post(path, {}, headers=headers)), "attached": False, "skipped": []}
     except PlatformApiError as error:
-        if error.status != 409 or params["on_conflict"] != "attach":
+        if error.code != "backup_in_progress" or params["on_conflict"] != "attach":
             raise
-        running = active_backup_of(client, volume["id"])
-        if running is None:  # it finished between the 409 and our look-up: back up again
-            return backups_in(client.post("%s/volumes/%s/backups" % (API_PREFIX, volume["id"]), {}, headers=headers)), False
-        return [running], True
+        running = running_backup(client, error.detail)
+        if running is None:
+            raise
+        return {"backups": [running], "attached": True, "skipped": []}
+
+
+def trigger_all(module, client, headers):
+    """Back up every volume. The platform skips volumes it cannot back up now and says why;
+    with on_conflict=attach the backups already running are awaited too."""
+    answer = client.post("%s/backups" % API_PREFIX, {"all": True}, headers=headers)
+    started = backups_in(answer)
+    skipped = answer.get("skipped", []) if isinstance(answer, dict) else []
+    attached, still_skipped = [], []
+    for entry in skipped:
+        running = None
+        if module.params["on_conflict"] == "attach" and entry.get("code") == "backup_in_progress":
+            running = running_backup(client, entry.get("detail"))
+        if running is not None:
+            attached.append(running)
+        else:
+            still_skipped.append(entry)
+    return {"backups": started + attached, "attached": bool(attached) and not started, "skipped": still_skipped}
+
+
+def trigger(module, client):
+    headers = {"Idempotency-Key": module.params["idempotency_key"]} if module.params["idempotency_key"] else None
+    if module.params["all"]:
+        return trigger_all(module, client, headers)
+    return trigger_one(module, client, headers)
 
 
 def handle(module, client):
@@ -161,14 +190,16 @@ def handle(module, client):
     # Checked here, not with mutually_exclusive/required_one_of: `all` has a default, which
     # those checks would count as given.
     if bool(params["volume"]) == bool(params["all"]):
-        return {"changed": False, "backups": [], "jobs": [], "attached": False,
+        return {"changed": False, "backups": [], "jobs": [], "attached": False, "skipped": [],
                 "failed_msg": "give exactly one of volume or all=true"}
     if module.check_mode:
         if params["volume"] and client.find_volume(params["volume"]) is None:
             raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
-        return {"changed": True, "backups": [], "jobs": [], "attached": False}
-    backups, attached = trigger(module, client)
-    result = {"changed": not attached, "backups": backups, "jobs": [], "attached": attached}
+        return {"changed": True, "backups": [], "jobs": [], "attached": False, "skipped": []}
+    triggered = trigger(module, client)
+    backups, attached = triggered["backups"], triggered["attached"]
+    result = {"changed": not attached, "backups": backups, "jobs": [], "attached": attached,
+              "skipped": triggered["skipped"]}
     if params["wait"] and backups:
         jobs, failures = wait_for_jobs(client, backups, params)
         result["jobs"] = jobs

@@ -66,7 +66,7 @@ health:
   returned: always
   type: dict
 readiness:
-  description: The body of C(/ready) (on 503, the platform's error body naming the failing part).
+  description: The body of C(/ready) (C(status), C(failing) and C(checks) per dependency, also on 503).
   returned: always
   type: dict
 version:
@@ -96,10 +96,21 @@ def probe(client, path):
         response = client.request("GET", path, retry=False)
         return 200 <= response.status < 300, response.data if isinstance(response.data, dict) else {}
     except PlatformApiError as error:
+        if error.status is not None and "checks" in error.detail:
+            return False, error.detail  # /ready's own report: which dependency fails and why
         body = {"code": error.code, "message": error.message, "detail": error.detail}
         if error.status is None:
             body["status"] = "unreachable"
         return False, body
+
+
+def failure_summary(body):
+    """One line naming what failed: the failing dependencies of /ready, else the error message."""
+    if body.get("failing"):
+        checks = body.get("checks") or {}
+        return "failing " + ", ".join(
+            "%s (%s)" % (name, (checks.get(name) or {}).get("error") or "failing") for name in body["failing"])
+    return body.get("message") or str(body)
 
 
 def check(client):
@@ -122,8 +133,7 @@ def handle(module, client):
     if not passed:
         failing = result["readiness"] if result["healthy"] else result["health"]
         result["failed_msg"] = "platform at %s is not %s: %s" % (
-            params["api_url"], "ready" if result["healthy"] else "healthy",
-            failing.get("message") or failing)
+            params["api_url"], "ready" if result["healthy"] else "healthy", failure_summary(failing))
     return result
 
 

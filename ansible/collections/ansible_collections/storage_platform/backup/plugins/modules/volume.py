@@ -136,11 +136,13 @@ def argument_spec():
     ))
 
 
-def policy_matches(current, wanted):
-    """The API may show a policy as an id, a name or a nested object; any of them matches."""
+def policy_matches(volume, wanted):
+    """The task may name the policy by id or by name; the API shows both (`policy` is the
+    name, `policy_id` the id)."""
+    current = volume.get("policy")
     if isinstance(current, dict):
-        return wanted in (str(current.get("id")), current.get("name"))
-    return current is not None and str(current) == wanted
+        current = current.get("name")
+    return wanted in (current, str(volume.get("policy_id")))
 
 
 def wanted_labels(current, params):
@@ -163,7 +165,7 @@ def differences(current, params):
             changes["labels"] = labels
     if params["rpo_hours"] is not None and current.get("rpo_hours") != params["rpo_hours"]:
         changes["rpo_hours"] = params["rpo_hours"]
-    if params["policy"] is not None and not policy_matches(current.get("policy"), params["policy"]):
+    if params["policy"] is not None and not policy_matches(current, params["policy"]):
         changes["policy"] = params["policy"]
     return changes
 
