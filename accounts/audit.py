@@ -16,6 +16,7 @@ import logging
 import re
 import uuid
 
+from django.db import transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -84,20 +85,29 @@ def _remote_addr(request) -> str | None:
     return address
 
 
+def _text(value: str, limit: int) -> str:
+    # PostgreSQL text refuses NUL; a path or id with %00 must still be audited, visibly.
+    return value.replace("\x00", "\\x00")[:limit]
+
+
 def record(request, response) -> None:
     from accounts.models import AuditEvent, AuditResult
 
     actor, actor_type, role = _actor(request)
     target_type, target_id = _target(request, response)
-    AuditEvent.objects.create(
-        created_at=timezone.now(),
-        actor=actor[:150], actor_type=actor_type, role=role,
-        method=request.method, path=request.path[:512].replace("\x00", "\\x00"), action=_action(request)[:150],
-        target_type=target_type[:64], target_id=target_id.replace("\x00", "\\x00"),  # PostgreSQL text refuses NUL
-        status_code=response.status_code,
-        result=AuditResult.SUCCESS if response.status_code < 400 else AuditResult.FAILURE,
-        remote_addr=_remote_addr(request), request_id=request.audit_request_id,
-    )
+    # A savepoint: if the insert fails, an enclosing transaction (a test's, ATOMIC_REQUESTS)
+    # stays usable instead of being poisoned for the rest of the request.
+    with transaction.atomic():
+        AuditEvent.objects.create(
+            created_at=timezone.now(),
+            actor=_text(actor, 150), actor_type=actor_type, role=role,
+            method=_text(request.method, 10), path=_text(request.path, 512),
+            action=_text(_action(request), 150),
+            target_type=_text(target_type, 64), target_id=_text(target_id, 255),
+            status_code=response.status_code,
+            result=AuditResult.SUCCESS if response.status_code < 400 else AuditResult.FAILURE,
+            remote_addr=_remote_addr(request), request_id=request.audit_request_id,
+        )
 
 
 class AuditMiddleware:

@@ -54,3 +54,18 @@ def test_audit_api_is_admin_only_and_filters(api):
     assert later["count"] == 0
     bad = api("admin").get("/api/v1/audit", {"since": "yesterday"})
     assert bad.status_code == 400 and bad.json()["code"] == "validation_error"
+
+
+def test_nul_in_path_is_audited_visibly(api):
+    response = api("admin").delete("/api/v1/tokens/1%00x")
+    assert response.status_code < 500
+    event = AuditEvent.objects.get()
+    assert "\x00" not in event.path and "\\x00" in event.path
+    assert AuditEvent.objects.count() == 1  # the connection is still usable after the request
+
+
+@pytest.mark.parametrize("parameter", ["actor", "target", "target_id", "target_type"])
+def test_nul_in_audit_filters_is_a_4xx(api, parameter):
+    response = api("admin").get("/api/v1/audit", {parameter: "a\x00b"})
+    assert 400 <= response.status_code < 500
+    assert set(response.json()) == {"code", "message", "detail"}

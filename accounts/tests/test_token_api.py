@@ -106,3 +106,9 @@ def test_browsable_api_works_for_admin_session(client):
     response = client.get("/api/v1/tokens", HTTP_ACCEPT="text/html")
     assert response.status_code == 200
     assert b"<html" in response.content
+
+
+def test_nul_in_token_id_or_header_is_a_4xx(api, client):
+    assert api("admin").get("/api/v1/tokens/1%00").status_code == 404
+    response = client.get("/api/v1/tokens", HTTP_X_API_TOKEN="sbp_abc\x00def")
+    assert response.status_code == 401
