@@ -31,7 +31,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import Role
 from volumes import dataplane, services
-from volumes.errors import InvalidHeader, LengthRequired, PathConflict
+from volumes.errors import InvalidHeader, InvalidPath, LengthRequired, PathConflict
 from volumes.serializers import FileEntrySerializer, FileWriteResultSerializer
 from volumes.views import actor_of
 
@@ -104,7 +104,7 @@ def file_response(opened: dataplane.OpenedFile) -> FileResponse:
     return response
 
 
-class VolumeFilesView(APIView):
+class FilesViewBase(APIView):
     read_role = Role.READ
     write_role = Role.ADMIN
     parser_classes = [RawBodyParser]
@@ -118,17 +118,33 @@ class VolumeFilesView(APIView):
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(FileEntrySerializer(page, many=True).data)
 
+
+class VolumeDirectoryView(FilesViewBase):
+    """`files/?path=dir`: list a directory (the volume's root without `path`)."""
+
     @extend_schema(
-        parameters=[VOLUME_PARAMETER, PATH_PARAMETER,
-                    OpenApiParameter("path", OpenApiTypes.STR, description="Directory to list (files/ only).")],
+        operation_id="volumes_files_list",
+        parameters=[VOLUME_PARAMETER,
+                    OpenApiParameter("path", OpenApiTypes.STR, description="Directory to list; the root if omitted.")],
+        responses={200: FileEntrySerializer(many=True)},
+    )
+    def get(self, request, id):
+        volume = services.find_volume(id)
+        return self.listing(request, volume, request.query_params.get("path", ""))
+
+
+class VolumeFileView(FilesViewBase):
+    """`files/{path}`: download, upload, delete one file (or list/delete a directory)."""
+
+    @extend_schema(
+        operation_id="volumes_files_download",
+        parameters=[VOLUME_PARAMETER, PATH_PARAMETER],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
                    (200, "application/json"): FileEntrySerializer(many=True)},
-        description="Download a file, or list a directory (`files/?path=dir` or a directory path).",
+        description="Download a file; a directory path answers with its listing.",
     )
-    def get(self, request, id, file_path: str | None = None):
+    def get(self, request, id, file_path: str):
         volume = services.find_volume(id)
-        if file_path is None:
-            return self.listing(request, volume, request.query_params.get("path", ""))
         try:
             return file_response(dataplane.open_file(volume, file_path))
         except PathConflict:
@@ -137,6 +153,7 @@ class VolumeFilesView(APIView):
             raise
 
     @extend_schema(
+        operation_id="volumes_files_upload",
         parameters=[VOLUME_PARAMETER, PATH_PARAMETER,
                     OpenApiParameter("X-File-Mode", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                      description="Octal permission bits, e.g. 0644."),
@@ -147,12 +164,10 @@ class VolumeFilesView(APIView):
                    413: OpenApiResponse(description="Larger than the free quota"),
                    507: OpenApiResponse(description="Quota exhausted while streaming")},
     )
-    def put(self, request, id, file_path: str | None = None):
+    def put(self, request, id, file_path: str):
         volume = services.find_volume(id)
-        if file_path is None or file_path.endswith("/"):
-            from volumes.errors import InvalidPath
-
-            raise InvalidPath("A file path is needed, and it must not end with '/'.", detail={"path": file_path or ""})
+        if file_path.endswith("/"):
+            raise InvalidPath("A file path must not end with '/'.", detail={"path": file_path})
         mode = dataplane.parse_mode(request.META.get("HTTP_X_FILE_MODE"))
         mtime_ns = dataplane.parse_mtime(request.META.get("HTTP_X_FILE_MTIME"))
         stream, content_length = upload_stream(request)
@@ -162,12 +177,13 @@ class VolumeFilesView(APIView):
         return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     @extend_schema(
+        operation_id="volumes_files_delete",
         parameters=[VOLUME_PARAMETER, PATH_PARAMETER,
                     OpenApiParameter("recursive", OpenApiTypes.BOOL, description="Delete a directory with its contents.")],
         responses={204: None},
     )
-    def delete(self, request, id, file_path: str | None = None):
+    def delete(self, request, id, file_path: str):
         volume = services.find_volume(id)
         recursive = parse_flag(request.query_params.get("recursive"), "recursive")
-        dataplane.delete_path(volume, file_path or "", recursive=recursive)
+        dataplane.delete_path(volume, file_path, recursive=recursive)
         return Response(status=status.HTTP_204_NO_CONTENT)
