@@ -230,12 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--source", help="apply retention only to this source")
     prune.add_argument("--dry-run", action="store_true")
 
-    key = verbs.add_parser("key", parents=[common], help="manage wrapped repository keys")
+    key = verbs.add_parser("key", help="manage wrapped repository keys")
     key_verbs = key.add_subparsers(dest="key_command", required=True)
-    key_verbs.add_parser("list")
-    add = key_verbs.add_parser("add")
+    key_verbs.add_parser("list", parents=[common])
+    add = key_verbs.add_parser("add", parents=[common])
     add.add_argument("--new-key-file", required=True)
-    remove = key_verbs.add_parser("remove")
+    remove = key_verbs.add_parser("remove", parents=[common])
     remove.add_argument("name", help="keys/<id> as shown by `key list`")
 
     verbs.add_parser("stats", parents=[common], help="repository totals")
