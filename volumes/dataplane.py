@@ -144,6 +144,11 @@ def _regular_size_at(directory_fd: int, name: str) -> tuple[int, bool]:
         return 0, False
     if stat.S_ISDIR(info.st_mode):
         raise PathConflict("A directory exists at this path; a file cannot replace it.")
+    if stat.S_ISLNK(info.st_mode):
+        # Replacing the link would be safe (rename does not follow it), but a client that
+        # writes "through" a symlink expects its target to change; refuse, like a read.
+        raise InvalidPath("A symlink exists at this path; the data plane never writes through symlinks "
+                          "(delete the link first).")
     return (info.st_size if stat.S_ISREG(info.st_mode) else 0), True
 
 
@@ -214,7 +219,7 @@ def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | N
     try:
         try:
             old_size, _ = _existing_size(root_fd, components)
-        except PathConflict as error:
+        except (PathConflict, InvalidPath) as error:
             error.detail.setdefault("path", shown_path)
             raise
         room = volume.quota_bytes - _current_used_bytes(volume) + old_size
@@ -288,7 +293,7 @@ def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_l
                                detail={"path": shown_path}) from None
         renamed = True
         os.fsync(parent_fd)  # make the rename itself durable
-    except PathConflict as error:
+    except (PathConflict, InvalidPath) as error:
         error.detail.setdefault("path", shown_path)
         raise
     finally:

@@ -206,14 +206,14 @@ def test_symlink_directory_component_inside_the_volume_is_refused_too(admin, vol
     assert not Path(volume["path"], "real", "other.txt").exists()
 
 
-def test_uploading_over_a_symlink_replaces_the_link_not_its_target(admin, volume):
+def test_uploading_onto_a_symlink_is_refused_and_its_target_untouched(admin, volume):
     outside = Path(volume["path"]).parent / "target.txt"
     outside.write_bytes(b"untouched")
     os.symlink(outside, Path(volume["path"], "swap"))
-    assert put(admin, volume, "swap", b"new content").status_code == 200
+    assert_error(put(admin, volume, "swap", b"new content"), 400, "invalid_path")
     assert outside.read_bytes() == b"untouched"
-    assert not os.path.islink(Path(volume["path"], "swap"))
-    assert Path(volume["path"], "swap").read_bytes() == b"new content"
+    assert os.path.islink(Path(volume["path"], "swap"))
+    assert leftovers(volume["path"]) == ["swap"]
 
 
 def test_type_conflicts_are_409(admin, volume):
