@@ -95,8 +95,8 @@ def send(job_id, queue: str, countdown: float | None = None) -> bool:
     try:
         publisher(str(job_id), queue, countdown)
     except Exception as error:  # the broker is down: the row is the source of truth
-        logger.warning("job %s: message not sent to queue %s (%s); the reconciler will re-send",
-                       job_id, queue, type(error).__name__)
+        logger.warning("job %s: message not sent to queue %s (%s: %s); the reconciler will re-send",
+                       job_id, queue, type(error).__name__, str(error)[:200])
         return False
     Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(sent_at=timezone.now())
     return True

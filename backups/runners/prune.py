@@ -20,6 +20,8 @@ def retention_policy(retention: dict):
     """The engine's RetentionPolicy from a Policy's `retention` JSON (unknown keys ignored)."""
     from backups import engine
 
+    if hasattr(engine.RetentionPolicy, "from_dict"):
+        return engine.RetentionPolicy.from_dict(retention)
     if dataclasses.is_dataclass(engine.RetentionPolicy):
         known = {item.name for item in dataclasses.fields(engine.RetentionPolicy)}
         retention = {key: value for key, value in retention.items() if key in known}

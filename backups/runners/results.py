@@ -15,6 +15,9 @@ BACKUP_STAT_FIELDS = ("files", "dirs", "bytes_read", "bytes_new", "bytes_stored"
 
 def to_jsonable(value):
     """A JSON-compatible copy of an engine value (dataclasses, datetimes, paths, sets)."""
+    for method in ("public", "to_json"):  # the engine's own public description, when it has one
+        if hasattr(value, method) and not isinstance(value, type):
+            return to_jsonable(getattr(value, method)())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {item.name: to_jsonable(getattr(value, item.name)) for item in dataclasses.fields(value)}
     if isinstance(value, dict):
@@ -53,7 +56,7 @@ def snapshot_id_of(value) -> str:
 def backup_stats(value) -> dict:
     """The catalog's stats dict from a BackupResult or SnapshotInfo (missing counts are 0)."""
     stats = _field(value, "stats") or value
-    summary = {}
+    summary = dict(stats) if isinstance(stats, dict) else {}
     for name in BACKUP_STAT_FIELDS:
         found = _field(stats, name, None)
         if found is None:
