@@ -42,3 +42,13 @@ class AuditEventSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "actor", "actor_type", "role", "method", "path", "action",
                   "target_type", "target_id", "status_code", "result", "remote_addr", "request_id"]
         read_only_fields = fields
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    """The create answer: the token row plus `token`, the secret, shown this once."""
+
+    token = serializers.CharField(read_only=True)
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import django_filters
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from accounts.models import ApiToken, AuditEvent, AuditResult, TokenSource
 from accounts.roles import Role
-from accounts.serializers import ApiTokenCreateSerializer, ApiTokenSerializer, AuditEventSerializer
+from accounts.serializers import (
+    ApiTokenCreatedSerializer,
+    ApiTokenCreateSerializer,
+    ApiTokenSerializer,
+    AuditEventSerializer,
+)
 from accounts.tokens import create_token, expiry_from_days
 
 
@@ -30,6 +36,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     serializer_class = ApiTokenSerializer
     filterset_fields = ["role", "source"]
 
+    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
         incoming = ApiTokenCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

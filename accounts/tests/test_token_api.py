@@ -112,3 +112,13 @@ def test_nul_in_token_id_or_header_is_a_4xx(api, client):
     assert api("admin").get("/api/v1/tokens/1%00").status_code == 404
     response = client.get("/api/v1/tokens", HTTP_X_API_TOKEN="sbp_abc\x00def")
     assert response.status_code == 401
+
+
+def test_openapi_schema_describes_both_token_headers(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["ApiTokenHeader"]["name"] == "X-API-TOKEN"
+    assert schemes["BearerToken"]["scheme"] == "bearer"
+    create = schema["paths"]["/api/v1/tokens/"]["post"]
+    assert create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/ApiTokenCreated")
+    assert "token" in schema["components"]["schemas"]["ApiTokenCreated"]["properties"]
