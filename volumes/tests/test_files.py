@@ -243,3 +243,23 @@ def test_writes_need_an_available_volume(admin, volume):
     Volume.objects.filter(pk=volume["id"]).update(status="restoring")
     assert_error(put(admin, volume, "a.txt", b"x"), 409, "volume_not_available")
     assert admin.get(url(volume)).status_code == 200  # reads still work
+
+
+def chunked_put(client, volume, path, content: bytes):
+    """A PUT as a de-chunking WSGI server (gunicorn) presents it: no Content-Length, the body
+    readable to EOF and `wsgi.input_terminated` set."""
+    return client.put(url(volume, path), b"", content_type="application/octet-stream", CONTENT_LENGTH="",
+                      HTTP_TRANSFER_ENCODING="chunked", **{"wsgi.input": io.BytesIO(content),
+                                                          "wsgi.input_terminated": True})
+
+
+def test_chunked_upload_streams_to_eof_and_507_when_it_outgrows_the_quota(admin, volume):
+    content = os.urandom(3 * dataplane.CHUNK_SIZE // 2)
+    response = chunked_put(admin, volume, "chunked/one.bin", content)
+    assert response.status_code == 201, response.content
+    assert Path(volume["path"], "chunked", "one.bin").read_bytes() == content
+    quota = Volume.objects.get(pk=volume["id"]).quota_bytes
+    Volume.objects.filter(pk=volume["id"]).update(used_bytes=quota - dataplane.CHUNK_SIZE)
+    body = assert_error(chunked_put(admin, volume, "chunked/new/two.bin", content), 507, "quota_exceeded")
+    assert body["detail"]["available_bytes"] == dataplane.CHUNK_SIZE
+    assert leftovers(volume["path"]) == ["chunked", "chunked/one.bin"]
