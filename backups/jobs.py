@@ -129,7 +129,7 @@ def claim(job_id, *, worker: str | None = None, now: datetime | None = None) -> 
     with transaction.atomic():
         updated = Job.objects.filter(claimable, pk=job_id).update(
             status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1,
-            run_after=None, cancel_requested=False,
+            run_after=None,
         )
         if not updated:
             return None
@@ -151,7 +151,7 @@ def take_over_dead_local_worker(job: Job, *, worker: str | None = None) -> Job |
     with transaction.atomic():
         updated = Job.objects.filter(
             pk=job.pk, status=JobStatus.RUNNING, worker=job.worker, heartbeat_at=job.heartbeat_at
-        ).update(worker=worker, heartbeat_at=now, attempts=F("attempts") + 1, cancel_requested=False)
+        ).update(worker=worker, heartbeat_at=now, attempts=F("attempts") + 1)
         if not updated:
             return None
         return Job.objects.get(pk=job.pk)

@@ -80,6 +80,10 @@ def execute(job_id, *, worker: str | None = None) -> str:
         jobs.fail(job, f"The worker running this job stopped {job.attempts - 1} times.", "worker_lost",
                   owned_by=worker)
         return JobStatus.FAILED
+    if job.cancel_requested:
+        # Cancelled while its previous worker was dying: honour it instead of starting over.
+        jobs.cancelled(job, owned_by=worker)
+        return JobStatus.CANCELLED
     logger.info("job %s (%s) attempt %s started on %s", job.pk, job.kind, job.attempts, worker)
     runner = runner_for(job.kind)
     if runner is None:
