@@ -71,8 +71,6 @@ EXPECTED_MINIMUM_ROLE: dict[tuple[str, str], str] = {
     ("/api/v1/volumes/{id}/refresh-usage", "POST"): ADMIN,
     # file data plane: download/list is read, writing data into a volume is admin
     ("/api/v1/volumes/{id}/files", "GET"): READ,
-    ("/api/v1/volumes/{id}/files", "PUT"): ADMIN,
-    ("/api/v1/volumes/{id}/files", "DELETE"): ADMIN,
     ("/api/v1/volumes/{id}/files/{file_path}", "GET"): READ,
     ("/api/v1/volumes/{id}/files/{file_path}", "PUT"): ADMIN,
     ("/api/v1/volumes/{id}/files/{file_path}", "DELETE"): ADMIN,
