@@ -39,6 +39,7 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 #: a crafted index from making restore allocate or write absurd amounts.
 MAX_BLOB_SIZE = 16 * 1024 * 1024
 TREE_CACHE_SIZE = 512
+TREE_PACK_CACHE_BYTES = 48 * 1024 * 1024
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Repository:
         self._index_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, list[TreeEntry]] = OrderedDict()
         self._tree_lock = threading.Lock()
+        self._tree_packs: OrderedDict[str, bytes] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"Repository({getattr(self.backend, 'location', '')!r})"
@@ -246,8 +248,35 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         if blob_type is not None and entry.blob_type != blob_type:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} has the wrong type")
+        if entry.blob_type == BlobType.TREE:
+            pack = self._tree_pack(entry.pack_id)
+            if pack is not None and entry.offset + entry.length <= len(pack):
+                sealed = memoryview(pack)[entry.offset: entry.offset + entry.length]
+                return self.open_blob(blob_id, entry, sealed)
         sealed = self.backend.get(pack_name(entry.pack_id), entry.offset, entry.length)
         return self.open_blob(blob_id, entry, sealed)
+
+    def _tree_pack(self, pack_id: str) -> bytes | None:
+        """A whole tree pack from a small LRU cache, or None when it is too big to cache.
+
+        Walking a snapshot reads thousands of small tree blobs that the backup packed
+        together; one read per pack instead of one per tree makes incremental backups and
+        restores of many-directory trees several times faster (and S3 cheaper).
+        """
+        with self._tree_lock:
+            pack = self._tree_packs.get(pack_id)
+            if pack is not None:
+                self._tree_packs.move_to_end(pack_id)
+                return pack
+        name = pack_name(pack_id)
+        if self.backend.size(name) > TREE_PACK_CACHE_BYTES // 2:
+            return None
+        pack = self.backend.get(name)
+        with self._tree_lock:
+            self._tree_packs[pack_id] = pack
+            while sum(len(p) for p in self._tree_packs.values()) > TREE_PACK_CACHE_BYTES:
+                self._tree_packs.popitem(last=False)
+        return pack
 
     def read_tree(self, tree_id: bytes) -> list[TreeEntry]:
         """The validated entries of a tree blob (LRU-cached; treat the list as read-only)."""
