@@ -1,0 +1,127 @@
+"""The operational playbooks, run with ansible-playbook (connection: local) against a real
+platform API served by pytest-django's live server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from tests.ops.collection import run_ansible_tool
+from tests.ops.conftest import OPS_BROKER_URL
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_playbook(playbook: str, platform_url: str, tokens: dict, tmp_path, extra_vars: dict | None = None,
+                 *options: str, timeout: float = 240):
+    """Run one playbook; answer (return code, output, {task counts of the recap})."""
+    variables = tmp_path / f"vars-{playbook}.json"
+    variables.write_text(json.dumps(extra_vars or {}))
+    completed = run_ansible_tool(
+        "ansible-playbook", "-i", "localhost,", f"playbooks/{playbook}", "-e", f"@{variables}", *options,
+        timeout=timeout,
+        STORAGE_PLATFORM_URL=platform_url,
+        STORAGE_PLATFORM_ADMIN_TOKEN=tokens["admin"],
+        STORAGE_PLATFORM_BACKUP_TOKEN=tokens["backup"],
+        STORAGE_PLATFORM_READ_TOKEN=tokens["read"],
+    )
+    output = completed.stdout + completed.stderr
+    recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
+    counts = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, recap.groups()))) if recap else {}
+    return completed.returncode, output, counts
+
+
+def assert_no_token_in(output: str, tokens: dict) -> None:
+    for role, token in tokens.items():
+        assert token not in output, f"the {role} token appeared in ansible output"
+
+
+VOLUMES = [
+    {"name": "app-data", "size_gb": 2, "rpo_hours": 6, "labels": {"team": "web"}},
+    {"name": "app-logs", "size_gb": 1},
+]
+
+
+@pytest.mark.slow  # several ansible-playbook runs: > 10 s
+def test_provision_creates_volumes_then_changes_nothing_and_check_mode_only_previews(
+        platform_url, tokens, tmp_path, platform_client):
+    client = platform_client("admin")
+    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path, {"platform_volumes": VOLUMES})
+    assert code == 0, output
+    assert counts["changed"] == 1 and counts["failed"] == 0
+    created = client.find_volume("app-data")
+    assert created["size_gb"] == 2 and created["rpo_hours"] == 6 and created["labels"] == {"team": "web"}
+
+    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path, {"platform_volumes": VOLUMES})
+    assert code == 0, output
+    assert counts["changed"] == 0, output
+
+    bigger = [{**VOLUMES[0], "size_gb": 5}, VOLUMES[1]]
+    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path,
+                                        {"platform_volumes": bigger}, "--check", "--diff")
+    assert code == 0, output
+    assert counts["changed"] == 1 and '"size_gb": 5' in output.replace("size_gb: 5", '"size_gb": 5')
+    assert client.find_volume("app-data")["size_gb"] == 2
+    assert_no_token_in(output, tokens)
+
+
+def test_provision_rejects_an_entry_without_a_size_before_calling_the_api(platform_url, tokens, tmp_path,
+                                                                          platform_client):
+    code, output, _ = run_playbook("provision.yml", platform_url, tokens, tmp_path,
+                                   {"platform_volumes": [{"name": "sizeless"}]})
+    assert code != 0
+    assert "needs a name and, unless state is absent, a positive size_gb" in output
+    assert platform_client("admin").find_volume("sizeless") is None
+
+
+@pytest.mark.slow  # several ansible-playbook runs: > 10 s
+def test_cleanup_removes_labelled_and_drill_volumes_and_keeps_the_rest(platform_url, tokens, tmp_path,
+                                                                       run_module_logic, platform_client):
+    for name, labels in (("keep-me", {}), ("scratch-1", {"temporary": "true"}), ("drill-old-1", {})):
+        run_module_logic("volume", {"name": name, "size_gb": 1, "labels": labels})
+
+    code, output, _ = run_playbook("cleanup.yml", platform_url, tokens, tmp_path, {"cleanup_dry_run": True})
+    assert code == 0, output
+    assert "2 temporary volumes: drill-old-1, scratch-1" in output
+    assert platform_client("admin").find_volume("scratch-1") is not None
+
+    code, output, _ = run_playbook("cleanup.yml", platform_url, tokens, tmp_path, {"cleanup_prune": True})
+    assert code == 0, output
+    remaining = [volume["name"] for volume in platform_client("admin").list("/api/v1/volumes")]
+    assert remaining == ["keep-me"]
+
+
+@pytest.mark.slow  # several ansible-playbook runs: > 10 s
+def test_validate_fails_naming_the_volumes_that_violate_their_rpo(platform_url, tokens, tmp_path, run_module_logic):
+    run_module_logic("volume", {"name": "never-backed-up", "size_gb": 1})
+    code, output, _ = run_playbook("validate.yml", platform_url, tokens, tmp_path, {"validate_restore_drill": False})
+    assert code != 0
+    assert "volumes without a completed backup within their RPO: never-backed-up" in output
+
+
+@pytest.mark.slow
+def test_backup_then_validate_with_a_restore_drill_against_a_real_worker(
+        platform_url, tokens, tmp_path, run_module_logic, platform_client, celery_worker_factory):
+    celery_worker_factory(broker_url=OPS_BROKER_URL)
+    client = platform_client("admin")
+    canary = run_module_logic("volume", {"name": "canary", "size_gb": 1, "labels": {"purpose": "drill"}})["volume"]
+    for path, content in {"hello.txt": b"hello", "nested/data.bin": bytes(range(256)) * 64, "empty": b""}.items():
+        client.upload(f"/api/v1/volumes/{canary['id']}/files/{path}", content)
+
+    code, output, counts = run_playbook("backup.yml", platform_url, tokens, tmp_path, {"backup_volumes": ["canary"]})
+    assert code == 0, output
+    assert "1 backups succeeded" in output
+    completed = client.list("/api/v1/backups", {"volume": canary["id"], "status": "completed"})
+    assert len(completed) == 1 and completed[0]["stats"]
+
+    code, output, counts = run_playbook("validate.yml", platform_url, tokens, tmp_path,
+                                        {"validate_drill_volume": "canary", "validate_read_data_percent": 100})
+    assert code == 0, output
+    assert "all 1 volumes are within their RPO" in output
+    assert re.search(r"restore drill of canary: \d+ entries identical", output), output
+    names = [volume["name"] for volume in client.list("/api/v1/volumes")]
+    assert names == ["canary"], "the drill's temporary volume must be deleted"
+    assert_no_token_in(output, tokens)
