@@ -18,12 +18,29 @@ class VolumeSerializer(serializers.ModelSerializer):
     policy_id = serializers.IntegerField(read_only=True, allow_null=True)
     rpo_hours = serializers.IntegerField(read_only=True, help_text="Effective RPO: the override, else the policy's.")
     quota_bytes = serializers.IntegerField(read_only=True)
+    last_backup = serializers.SerializerMethodField(help_text="Newest completed backup: {id, completed_at}, or null.")
 
     class Meta:
         model = Volume
         fields = ["id", "name", "size_gb", "status", "status_message", "path", "used_bytes", "quota_bytes",
-                  "labels", "rpo_hours", "policy", "policy_id", "pool", "node", "created_at", "updated_at"]
+                  "labels", "rpo_hours", "policy", "policy_id", "pool", "node", "last_backup", "created_at",
+                  "updated_at"]
         read_only_fields = fields
+
+    def get_last_backup(self, volume: Volume) -> dict | None:
+        if not hasattr(volume, "last_backup_at"):
+            # Not annotated (a volume just created or updated): one query for this one row.
+            from backups.models import Backup, BackupStatus
+
+            newest = (Backup.objects.filter(volume_id=volume.pk, status=BackupStatus.COMPLETED)
+                      .order_by("-completed_at").values("id", "completed_at").first())
+            volume.last_backup_id = newest["id"] if newest else None
+            volume.last_backup_at = newest["completed_at"] if newest else None
+        if volume.last_backup_id is None:
+            return None
+        completed_at = volume.last_backup_at
+        return {"id": str(volume.last_backup_id),
+                "completed_at": serializers.DateTimeField().to_representation(completed_at) if completed_at else None}
 
     def get_policy(self, volume: Volume) -> str | None:
         return volume.policy.name if volume.policy_id is not None and volume.policy is not None else None

@@ -36,7 +36,7 @@ def find_volume(identifier) -> Volume:
     when no volume has that id.
     """
     text = str(identifier)
-    queryset = Volume.objects.select_related("policy")
+    queryset = with_last_backup(Volume.objects.select_related("policy"))
     try:
         volume_id = uuid.UUID(text)
     except ValueError:
@@ -51,6 +51,19 @@ def find_volume(identifier) -> Volume:
     if volume is None:
         raise VolumeNotFound(f"Volume {text[:80]!r} does not exist.", detail={"volume": text[:80]})
     return volume
+
+
+def with_last_backup(queryset):
+    """Annotate each volume with its newest completed backup (`last_backup_id`,
+    `last_backup_at`): two indexed subqueries per page, never a query per row."""
+    from django.db.models import OuterRef, Subquery
+
+    from backups.models import Backup, BackupStatus
+
+    newest = (Backup.objects.filter(volume_id=OuterRef("pk"), status=BackupStatus.COMPLETED)
+              .order_by("-completed_at"))
+    return queryset.annotate(last_backup_id=Subquery(newest.values("id")[:1]),
+                             last_backup_at=Subquery(newest.values("completed_at")[:1]))
 
 
 def default_policy():

@@ -163,3 +163,26 @@ def test_roles_read_lists_but_only_admin_writes(api, create_volume):
     assert api(None).get("/api/v1/volumes").status_code == 401
     assert api("bad").get("/api/v1/volumes").status_code == 401
     assert Volume.objects.filter(name="shared").exists()
+
+
+def test_last_backup_is_the_newest_completed_one_and_lists_stay_cheap(admin, create_volume,
+                                                                       django_assert_max_num_queries):
+    from datetime import datetime, timezone
+
+    volume = create_volume("protected")
+    create_volume("unprotected")
+    older = Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.COMPLETED,
+                                  completed_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    newer = Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.COMPLETED,
+                                  completed_at=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.FAILED)
+    detail = admin.get("/api/v1/volumes/protected").json()
+    assert detail["last_backup"]["id"] == str(newer.pk) != str(older.pk)
+    assert detail["last_backup"]["completed_at"].startswith("2026-02-01")
+    Volume.objects.bulk_create([Volume(name=f"many-{index}", size_gb=1, status="available") for index in range(60)])
+    # Authentication, count, one page: the number of queries does not grow with the rows.
+    with django_assert_max_num_queries(8):
+        page = admin.get("/api/v1/volumes", {"page_size": 100}).json()
+    by_name = {row["name"]: row for row in page["results"]}
+    assert by_name["protected"]["last_backup"]["id"] == str(newer.pk)
+    assert by_name["unprotected"]["last_backup"] is None

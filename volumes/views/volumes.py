@@ -56,7 +56,7 @@ class VolumeViewSet(viewsets.GenericViewSet):
     filter_backends: list = []  # filters are applied by volumes.filters (strict, 400 on bad input)
 
     def get_queryset(self):
-        return Volume.objects.select_related("policy").order_by("name", "id")
+        return services.with_last_backup(Volume.objects.select_related("policy")).order_by("name", "id")
 
     def get_object(self) -> Volume:
         return services.find_volume(self.kwargs["id"])
