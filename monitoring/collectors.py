@@ -246,6 +246,18 @@ class CatalogCollector:
         )
 
 
+def _git_revision() -> str | None:
+    """The revision /version reports (GIT_REVISION or .git), when that module is present."""
+    try:
+        from storage_platform.system import git_revision
+    except ImportError:
+        return None
+    try:
+        return git_revision()
+    except Exception:  # the revision is informative only
+        return None
+
+
 def _build_info() -> Metric:
     info = GaugeMetricFamily(
         "storage_platform_build_info",
@@ -253,7 +265,7 @@ def _build_info() -> Metric:
         labels=["version", "revision", "python_version", "django_version"],
     )
     version = getattr(settings, "PLATFORM_VERSION", None) or settings.SPECTACULAR_SETTINGS.get("VERSION", "unknown")
-    revision = getattr(settings, "BUILD_REVISION", None) or "unknown"
+    revision = getattr(settings, "BUILD_REVISION", None) or _git_revision() or "unknown"
     info.add_metric([str(version), str(revision), platform.python_version(), django.get_version()], 1)
     return info
 

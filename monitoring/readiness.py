@@ -1,9 +1,10 @@
 """`platform_ready{component}`: the `/ready` checks (database, broker, storage) as a gauge.
 
-The checks of `/ready` are reused when `storage_platform.system` provides them
-(`check_database`, `check_broker`, `check_storage`); otherwise small equivalents here are used.
-A check returns truthy (or a dict with a truthy "ok") when the component is usable; raising
-or returning falsy means not ready.
+The checks of `/ready` are reused (`storage_platform.system.READINESS_CHECKS`, or its
+`check_<component>` functions); the small equivalents here are used when that module has none.
+A check answers `{"status": "ok" | "failing" | "unknown"}` (a bool or {"ok": bool} is
+accepted too); raising means failing. "unknown" (the storage layer has no health check of
+its own) falls back to the local check here, so the gauge is always 0 or 1.
 
 Why cached: Prometheus scrapes every 15-30 s from possibly several servers, and a broker or
 S3 round trip per scrape adds latency for nothing. Each result is reused for
@@ -71,18 +72,28 @@ def check_storage() -> bool:
     return True
 
 
+LOCAL_CHECKS: dict[str, Callable[[], object]] = {
+    "database": check_database, "broker": check_broker, "storage": check_storage,
+}
+
+
 def _platform_check(component: str) -> Callable[[], object]:
     """The `/ready` check of `storage_platform.system` if it exists, else ours."""
     try:
         system = importlib.import_module("storage_platform.system")
     except ImportError:
-        system = None
-    check = getattr(system, f"check_{component}", None) if system is not None else None
-    return check if callable(check) else globals()[f"check_{component}"]
+        return LOCAL_CHECKS[component]
+    checks = getattr(system, "READINESS_CHECKS", None) or {}
+    check = checks.get(component) or getattr(system, f"check_{component}", None)
+    return check if callable(check) else LOCAL_CHECKS[component]
 
 
-def _passed(outcome: object) -> bool:
+def _verdict(outcome: object) -> bool | None:
+    """True usable, False failing, None unknown."""
     if isinstance(outcome, dict):
+        if "status" in outcome:
+            status = outcome["status"]
+            return None if status == "unknown" else status in ("ok", True)
         return bool(outcome.get("ok", outcome.get("ready", False)))
     return bool(outcome)
 
@@ -99,16 +110,21 @@ class ReadinessCollector:
     def describe(self) -> Iterable[Metric]:
         return []
 
+    def _call(self, component: str, check: Callable[[], object]) -> bool | None:
+        if component == "database":
+            # Django connections are per thread: run it here, not in the pool.
+            return _verdict(check())
+        return _verdict(_executor.submit(check).result(timeout=CHECK_TIMEOUT_SECONDS))
+
     def _run(self, component: str) -> float:
         check = self._checks[component] if self._checks else _platform_check(component)
         try:
-            if component == "database":
-                # Django connections are per thread: run it here, not in the pool.
-                outcome = check()
-            else:
-                outcome = _executor.submit(check).result(timeout=CHECK_TIMEOUT_SECONDS)
-            return 1.0 if _passed(outcome) else 0.0
-        except Exception as error:  # any failure means "not ready"; the reason goes to the log
+            verdict = self._call(component, check)
+            if verdict is None and not self._checks and check is not LOCAL_CHECKS[component]:
+                verdict = self._call(component, LOCAL_CHECKS[component])
+            # Still unknown: nothing says it fails (as /ready, which answers 200 then).
+            return 0.0 if verdict is False else 1.0
+        except Exception as error:  # any failure means "not ready"; only the type is logged
             logger.warning("readiness check %s failed: %s", component, type(error).__name__)
             return 0.0
 
