@@ -83,8 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.audit.AuditMiddleware",  # before maintenance: refused mutations are audited too
     "storage_platform.maintenance.MaintenanceModeMiddleware",
-    "accounts.audit.AuditMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

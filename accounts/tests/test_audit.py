@@ -69,3 +69,13 @@ def test_nul_in_audit_filters_is_a_4xx(api, parameter):
     response = api("admin").get("/api/v1/audit", {parameter: "a\x00b"})
     assert 400 <= response.status_code < 500
     assert set(response.json()) == {"code", "message", "detail"}
+
+
+def test_mutations_refused_by_maintenance_mode_are_audited(api, settings, tmp_path):
+    settings.MAINTENANCE_FILE = tmp_path / "maintenance"
+    settings.MAINTENANCE_FILE.touch()
+    response = api("admin").post("/api/v1/tokens", {"name": "during-upgrade", "role": "read"}, format="json")
+    assert response.status_code == 503
+    assert response["X-Request-ID"]
+    event = AuditEvent.objects.get()
+    assert (event.status_code, event.result, event.path) == (503, "failure", "/api/v1/tokens")
