@@ -400,12 +400,12 @@ class Repository:
     def verify(self, read_data_percent: float = 0.0, progress=None):
         """Structural (+ data) check; see verify.py."""
         from . import verify
-        return verify.verify(self, read_data_percent=read_data_percent, progress=progress)
+        return verify.verify_repository(self, read_data_percent=read_data_percent, progress=progress)
 
     def forget(self, policy, source: str | None = None, dry_run: bool = False, now=None):
         """Apply a retention policy to snapshot manifests; see prune.py."""
         from . import prune
-        return prune.forget(self, policy, source=source, dry_run=dry_run, now=now)
+        return prune.forget_snapshots(self, policy, source=source, dry_run=dry_run, now=now)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Remove one snapshot manifest (its data goes at the next prune); see prune.py."""
@@ -415,7 +415,7 @@ class Repository:
     def prune(self, dry_run: bool = False, progress=None):
         """Remove unreferenced data; see prune.py."""
         from . import prune
-        return prune.prune(self, dry_run=dry_run, progress=progress)
+        return prune.prune_repository(self, dry_run=dry_run, progress=progress)
 
     def stats(self) -> RepositoryStats:
         """Counts and sizes from the index and a storage listing."""
