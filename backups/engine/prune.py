@@ -1,0 +1,381 @@
+"""Forget (retention on snapshot manifests) and prune (free the data nothing references).
+
+`forget_snapshots` deletes manifests the retention policy does not keep. It is cheap, and
+safe at any time: a manifest is one object, and the data it referenced stays until prune.
+
+`prune_repository` runs under an EXCLUSIVE repository lock, so no backup is between writing
+its packs and committing its snapshot (see `locking.py` for why a lock and not a grace
+period). Steps, in this order, each one safe to interrupt:
+
+1. Load every index object (refuse to run if any is damaged: we could not tell what is used).
+2. Mark: walk every snapshot's trees and collect the blob ids they reference (refuse to run if
+   a snapshot or tree is unreadable, or a referenced blob is not indexed: the repository
+   needs repair, and deleting now could make it worse).
+3. Plan, per pack: *unused* (no referenced blob whose canonical copy is there) -> delete;
+   *mostly unused* (referenced bytes < `repack_threshold` of the pack) -> repack; else keep.
+   Packs in storage that no index names (left by interrupted backups) -> delete.
+4. Repack: copy the referenced blobs of the packs to repack into new packs. Each blob is
+   authenticated first; its sealed record is copied unchanged (GCM binds the blob id, type
+   and compression, not the pack). New packs are written before anything is deleted.
+   Crash here: the new packs are leftovers in no index; the next prune deletes them.
+5. Write new index objects that cover every referenced blob (kept packs + new packs).
+   Crash here: old and new indexes overlap; both point at packs that exist, so reads work.
+6. Delete the old index objects. Crash here: some packs are in no index any more; they are
+   leftovers, deleted by the next prune.
+7. Delete the unused, repacked and leftover packs; then interrupted-upload leftovers
+   (`.tmp-*` files on local disk, unfinished multipart uploads on S3).
+
+At no point does an existing index name a pack that has been deleted, and at no point is a
+referenced blob without an indexed copy. Before every destructive step the lock is checked
+(`HeldLock.check`): if it could not be refreshed, prune stops rather than race a backup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .errors import EngineError, IntegrityError, SnapshotNotFound
+from .format import BlobType
+from .index import IndexEntry, decode_index, write_index
+from .locking import repository_lock
+from .packer import PackBuilder, PackEntry, pack_name
+from .retention import RetentionPolicy, apply_retention
+from .verify import pack_sizes
+
+#: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
+DEFAULT_REPACK_THRESHOLD = 0.5
+#: Blob entries per index object written by prune (keeps each index object a few MiB).
+INDEX_ENTRIES_PER_OBJECT = 100_000
+
+
+# --- forget --------------------------------------------------------------------------------
+@dataclass
+class ForgetResult:
+    """Snapshot ids kept and removed (newest first), and why each kept one was kept."""
+
+    keep: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    dry_run: bool = False
+
+    @property
+    def removed(self) -> list[str]:
+        """Alias of `remove` (what was, or in a dry run would be, deleted)."""
+        return self.remove
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = False,
+                     now: dt.datetime | None = None, *, timezone: dt.tzinfo | None = None,
+                     lock: bool = True) -> ForgetResult:
+    """Apply `policy` to each source's snapshots (or only `source`'s); delete the rest.
+
+    `policy` is a `RetentionPolicy` or a dict for `RetentionPolicy.from_dict`. Retention is
+    per source: one busy source never pushes another's snapshots out. `timezone` sets where
+    calendar periods begin (the platform passes the policy's zone). A dry run deletes
+    nothing and returns what would go. Data is freed only by `prune_repository`.
+    """
+    if not isinstance(policy, RetentionPolicy):
+        policy = RetentionPolicy.from_dict(policy)
+    if lock:
+        with repository_lock(repo.backend, exclusive=False, holder="forget"):
+            return forget_snapshots(repo, policy, source, dry_run, now, timezone=timezone,
+                                    lock=False)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    groups: dict[str, list] = {}
+    for info in repo.snapshots(source=source):
+        groups.setdefault(info.source, []).append((info.id, info.time))
+    result = ForgetResult(dry_run=dry_run)
+    for _, snapshots in sorted(groups.items()):
+        keep, remove, reasons = apply_retention(snapshots, policy, now, timezone=timezone)
+        result.keep.extend(keep)
+        result.remove.extend(remove)
+        result.reasons.update(reasons)
+    if not dry_run:
+        for snapshot_id in result.remove:
+            repo.backend.delete(f"snapshots/{snapshot_id}")
+    return result
+
+
+def delete_snapshot(repo, snapshot_id: str) -> None:
+    """Remove one snapshot manifest; `SnapshotNotFound` when there is none."""
+    with repository_lock(repo.backend, exclusive=False, holder=f"forget {snapshot_id[:12]}"):
+        name = f"snapshots/{snapshot_id}"
+        if not repo.backend.exists(name):
+            raise SnapshotNotFound(f"no snapshot {snapshot_id}")
+        repo.backend.delete(name)
+
+
+# --- prune ---------------------------------------------------------------------------------
+@dataclass
+class PruneResult:
+    """What prune did (or, in a dry run, would do)."""
+
+    dry_run: bool = False
+    snapshots: int = 0
+    packs_before: int = 0
+    packs_kept: int = 0
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_written: int = 0
+    leftover_packs_deleted: int = 0
+    blobs_referenced: int = 0
+    blobs_removed: int = 0
+    index_objects_written: int = 0
+    index_objects_deleted: int = 0
+    bytes_before: int = 0
+    bytes_freed: int = 0
+    temporary_files_removed: int = 0
+    incomplete_uploads_aborted: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Plan:
+    referenced: set[bytes]
+    canonical: dict[bytes, IndexEntry]          # blob -> the copy readers use
+    by_pack: dict[str, list[tuple[bytes, IndexEntry]]]
+    stored: dict[str, str]                      # pack id -> backend name (storage listing)
+    index_names: list[str]
+    keep: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    repack: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+
+def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
+    names = repo.list_index_names()
+    by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = {}
+    canonical: dict[bytes, IndexEntry] = {}
+    for name in names:
+        try:
+            entries = list(decode_index(repo.read_index_payload(name), name))
+        except EngineError as error:
+            raise IntegrityError(f"prune refused: index {name} is damaged ({error.message}); "
+                                 "run verify and repair first") from error
+        for blob_id, entry in entries:
+            by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
+            canonical.setdefault(blob_id, entry)
+    return names, by_pack, canonical
+
+
+def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
+    """Every blob id reachable from any snapshot (trees and data), and the snapshot count.
+
+    Raises `IntegrityError` when a snapshot or tree cannot be read or a referenced blob is not
+    in `known`: prune must not guess what is in use.
+    """
+    referenced: set[bytes] = set()
+    snapshot_ids = repo.list_snapshot_ids()
+    count = 0
+    for snapshot_id in snapshot_ids:
+        try:
+            info = repo.load_snapshot(snapshot_id)
+        except SnapshotNotFound:
+            continue
+        except EngineError as error:
+            raise IntegrityError(f"prune refused: snapshot {snapshot_id} is unreadable "
+                                 f"({error.message}); run verify first") from error
+        count += 1
+        stack = [bytes.fromhex(info.tree)]
+        while stack:
+            tree_id = stack.pop()
+            if tree_id in referenced:
+                continue
+            referenced.add(tree_id)
+            if tree_id not in known:
+                raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
+                                     f"{snapshot_id} is not indexed; run verify first")
+            try:
+                entries = repo.read_tree(tree_id)
+            except EngineError as error:
+                raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
+                                     f"{snapshot_id} is unreadable ({error.message})") from error
+            for entry in entries:
+                if entry.type == "dir" and entry.subtree is not None:
+                    stack.append(entry.subtree)
+                elif entry.type == "file":
+                    for blob_id in entry.content:
+                        if blob_id not in known:
+                            raise IntegrityError(
+                                f"prune refused: blob {blob_id.hex()} of snapshot "
+                                f"{snapshot_id} is not indexed; run verify first")
+                        referenced.add(blob_id)
+    return referenced, count
+
+
+def _plan(repo, threshold: float, result: PruneResult) -> _Plan:
+    index_names, by_pack, canonical = _load_all_indexes(repo)
+    referenced, result.snapshots = referenced_blobs(repo, canonical)
+    stored = repo.list_packs()
+    plan = _Plan(referenced=referenced, canonical=canonical, by_pack=by_pack, stored=stored,
+                 index_names=index_names)
+    for blob_id in referenced:
+        if canonical[blob_id].pack_id not in stored:
+            raise IntegrityError(f"prune refused: pack {canonical[blob_id].pack_id} holding a "
+                                 "referenced blob is missing; run verify first")
+    for pack_id, entries in sorted(by_pack.items()):
+        if pack_id not in stored:
+            continue  # dangling index entries of unreferenced blobs: dropped with the index
+        total = sum(entry.length for _, entry in entries)
+        used = sum(entry.length for blob_id, entry in entries
+                   if blob_id in referenced and canonical[blob_id] == entry)
+        if used == 0:
+            plan.delete.append(pack_id)
+        elif used < threshold * total:
+            plan.repack.append(pack_id)
+        else:
+            plan.keep.append(pack_id)
+    plan.leftovers = sorted(set(stored) - set(by_pack))
+    return plan
+
+
+def _repack(repo, plan: _Plan, progress: Callable | None, result: PruneResult
+            ) -> dict[str, list[PackEntry]]:
+    """Copy the referenced blobs of `plan.repack` into new packs; {new pack id: entries}."""
+    pack_size = int(repo.config.get("pack_size", 16 * 1024 * 1024))
+    builders = {BlobType.DATA: PackBuilder(), BlobType.TREE: PackBuilder()}
+    written: dict[str, list[PackEntry]] = {}
+
+    def flush(blob_type) -> None:
+        builder = builders[blob_type]
+        if not builder.entries:
+            return
+        pack_id, data, entries = builder.finish(repo.cipher)
+        repo.backend.put(pack_name(pack_id), data)
+        written[pack_id] = entries
+        builders[blob_type] = PackBuilder()
+
+    total = sum(repo.backend.size(plan.stored[p]) for p in plan.repack)
+    done = 0
+    for pack_id in plan.repack:
+        data = memoryview(repo.backend.get(plan.stored[pack_id]))
+        for blob_id, entry in plan.by_pack[pack_id]:
+            if blob_id not in plan.referenced or plan.canonical[blob_id] != entry:
+                continue
+            sealed = data[entry.offset:entry.offset + entry.length]
+            repo.open_blob(blob_id, entry, sealed)  # never copy damage into a new pack
+            blob_type = BlobType.TREE if entry.blob_type == BlobType.TREE else BlobType.DATA
+            builders[blob_type].add(blob_id, entry.blob_type, entry.compression, bytes(sealed),
+                                    entry.raw_length)
+            if builders[blob_type].size >= pack_size:
+                flush(blob_type)
+        done += len(data)
+        if progress is not None:
+            progress(done, total, f"repacked {plan.repack.index(pack_id) + 1}/"
+                                  f"{len(plan.repack)} packs")
+    for blob_type in builders:
+        flush(blob_type)
+    result.packs_written = len(written)
+    return written
+
+
+def _new_index(plan: _Plan, written: dict[str, list[PackEntry]]) -> list[dict]:
+    """Index contents covering every referenced blob, split into objects of bounded size."""
+    packs: dict[str, list[PackEntry]] = {}
+    for pack_id in plan.keep:
+        # Every blob of a kept pack stays indexed, referenced or not: the bytes are still
+        # there, later backups may dedup against them, and the next prune must see the
+        # pack's real usage to decide when it is worth repacking.
+        packs[pack_id] = [PackEntry(blob_id, e.blob_type, e.compression, e.offset, e.length,
+                                    e.raw_length) for blob_id, e in plan.by_pack[pack_id]]
+    packs.update(written)
+    objects, current, count = [], {}, 0
+    for pack_id, entries in packs.items():
+        if current and count + len(entries) > INDEX_ENTRIES_PER_OBJECT:
+            objects.append(current)
+            current, count = {}, 0
+        current[pack_id] = entries
+        count += len(entries)
+    if current:
+        objects.append(current)
+    return objects
+
+
+def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check) -> None:
+    backend = repo.backend
+    list_temporary = getattr(backend, "list_temporary", None)
+    if list_temporary is not None:
+        for name in list(list_temporary()):
+            result.temporary_files_removed += 1
+            if not dry_run:
+                check()
+                backend.delete_temporary(name)
+    list_uploads = getattr(backend, "list_incomplete_uploads", None)
+    if list_uploads is not None:
+        for key, upload_id in list(list_uploads()):
+            result.incomplete_uploads_aborted += 1
+            if not dry_run:
+                check()
+                backend.abort_upload(key, upload_id)
+
+
+def prune_repository(repo, dry_run: bool = False, progress: Callable | None = None, *,
+                     repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
+                     lock_wait: float = 0.0, stale_after: float | None = None) -> PruneResult:
+    """Delete or repack data no snapshot references (see the module docstring).
+
+    Raises `RepositoryLocked` (transient) when a backup, restore or verify holds the
+    repository and does not finish within `lock_wait` seconds, and `IntegrityError` when the
+    repository is damaged (prune refuses to run). A dry run writes and deletes nothing.
+    """
+    if not 0.0 <= repack_threshold <= 1.0:
+        raise EngineError("repack_threshold must be between 0 and 1")
+    options = {} if stale_after is None else {"stale_after": stale_after}
+    with repository_lock(repo.backend, exclusive=True, holder="prune", wait=lock_wait,
+                         **options) as held:
+        result = PruneResult(dry_run=dry_run)
+        plan = _plan(repo, repack_threshold, result)
+        sizes = pack_sizes(repo, plan.stored)
+        result.packs_before = len(plan.stored)
+        result.packs_kept = len(plan.keep)
+        result.packs_deleted = len(plan.delete)
+        result.packs_repacked = len(plan.repack)
+        result.leftover_packs_deleted = len(plan.leftovers)
+        result.blobs_referenced = len(plan.referenced)
+        result.blobs_removed = len(set(plan.canonical) - plan.referenced)
+        doomed = plan.delete + plan.repack + plan.leftovers
+        result.bytes_before = sum(sizes.values())
+        result.bytes_freed = sum(sizes[pack_id] for pack_id in doomed)
+        # Rewriting the index also merges the one-per-backup index objects into few, and
+        # drops entries naming packs that no longer exist.
+        rewrite_index = (bool(plan.delete or plan.repack) or len(plan.index_names) > 1
+                         or any(pack_id not in plan.stored for pack_id in plan.by_pack))
+        if dry_run:
+            result.index_objects_deleted = len(plan.index_names) if rewrite_index else 0
+            _clean_interrupted_uploads(repo, result, True, held.check)
+            return result
+
+        held.check()
+        written = _repack(repo, plan, progress, result)                     # step 4
+        result.bytes_freed -= sum(repo.backend.size(pack_name(p)) for p in written)
+        if rewrite_index:
+            held.check()
+            new_names = set()
+            for contents in _new_index(plan, written):                      # step 5
+                new_names.add(write_index(repo.backend, repo.cipher, contents))
+            result.index_objects_written = len(new_names)
+            held.check()
+            for name in plan.index_names:                                   # step 6
+                if name not in new_names:
+                    repo.backend.delete(name)
+                    result.index_objects_deleted += 1
+        held.check()
+        for pack_id in doomed:                                              # step 7
+            repo.backend.delete(plan.stored[pack_id])
+        _clean_interrupted_uploads(repo, result, False, held.check)
+        repo.load_index(reload=True)
+        if progress is not None:
+            progress(1, 1, "prune complete")
+        return result
+
+
+#: The names `Repository.forget` / `Repository.prune` call.
+forget = forget_snapshots
+prune = prune_repository
