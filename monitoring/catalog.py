@@ -48,7 +48,7 @@ class JobGroup:
     kind: str
     status: str
     count: int
-    oldest_created_at: datetime.datetime | None
+    oldest_waiting_since: datetime.datetime | None
     newest_finished_at: datetime.datetime | None
     oldest_heartbeat_at: datetime.datetime | None
 
@@ -139,7 +139,9 @@ def read_job_groups() -> list[JobGroup]:
         Job.objects.values("kind", "status")
         .annotate(
             count=Count("id"),
-            oldest_created_at=Min("created_at"),
+            # A retried job waits for its backoff (`run_after`): it is queued, not late,
+            # until then; its wait counts from when it may run, not from its creation.
+            oldest_waiting_since=Min(Coalesce("run_after", "created_at")),
             newest_finished_at=Max("finished_at"),
             oldest_heartbeat_at=Min("heartbeat_at"),
         )

@@ -167,7 +167,7 @@ class CatalogCollector:
         kinds = list(JobKind.values)
         depth = GaugeMetricFamily("backup_jobs", "Jobs waiting or running, by kind and state.", labels=["state", "kind"])
         oldest_queued = GaugeMetricFamily(
-            "backup_jobs_oldest_queued_age_seconds", "Age of the oldest queued job (0 when none).", labels=["kind"]
+            "backup_jobs_oldest_queued_age_seconds", "Seconds the oldest queued job has been waiting to run (since creation, or since its retry backoff ended; 0 when none).", labels=["kind"]
         )
         heartbeat_age = GaugeMetricFamily(
             "backup_jobs_running_heartbeat_age_seconds",
@@ -192,7 +192,7 @@ class CatalogCollector:
                 group = groups.get((kind, state))
                 depth.add_metric([state, kind], group.count if group else 0)
             queued = groups.get((kind, JobStatus.QUEUED))
-            age = (now - queued.oldest_created_at).total_seconds() if queued and queued.oldest_created_at else 0.0
+            age = (now - queued.oldest_waiting_since).total_seconds() if queued and queued.oldest_waiting_since else 0.0
             oldest_queued.add_metric([kind], max(age, 0.0))
             running = groups.get((kind, JobStatus.RUNNING))
             stale = (now - running.oldest_heartbeat_at).total_seconds() if running and running.oldest_heartbeat_at else 0.0

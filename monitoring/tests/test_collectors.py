@@ -141,6 +141,7 @@ def test_counters_never_go_down_when_rows_are_deleted_and_survive_a_restart():
 def test_job_queue_depth_counters_and_last_results():
     make_job(JobKind.BACKUP, JobStatus.QUEUED, created_hours_ago=2)
     make_job(JobKind.BACKUP, JobStatus.QUEUED, created_hours_ago=0.5)
+    make_job(JobKind.VERIFY, JobStatus.QUEUED, created_hours_ago=5, run_after=hours_ago(-0.5))  # retry backoff
     make_job(JobKind.RESTORE, JobStatus.RUNNING, heartbeat_at=hours_ago(0.25))
     make_job(JobKind.VERIFY, JobStatus.SUCCEEDED, finished_hours_ago=5)
     make_job(JobKind.VERIFY, JobStatus.FAILED, finished_hours_ago=1)
@@ -154,7 +155,8 @@ def test_job_queue_depth_counters_and_last_results():
     assert value(parsed, "backup_jobs", state="running", kind="restore") == 1
     assert value(parsed, "backup_jobs", state="queued", kind="prune") == 0
     assert value(parsed, "backup_jobs_oldest_queued_age_seconds", kind="backup") == 2 * 3600
-    assert value(parsed, "backup_jobs_oldest_queued_age_seconds", kind="verify") == 0
+    assert value(parsed, "backup_jobs_oldest_queued_age_seconds", kind="verify") == 0  # may run in 30 min
+    assert value(parsed, "backup_jobs_oldest_queued_age_seconds", kind="prune") == 0
     assert value(parsed, "backup_jobs_running_heartbeat_age_seconds", kind="restore") == 900
     assert value(parsed, "backup_job_finished_total", kind="verify", result="failed") == 1
     assert value(parsed, "backup_job_finished_total", kind="restore", result="cancelled") == 1
