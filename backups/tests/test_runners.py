@@ -20,6 +20,20 @@ from volumes.models import Volume, VolumeStatus
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def own_repository(settings, tmp_path):
+    """A fresh repository per test: snapshots and damage of one test never reach another."""
+    from backups import storage
+
+    location = tmp_path / "repository"
+    settings.REPOSITORY_DIR = location
+    settings.STORAGES = {**settings.STORAGES, "backups": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}}}
+    storage.forget_cached_repository()
+    yield location
+    storage.forget_cached_repository()
+
+
 def snapshots_tagged(tag: str) -> list:
     repository = open_repository()
     try:
@@ -129,3 +143,61 @@ def test_an_interrupted_swap_is_repaired_by_the_next_attempt(tmp_path):
     (replaced / "keep.txt").write_bytes(b"old")
     restore_runner.repair_interrupted_swap(target, replaced)
     assert (target / "keep.txt").read_bytes() == b"old" and not replaced.exists()
+
+
+def damage_largest_pack(repository_dir: Path) -> None:
+    packs = [path for path in (repository_dir / "data").rglob("*") if path.is_file()]
+    pack = max(packs, key=lambda path: path.stat().st_size)
+    content = bytearray(pack.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 16] = bytes(byte ^ 0xFF for byte in content[middle:middle + 16])
+    pack.write_bytes(bytes(content))
+
+
+def test_verify_succeeds_on_a_healthy_repository_and_fails_with_the_report_on_damage(make_volume, own_repository):
+    volume = make_volume("vol-verify", files={"data.bin": os.urandom(512 * 1024)})
+    back_up(volume)
+    healthy = services.start_verify(read_data_percent=100)
+    assert healthy.queue == "maintenance"
+    assert runners.execute(healthy.pk) == JobStatus.SUCCEEDED
+    result = Job.objects.get(pk=healthy.pk).result
+    assert result["report"]["ok"] is True and result["read_data_percent"] == 100
+
+    damage_largest_pack(own_repository)
+    damaged = services.start_verify(read_data_percent=100)
+    assert runners.execute(damaged.pk) == JobStatus.FAILED
+    job = Job.objects.get(pk=damaged.pk)
+    assert job.error_code == "verify_failed" and job.result["report"]["ok"] is False
+    assert job.result["report"]["damaged_packs"]
+
+
+def test_prune_applies_the_policy_per_volume_and_marks_forgotten_backups(make_volume, sent_messages):
+    from backups.models import Policy
+
+    policy = Policy.objects.create(name="keep-one", retention={"keep_last": 1})
+    volume = make_volume("vol-prune", files={"a.txt": b"one"}, policy=policy)
+    other = make_volume("vol-other", files={"b.txt": b"two"})  # not on the policy: untouched
+    older = back_up(volume)
+    Path(volume.path, "a.txt").write_bytes(b"one, changed")
+    newer = back_up(volume)
+    untouched = back_up(other)
+
+    dry = services.start_prune(policy=policy, dry_run=True)
+    assert runners.execute(dry.pk) == JobStatus.SUCCEEDED
+    assert Job.objects.get(pk=dry.pk).result["forgotten"] == {"vol-prune": [older.snapshot_id]}
+    assert Backup.objects.get(pk=older.pk).forgotten_at is None
+
+    job = services.start_prune(policy=policy)
+    assert runners.execute(job.pk) == JobStatus.SUCCEEDED
+    assert Backup.objects.get(pk=older.pk).forgotten_at is not None
+    assert Backup.objects.get(pk=newer.pk).forgotten_at is None
+    assert Backup.objects.get(pk=untouched.pk).forgotten_at is None
+    repository = open_repository()
+    try:
+        remaining = {snapshot.id for snapshot in repository.snapshots()}
+    finally:
+        repository.close()
+    assert remaining == {newer.snapshot_id, untouched.snapshot_id}
+    # A forgotten backup can no longer be restored.
+    with pytest.raises(services.BackupNotRestorable):
+        services.start_restore(Backup.objects.get(pk=older.pk))
