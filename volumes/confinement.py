@@ -41,7 +41,8 @@ def split_relative_path(raw_path: str, *, allow_root: bool = False) -> list[str]
         raise InvalidPath("The path must be a string.")
     detail = {"path": raw_path[:MAX_PATH_BYTES]}
     if "\x00" in raw_path:
-        raise InvalidPath("The path contains a NUL byte.", detail={"path": raw_path.replace("\x00", "\\0")[:MAX_PATH_BYTES]})
+        shown = raw_path.replace("\x00", "\\0")[:MAX_PATH_BYTES]
+        raise InvalidPath("The path contains a NUL byte.", detail={"path": shown})
     if "\\" in raw_path:
         raise InvalidPath("The path contains a backslash; use '/' between components.", detail=detail)
     if any(ord(character) < 0x20 or ord(character) == 0x7F for character in raw_path):

@@ -347,7 +347,8 @@ def open_file(volume: Volume, raw_path: str) -> OpenedFile:
     if not stat.S_ISREG(info.st_mode):
         os.close(file_fd)
         kind = "directory" if stat.S_ISDIR(info.st_mode) else "special file"
-        raise PathConflict(f"{shown_path!r} is a {kind}, not a regular file.", detail={"path": shown_path, "type": kind})
+        raise PathConflict(f"{shown_path!r} is a {kind}, not a regular file.",
+                           detail={"path": shown_path, "type": kind})
     os.set_blocking(file_fd, True)
     return OpenedFile(file=os.fdopen(file_fd, "rb"), size=info.st_size, mode=stat.S_IMODE(info.st_mode),
                       mtime_ns=info.st_mtime_ns, name=components[-1])

@@ -26,10 +26,12 @@ def parse_label_terms(query_params) -> list[tuple[str, str]]:
         key, separator, value = raw.strip().partition("=")
         if not separator or not LABEL_KEY_PATTERN.match(key):
             raise VolumeValidationError(
-                f"Label filter {raw[:80]!r} must look like key=value.", detail={"label": [f"Invalid term {raw[:80]!r}."]})
+                f"Label filter {raw[:80]!r} must look like key=value.",
+                detail={"label": [f"Invalid term {raw[:80]!r}."]})
         terms.append((key, value))
     if len(terms) > MAX_LABEL_FILTERS:
-        raise VolumeValidationError(f"At most {MAX_LABEL_FILTERS} label filters.", detail={"label": ["Too many terms."]})
+        raise VolumeValidationError(f"At most {MAX_LABEL_FILTERS} label filters.",
+                                    detail={"label": ["Too many terms."]})
     return terms
 
 

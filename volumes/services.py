@@ -36,7 +36,7 @@ def find_volume(identifier) -> Volume:
     when no volume has that id.
     """
     text = str(identifier)
-    queryset = with_last_backup(Volume.objects.select_related("policy"))
+    queryset = Volume.objects.select_related("policy")
     try:
         volume_id = uuid.UUID(text)
     except ValueError:
@@ -99,7 +99,8 @@ def create_volume(fields: dict, *, actor: str = "") -> Volume:
             volume.save(force_insert=True)
     except IntegrityError:
         # Two creates raced past the exists() check; the unique index decided.
-        raise VolumeExists(f"A volume named {clean['name']!r} already exists.", detail={"name": clean["name"]}) from None
+        raise VolumeExists(f"A volume named {clean['name']!r} already exists.",
+                           detail={"name": clean["name"]}) from None
     try:
         pool.create(volume_id)
     except PoolError as error:

@@ -135,7 +135,8 @@ def clean_volume_fields(data, *, partial: bool) -> dict:
     keys present, with `rpo_hours` and `policy` already converted (int/None, Policy/None).
     """
     if not isinstance(data, dict):
-        raise VolumeValidationError("The body must be a JSON object.", detail={"non_field_errors": ["Expected an object."]})
+        raise VolumeValidationError("The body must be a JSON object.",
+                                    detail={"non_field_errors": ["Expected an object."]})
     errors: dict[str, list[str]] = {}
     unknown = sorted(key for key in data if key not in WRITABLE_FIELDS and key not in READ_ONLY_FIELDS)
     for key in unknown:

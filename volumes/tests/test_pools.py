@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from volumes import services
 from volumes.errors import PoolError
 from volumes.models import Volume
 from volumes.pools import DirectoryPool, get_pool
-from volumes import services
 
 
 def test_directory_pool_create_delete_usage_are_idempotent(tmp_path):

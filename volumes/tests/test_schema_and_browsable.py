@@ -36,3 +36,23 @@ def test_browsable_api_with_an_admin_session(tmp_path):
     assert Path(created.json()["path"], "notes.txt").read_bytes() == b"typed in a form"
     listing = client.get("/api/v1/volumes/browsed/files/", HTTP_ACCEPT="text/html")
     assert listing.status_code == 200 and b"notes.txt" in listing.content
+
+
+def test_browsable_forms_offer_the_writable_fields():
+    user = get_user_model().objects.create_superuser("former", "f@example.com", "secret-pass-123")
+    client = APIClient()
+    client.force_login(user)
+    page = client.get("/api/v1/volumes", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200
+    assert b'name="size_gb"' in page.content and b'name="rpo_hours"' in page.content
+
+
+def test_html_form_create_leaves_empty_fields_to_their_defaults():
+    user = get_user_model().objects.create_superuser("poster", "p@example.com", "secret-pass-123")
+    client = APIClient()
+    client.force_login(user)
+    response = client.post("/api/v1/volumes", {"name": "from-form", "size_gb": "3", "labels": '{"a": "b"}',
+                                               "policy": "", "rpo_hours": "", "pool": "", "node": ""})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["size_gb"], body["labels"], body["policy"], body["pool"]) == (3, {"a": "b"}, "default", "default")

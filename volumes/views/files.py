@@ -33,7 +33,6 @@ from accounts.roles import Role
 from volumes import dataplane, services
 from volumes.errors import InvalidHeader, InvalidPath, LengthRequired, PathConflict
 from volumes.serializers import FileEntrySerializer, FileWriteResultSerializer
-from volumes.views import actor_of
 
 VOLUME_PARAMETER = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Volume UUID or name.")
 PATH_PARAMETER = OpenApiParameter("file_path", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -179,7 +178,8 @@ class VolumeFileView(FilesViewBase):
     @extend_schema(
         operation_id="volumes_files_delete",
         parameters=[VOLUME_PARAMETER, PATH_PARAMETER,
-                    OpenApiParameter("recursive", OpenApiTypes.BOOL, description="Delete a directory with its contents.")],
+                    OpenApiParameter("recursive", OpenApiTypes.BOOL,
+                                     description="Delete a directory with its contents.")],
         responses={204: None},
     )
     def delete(self, request, id, file_path: str):

@@ -6,6 +6,8 @@ UUID or its name.
 
 from __future__ import annotations
 
+import json
+
 from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -34,7 +36,14 @@ def request_fields(request) -> dict | list | object:
     """The body as plain data; an HTML form (browsable API) becomes a dict without its CSRF field."""
     data = request.data
     if isinstance(data, QueryDict):
-        data = {key: value for key, value in data.dict().items() if key != "csrfmiddlewaretoken"}
+        # HTML forms send every field, empty ones as "": leave those out (defaults apply) and
+        # let `labels` be typed as JSON text.
+        data = {key: value for key, value in data.dict().items() if key != "csrfmiddlewaretoken" and value != ""}
+        if isinstance(data.get("labels"), str):
+            try:
+                data["labels"] = json.loads(data["labels"])
+            except ValueError:
+                pass  # validation reports it as not an object
     return data
 
 
@@ -57,6 +66,13 @@ class VolumeViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         return services.with_last_backup(Volume.objects.select_related("policy")).order_by("name", "id")
+
+    def get_serializer_class(self):
+        # The browsable API renders its create/update forms (and OPTIONS describes writes)
+        # with this class, under the method of the form: show the writable fields there.
+        if self.request is not None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            return VolumeWriteSerializer
+        return VolumeSerializer
 
     def get_object(self) -> Volume:
         return services.find_volume(self.kwargs["id"])
