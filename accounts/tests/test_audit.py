@@ -79,3 +79,20 @@ def test_mutations_refused_by_maintenance_mode_are_audited(api, settings, tmp_pa
     assert response["X-Request-ID"]
     event = AuditEvent.objects.get()
     assert (event.status_code, event.result, event.path) == (503, "failure", "/api/v1/tokens")
+
+
+def test_prune_audit_deletes_only_old_events():
+    import io
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+
+    common = dict(actor="a", actor_type="token", method="POST", path="/api/v1/x", action="x", status_code=201,
+                  result="success")
+    AuditEvent.objects.create(created_at=timezone.now() - timedelta(days=40), **common)
+    recent = AuditEvent.objects.create(created_at=timezone.now() - timedelta(days=5), **common)
+    call_command("prune_audit", "--older-than-days", "30", stdout=io.StringIO())
+    assert list(AuditEvent.objects.values_list("pk", flat=True)) == [recent.pk]
+    with pytest.raises(CommandError):
+        call_command("prune_audit", "--older-than-days", "0", stdout=io.StringIO())
