@@ -1,0 +1,61 @@
+"""kill -9 a worker in the middle of a backup: the job ends succeeded (redelivered or
+reconciled) or failed with a reason, never stuck; the repository holds at most one snapshot
+for the job and it restores bit for bit."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from backups import services
+from backups.models import Backup, Job, JobStatus
+from tests.faults.conftest import FAST_WORKER_ENV, restore_and_compare, run_reconciler_until_finished, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def wait_until_mid_backup(job_id) -> Job:
+    """Until the job runs and its heartbeat reported some, but not all, bytes."""
+    def mid_way():
+        job = Job.objects.get(pk=job_id)
+        return job if job.status == JobStatus.RUNNING and 0 < job.progress_done < job.progress_total else None
+
+    return wait_for(mid_way, timeout=40, interval=0.1, message="the backup to be half-way")
+
+
+@pytest.mark.parametrize("what_dies", ["whole worker", "pool process"])
+def test_backup_survives_kill_9_of_its_worker(celery_worker_factory, random_volume, fast_jobs, what_dies):
+    from backups.storage import open_repository
+
+    worker = celery_worker_factory(queues=("backup",), env=FAST_WORKER_ENV)
+    volume, digests = random_volume("big", total_mb=300)
+    backup = services.trigger_backup(volume, trigger="api")
+    running = wait_until_mid_backup(backup.job_id)
+    first_worker = running.worker
+
+    if what_dies == "whole worker":
+        worker.kill(signal.SIGKILL)  # parent and pool: the message stays unacked in Redis
+        assert Job.objects.get(pk=backup.job_id).status == JobStatus.RUNNING  # orphaned...
+        worker.start()  # ...until a worker is back and the reconciler notices the silence
+    else:
+        killed = worker.kill_children(signal.SIGKILL)
+        assert killed, "the worker had no pool process to kill"
+
+    jobs = run_reconciler_until_finished([backup.job_id], timeout=60)
+    job = jobs[str(backup.job_id)]
+    backup.refresh_from_db()
+    repository = open_repository()
+    try:
+        snapshots = repository.snapshots(tags=[f"job:{job.pk}"])
+        if job.status == JobStatus.SUCCEEDED:
+            assert job.attempts >= 2 and job.worker != first_worker
+            assert backup.status == "completed"
+            assert [snapshot.id for snapshot in snapshots] == [backup.snapshot_id], "exactly one snapshot"
+            restore_and_compare(repository, backup.snapshot_id, digests)
+        else:
+            assert job.status == JobStatus.FAILED and job.error, f"failed without a reason: {job}"
+            assert snapshots == [], "a failed job must leave no snapshot"
+    finally:
+        repository.close()
+    assert Backup.objects.filter(volume=volume).count() == 1
