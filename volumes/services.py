@@ -149,18 +149,27 @@ def update_volume(volume: Volume, fields: dict, *, actor: str = "") -> Volume:
 
 def delete_volume(volume: Volume, *, actor: str = "") -> None:
     """Delete the volume's storage and row; its backups stay (see the module docstring)."""
+    from django.utils import timezone
+
     from backups.models import ACTIVE_JOB_STATUSES, Job
 
+    previous_status = volume.status
+    # Mark `deleting` first, then look for active jobs: a backup or restore trigger checks the
+    # status in its own transaction, so one that comes later is refused, and one that came
+    # earlier has its job row visible to the check below (then the mark is undone).
+    marked = (Volume.objects.filter(pk=volume.pk).exclude(status=VolumeStatus.RESTORING)
+              .update(status=VolumeStatus.DELETING, status_message="", updated_at=timezone.now()))
+    if not marked:
+        raise VolumeBusy(f"Volume {volume.name!r} is being restored.", detail={"status": VolumeStatus.RESTORING})
     active_job = (Job.objects.filter(volume_id=volume.pk, status__in=ACTIVE_JOB_STATUSES)
                   .order_by("created_at").first())
     if active_job is not None:
+        Volume.objects.filter(pk=volume.pk, status=VolumeStatus.DELETING).update(status=previous_status)
         raise VolumeBusy(
             f"Volume {volume.name!r} has an active {active_job.kind} job; cancel it or wait for it to finish.",
             detail={"job": str(active_job.id), "kind": active_job.kind, "status": active_job.status},
         )
-    if volume.status == VolumeStatus.RESTORING:
-        raise VolumeBusy(f"Volume {volume.name!r} is being restored.", detail={"status": volume.status})
-    _set_status(volume, VolumeStatus.DELETING, "")
+    volume.status = VolumeStatus.DELETING
     try:
         get_pool(volume.pool).delete(volume.pk)
     except PoolError as error:

@@ -103,7 +103,13 @@ def test_delete_with_active_job_is_409(admin, create_volume):
     body = assert_error(admin.delete("/api/v1/volumes/busy"), 409, "volume_busy")
     assert body["detail"]["job"] == str(job.pk)
     assert os.path.isdir(volume["path"])
-    assert Volume.objects.get(pk=volume["id"]).status == "available"
+    assert Volume.objects.get(pk=volume["id"]).status == "available"  # the deleting mark was undone
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    Volume.objects.filter(pk=volume["id"]).update(status="restoring")
+    assert_error(admin.delete("/api/v1/volumes/busy"), 409, "volume_busy")
+    assert Volume.objects.get(pk=volume["id"]).status == "restoring"
+    Volume.objects.filter(pk=volume["id"]).update(status="error")
+    assert admin.delete("/api/v1/volumes/busy").status_code == 204  # a volume in error can go
 
 
 def test_list_filters_by_name_status_and_labels(admin, create_volume):
