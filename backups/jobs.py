@@ -231,6 +231,10 @@ def requeue(job: Job, reason: str, *, countdown: float | None = None, owned_by: 
     condition = Q(pk=job.pk, status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
     if owned_by is not None:
         condition &= Q(worker=owned_by)
+    if Job.objects.filter(condition, cancel_requested=True).exists():
+        # Someone asked to cancel it: a queued job with that flag would never be claimed.
+        _finish(job, JobStatus.CANCELLED, error="Cancelled on request.", code="cancelled", owned_by=owned_by)
+        return False
     with transaction.atomic():
         if not Job.objects.filter(condition).update(
             status=JobStatus.QUEUED, worker="", heartbeat_at=None, run_after=run_after,
@@ -252,8 +256,10 @@ def retry_or_fail(job: Job, error: str, code: str, *, owned_by: str | None = Non
     if job.attempts < job.max_attempts:
         delay = policy.delay(job.attempts)
         reason = f"Attempt {job.attempts} of {job.max_attempts} failed ({error}); retrying in {delay:.0f} s."
-        requeue(job, reason, countdown=delay, owned_by=owned_by)
-        return JobStatus.QUEUED
+        if requeue(job, reason, countdown=delay, owned_by=owned_by):
+            return JobStatus.QUEUED
+        job.refresh_from_db(fields=["status"])
+        return job.status
     fail(job, f"{error} (gave up after {job.attempts} attempts)", code, owned_by=owned_by)
     return JobStatus.FAILED
 

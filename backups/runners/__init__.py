@@ -13,6 +13,7 @@ job runs again from the start (the backup runner adopts the snapshot a dead atte
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django.db import OperationalError
 from django.utils import timezone
@@ -69,6 +70,11 @@ def execute(job_id, *, worker: str | None = None) -> str:
     `failed`, `cancelled`, `queued` (retry scheduled), `lost` (another worker took it over),
     `deferred` (not due yet, re-sent), `duplicate` (already finished or held), `missing`."""
     worker = worker or jobs.worker_identity()
+    try:
+        uuid.UUID(str(job_id))
+    except ValueError:
+        logger.warning("message with a malformed job id dropped")
+        return "missing"
     job = jobs.claim(job_id, worker=worker)
     if job is None:
         job = _claim_after_refusal(job_id, worker)

@@ -270,3 +270,31 @@ def test_download_needs_a_path(api, volume):
     backup = completed_backup(volume)
     assert_error(api("read").get(f"/api/v1/backups/{backup.id}/download"), 400, "validation_error")
     assert_error(api("read").get(f"/api/v1/backups/{backup.id}/download", {"path": "a\x00b"}), 400, "invalid_path")
+
+
+def test_a_new_volume_name_that_is_not_a_dns_label_is_400(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    response = api("admin").post(f"/api/v1/backups/{backup.id}/restore", {"new_volume_name": "Bad_Name"},
+                                 format="json")
+    assert response.status_code == 400, response.content
+    assert set(response.json()) == {"code", "message", "detail"}
+    assert not Volume.objects.filter(name="Bad_Name").exists() and not Job.objects.filter(kind="restore").exists()
+
+
+def test_restoring_a_deleted_volumes_backup_needs_a_new_volume_name(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    Volume.objects.filter(pk=volume.pk).delete()
+    assert_error(api("admin").post(f"/api/v1/backups/{backup.id}/restore", {}, format="json"), 400,
+                 "invalid_restore_target")
+    response = api("admin").post(f"/api/v1/backups/{backup.id}/restore", {"new_volume_name": "vol-back"},
+                                 format="json")
+    assert response.status_code == 202 and Volume.objects.get(name="vol-back").size_gb == 1
+
+
+def test_a_retried_restore_with_the_same_idempotency_key_is_one_job(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    url = f"/api/v1/backups/{backup.id}/restore"
+    first = api("admin").post(url, {"new_volume_name": "vol-r"}, format="json", HTTP_IDEMPOTENCY_KEY="restore-1")
+    again = api("admin").post(url, {"new_volume_name": "vol-r"}, format="json", HTTP_IDEMPOTENCY_KEY="restore-1")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and Job.objects.filter(kind="restore").count() == 1

@@ -69,8 +69,20 @@ def test_a_redelivered_message_of_a_finished_job_does_nothing(volume, use_runner
     assert len(calls) == 1
 
 
-def test_a_message_for_an_unknown_job_is_dropped():
+def test_a_message_for_an_unknown_or_malformed_job_id_is_dropped():
     assert runners.execute("00000000-0000-0000-0000-000000000000") == "missing"
+    assert runners.execute("not-a-uuid") == "missing"
+
+
+def test_a_transient_error_after_a_cancel_request_cancels_instead_of_retrying(volume, use_runner):
+    def unavailable(job, context):
+        Job.objects.filter(pk=job.pk).update(cancel_requested=True)  # the cancel arrives mid-run
+        raise BackendUnavailable("S3 answered 503")
+
+    use_runner(JobKind.BACKUP, unavailable)
+    backup = queue_backup(volume)
+    assert runners.execute(backup.job_id) == JobStatus.CANCELLED
+    assert Job.objects.get(pk=backup.job_id).status == JobStatus.CANCELLED
 
 
 def test_a_successful_backup_job_completes_its_backup(volume, use_runner):
