@@ -57,7 +57,13 @@ def run(job, context) -> dict:
                 Backup.objects.filter(snapshot_id__in=removed, forgotten_at__isnull=True).update(forgotten_at=now)
         context.check_cancel()
         pruned = repository.prune(dry_run=dry_run, progress=context.progress)
+        # monitoring reads the newest job result holding this key (backup_repository_size_bytes);
+        # prune has just listed the repository, and a failed measurement must not fail the prune.
+        try:
+            size = {"repository_size_bytes": repository.stats().repository_bytes}
+        except Exception:  # noqa: BLE001
+            size = {}
     finally:
         repository.close()
     return {"dry_run": dry_run, "policy": policy.name if policy else None, "forgotten": forgotten,
-            "prune": to_jsonable(pruned)}
+            "prune": to_jsonable(pruned), **size}
