@@ -20,7 +20,9 @@ Contracts callers rely on:
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -44,11 +46,14 @@ from volumes.errors import (
     InvalidHeader,
     InvalidPath,
     PathConflict,
+    PoolError,
     QuotaExceeded,
     UploadTooLarge,
     VolumeNotAvailable,
 )
 from volumes.models import Volume, VolumeStatus
+
+logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 TEMPORARY_PREFIX = ".sbp-upload-"
@@ -75,6 +80,25 @@ class DeleteResult:
     path: str
     type: str
     freed_bytes: int
+
+
+def _storage_errors_as_platform_errors(operation):
+    """Turn an unexpected OSError (a volume deleted mid-upload, a read-only or failing disk)
+    into a platform error with the OS reason, instead of an anonymous 500."""
+
+    @functools.wraps(operation)
+    def wrapper(*args, **kwargs):
+        try:
+            return operation(*args, **kwargs)
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG:
+                raise InvalidPath("A path component is too long for the storage pool.") from None
+            if error.errno == errno.ENOENT:
+                raise FileNotFound("The path disappeared while the request used it.") from None
+            logger.warning("data plane %s failed: %s", operation.__name__, error.strerror)
+            raise PoolError(f"The volume's storage failed: {error.strerror}.") from None
+
+    return wrapper
 
 
 # --- headers -------------------------------------------------------------------------------
@@ -205,6 +229,7 @@ def _write_all(file_fd: int, data: bytes) -> None:
 
 
 # --- write ---------------------------------------------------------------------------------
+@_storage_errors_as_platform_errors
 def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | None,
                mode: int | None = None, mtime_ns: int | None = None) -> WriteResult:
     """Stream `stream` (anything with `read(size)`) into `raw_path` inside the volume.
@@ -258,7 +283,11 @@ def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_l
             wanted = CHUNK_SIZE if content_length is None else min(CHUNK_SIZE, content_length - size)
             if wanted <= 0:
                 break
-            chunk = stream.read(wanted)
+            try:
+                chunk = stream.read(wanted)
+            except OSError:  # the client went away (Django's UnreadablePostError is an OSError)
+                raise IncompleteUpload(f"The body could not be read after {size} bytes; nothing was written.",
+                                       detail={"received": size, "content_length": content_length}) from None
             if not chunk:
                 break
             size += len(chunk)
@@ -318,6 +347,7 @@ class OpenedFile:
     name: str
 
 
+@_storage_errors_as_platform_errors
 def open_file(volume: Volume, raw_path: str) -> OpenedFile:
     """Open a regular file for reading; a symlink or a special file is refused, a directory
     raises `PathConflict` (callers list it instead)."""
@@ -354,6 +384,7 @@ def open_file(volume: Volume, raw_path: str) -> OpenedFile:
                       mtime_ns=info.st_mtime_ns, name=components[-1])
 
 
+@_storage_errors_as_platform_errors
 def is_directory(volume: Volume, raw_path: str) -> bool:
     """True when `raw_path` names a directory inside the volume (never through a symlink)."""
     components = split_relative_path(raw_path, allow_root=True)
@@ -379,6 +410,7 @@ def _entry_type(mode: int) -> str:
     return "other"
 
 
+@_storage_errors_as_platform_errors
 def list_directory(volume: Volume, raw_path: str) -> list[dict]:
     """Entries of a directory, sorted by name: `name, type (file|dir|symlink|other), size,
     mode (octal string), mtime (ISO 8601 UTC), target (symlinks only)`.
@@ -426,6 +458,7 @@ def list_directory(volume: Volume, raw_path: str) -> list[dict]:
 
 
 # --- delete --------------------------------------------------------------------------------
+@_storage_errors_as_platform_errors
 def delete_path(volume: Volume, raw_path: str, *, recursive: bool = False) -> DeleteResult:
     """Delete a file, a symlink (the link itself) or a directory (empty, or with `recursive`)."""
     _require_status(volume, (VolumeStatus.AVAILABLE,))

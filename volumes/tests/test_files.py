@@ -263,3 +263,49 @@ def test_chunked_upload_streams_to_eof_and_507_when_it_outgrows_the_quota(admin,
     body = assert_error(chunked_put(admin, volume, "chunked/new/two.bin", content), 507, "quota_exceeded")
     assert body["detail"]["available_bytes"] == dataplane.CHUNK_SIZE
     assert leftovers(volume["path"]) == ["chunked", "chunked/one.bin"]
+
+
+class BrokenStream:
+    """A client that sends one chunk and then disconnects."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, size):
+        self.calls += 1
+        if self.calls == 1:
+            return b"a" * min(size, 1000)
+        raise ConnectionResetError("client went away")
+
+
+def test_client_disconnect_mid_upload_writes_nothing(volume):
+    volume_row = Volume.objects.get(pk=volume["id"])
+    with pytest.raises(dataplane.IncompleteUpload):
+        dataplane.write_file(volume_row, "new/partial.bin", BrokenStream(), content_length=5000)
+    assert leftovers(volume["path"]) == []
+    assert Volume.objects.get(pk=volume_row.pk).used_bytes == 0
+
+
+def test_storage_vanishing_mid_operation_is_a_clear_error_not_a_crash(volume):
+    import shutil
+
+    volume_row = Volume.objects.get(pk=volume["id"])
+    shutil.rmtree(volume["path"])
+    with pytest.raises(dataplane.VolumeNotAvailable):
+        dataplane.write_file(volume_row, "a.txt", io.BytesIO(b"x"), content_length=1)
+    with pytest.raises(dataplane.VolumeNotAvailable):
+        dataplane.list_directory(volume_row, "")
+
+
+def test_failing_disk_is_a_pool_error_and_leaves_nothing(admin, volume, monkeypatch):
+    import errno
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(dataplane.os, "fsync", failing_fsync)  # fault injection: the disk fails
+    body = assert_error(put(admin, volume, "dir/a.bin", b"x" * 10), 500, "pool_error")
+    assert "Input/output error" in body["message"]
+    monkeypatch.undo()
+    assert leftovers(volume["path"]) == []
+    assert used_bytes(volume) == 0
