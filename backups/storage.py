@@ -25,6 +25,8 @@ import hashlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import NamedTuple
 
 from django.conf import settings
@@ -131,8 +133,26 @@ def forget_cached_repository() -> None:
         _opened.clear()
 
 
-def storage_health() -> StorageHealth:
-    """(ok, message) for `/ready`: can the repository storage be reached right now?"""
+#: One thread runs storage checks: a check stuck on a frozen S3 endpoint makes the next
+#: ones time out too (correctly: storage is still not answering) instead of piling up threads.
+_health_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage-health")
+HEALTH_TIMEOUT_SECONDS = 5.0
+
+
+def storage_health(timeout: float = HEALTH_TIMEOUT_SECONDS) -> StorageHealth:
+    """(ok, message) for `/ready`: can the repository storage be reached right now?
+
+    Answers within `timeout` seconds whatever the storage does (django-storages' client may
+    be configured with long timeouts and retries; a readiness probe must not hang on it).
+    """
+    future = _health_executor.submit(_check_storage)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        return StorageHealth(False, f"storage did not answer within {timeout:g} s")
+
+
+def _check_storage() -> StorageHealth:
     try:
         storage = _backups_storage()
         if isinstance(storage, FileSystemStorage):

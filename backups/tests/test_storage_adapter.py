@@ -118,3 +118,26 @@ def test_health_of_a_missing_bucket_names_no_secret(s3_storage, settings):
     ok, message = storage_adapter.storage_health()
     assert not ok and "does not exist" in message
     assert s3_storage.server.secret_access_key not in message
+
+
+def test_health_answers_quickly_when_s3_is_frozen(settings, private_s3_server):
+    import time
+
+    bucket = private_s3_server.create_bucket()
+    settings.STORAGES = {**settings.STORAGES, "backups": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": bucket, "endpoint_url": private_s3_server.endpoint_url,
+                    "region_name": private_s3_server.region,
+                    "access_key": private_s3_server.access_key_id,
+                    "secret_key": private_s3_server.secret_access_key,
+                    "location": "repository", "default_acl": None}}}
+    assert storage_adapter.storage_health(timeout=5.0).ok
+    private_s3_server.pause()
+    try:
+        started = time.monotonic()
+        ok, message = storage_adapter.storage_health(timeout=1.0)
+        elapsed = time.monotonic() - started
+    finally:
+        private_s3_server.resume()
+    assert not ok and "did not answer" in message
+    assert elapsed < 3
