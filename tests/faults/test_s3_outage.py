@@ -65,5 +65,9 @@ def test_backup_rides_out_an_s3_outage(celery_worker_factory, s3_behind_proxy, r
             assert job.status == JobStatus.FAILED
             assert job.error_code and "Traceback" not in job.error, job.error
             assert snapshots == []
+        # The repository is consistent whatever happened (a dead attempt leaves only
+        # unreferenced packs, which verify tolerates and prune removes).
+        report = repository.verify(read_data_percent=0)
+        assert report.ok, report.errors
     finally:
         repository.close()

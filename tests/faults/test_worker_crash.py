@@ -56,6 +56,10 @@ def test_backup_survives_kill_9_of_its_worker(celery_worker_factory, random_volu
         else:
             assert job.status == JobStatus.FAILED and job.error, f"failed without a reason: {job}"
             assert snapshots == [], "a failed job must leave no snapshot"
+        # The repository is consistent whatever happened (a dead attempt leaves only
+        # unreferenced packs, which verify tolerates and prune removes).
+        report = repository.verify(read_data_percent=0)
+        assert report.ok, report.errors
     finally:
         repository.close()
     assert Backup.objects.filter(volume=volume).count() == 1
