@@ -39,7 +39,6 @@ from volumes.models import VolumeStatus
 
 Clock = Callable[[], datetime.datetime]
 VOLUME_LABELS = ["volume", "volume_id"]
-JOB_FINISHED = "backup_job_finished_total"
 ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
@@ -200,7 +199,7 @@ class CatalogCollector:
             newest: dict[str, datetime.datetime] = {}
             for status in FINISHED_JOB_STATUSES:
                 group = groups.get((kind, status))
-                persisted = snapshot.persisted.get((JOB_FINISHED, canonical_labels({"kind": kind, "result": status})), 0.0)
+                persisted = snapshot.persisted.get((totals.JOB_FINISHED, canonical_labels({"kind": kind, "result": status})), 0.0)
                 finished.add_metric([kind, status], (group.count if group else 0) + persisted)
                 if group and group.newest_finished_at:
                     newest[status] = group.newest_finished_at

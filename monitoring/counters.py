@@ -10,7 +10,7 @@ collector adds these stored values to what it computes. Result: the counters nev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -41,11 +41,6 @@ def increment(name: str, labels: Mapping[str, str] | None = None, amount: float 
     except IntegrityError:
         # Another process created the row between our UPDATE and INSERT: add to theirs.
         MetricCounter.objects.filter(name=name, labels=key).update(value=F("value") + amount)
-
-
-def increment_many(amounts: Iterable[tuple[str, Mapping[str, str], float]]) -> None:
-    for name, labels, amount in amounts:
-        increment(name, labels, amount)
 
 
 def read_all() -> dict[CounterKey, float]:

@@ -13,7 +13,6 @@ from django.db.models.signals import post_delete
 from backups.models import FINISHED_JOB_STATUSES, Backup, Job
 from monitoring import counters, totals
 
-JOB_FINISHED = "backup_job_finished_total"
 
 
 def retire_backup(sender, instance: Backup, **kwargs) -> None:
@@ -26,7 +25,7 @@ def retire_backup(sender, instance: Backup, **kwargs) -> None:
 
 def retire_job(sender, instance: Job, **kwargs) -> None:
     if instance.status in FINISHED_JOB_STATUSES:
-        counters.increment(JOB_FINISHED, {"kind": instance.kind, "result": instance.status})
+        counters.increment(totals.JOB_FINISHED, {"kind": instance.kind, "result": instance.status})
 
 
 def connect() -> None:

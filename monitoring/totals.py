@@ -32,6 +32,8 @@ BYTES = {field: f"backup_{field}_total" for field in BYTE_FIELDS}
 DURATION_BUCKET = "backup_duration_seconds_bucket"
 DURATION_SUM = "backup_duration_seconds_sum"
 DURATION_COUNT = "backup_duration_seconds_count"
+# Finished jobs by kind and result; counted from Job rows (plus retired rows) in the collector.
+JOB_FINISHED = "backup_job_finished_total"
 
 
 def bucket_label(upper_bound: float) -> str:
