@@ -111,11 +111,21 @@ def test_backup_then_validate_with_a_restore_drill_against_a_real_worker(
     for path, content in {"hello.txt": b"hello", "nested/data.bin": bytes(range(256)) * 64, "empty": b""}.items():
         client.upload(f"/api/v1/volumes/{canary['id']}/files/{path}", content)
 
+    first = run_module_logic("backup", {"volume": "canary", "wait": False}, role="backup")
+    second = run_module_logic("backup", {"volume": "canary", "wait": False}, role="backup")
+    assert first["changed"] is True and first["backup"]["status"] in ("queued", "running", "completed")
+    if second["attached"]:  # the first was still queued or running: awaited, not duplicated
+        assert second["changed"] is False and second["backup"]["id"] == first["backup"]["id"]
+    finished = run_module_logic("job_info", {"id": first["backup"]["job"], "wait": True, "wait_timeout": 60})
+    assert finished["job"]["status"] == "succeeded" and "failed_msg" not in finished
+    run_module_logic("job_info", {"id": second["backup"]["job"], "wait": True, "wait_timeout": 60})
+    assert run_module_logic("job_info", {"status": ["queued", "running"]}, role="read")["jobs"] == []
+
     code, output, counts = run_playbook("backup.yml", platform_url, tokens, tmp_path, {"backup_volumes": ["canary"]})
     assert code == 0, output
     assert "1 backups succeeded" in output
     completed = client.list("/api/v1/backups", {"volume": canary["id"], "status": "completed"})
-    assert len(completed) == 1 and completed[0]["stats"]
+    assert len(completed) >= 2 and completed[0]["stats"]
 
     code, output, counts = run_playbook("validate.yml", platform_url, tokens, tmp_path,
                                         {"validate_drill_volume": "canary", "validate_read_data_percent": 100})
