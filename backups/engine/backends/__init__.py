@@ -11,6 +11,7 @@ import os
 from ..backend import Backend
 from ..errors import BackendError
 from .local import LocalBackend
+from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, RetryingBackend
 
 __all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "open_backend",
            "parse_location"]
@@ -22,10 +23,6 @@ def __getattr__(name):
         from .s3 import S3Backend
 
         return S3Backend
-    if name == "RetryingBackend":
-        from .retry import RetryingBackend
-
-        return RetryingBackend
     raise AttributeError(name)
 
 
@@ -51,8 +48,8 @@ def parse_location(url_or_path: str) -> tuple[str, str, str]:
     return "local", os.path.abspath(os.path.expanduser(location)), ""
 
 
-def open_backend(url_or_path, *, retry: bool = True, attempts: int = 6, base_delay: float = 0.2,
-                 max_delay: float = 10.0, **options) -> Backend:
+def open_backend(url_or_path, *, retry: bool = True, attempts: int = DEFAULT_ATTEMPTS, base_delay: float = DEFAULT_BASE_DELAY,
+                 max_delay: float = DEFAULT_MAX_DELAY, **options) -> Backend:
     """Open the backend for a location (see `parse_location`), wrapped in `RetryingBackend`.
 
     For S3, `options` go to `S3Backend` (`client`, `endpoint_url`, `region`, `access_key_id`,
@@ -62,8 +59,6 @@ def open_backend(url_or_path, *, retry: bool = True, attempts: int = 6, base_del
     For a local path, `options` go to `LocalBackend` (`fsync`).
     An already-built `Backend` passes through (wrapped if `retry` and not wrapped yet).
     """
-    from .retry import RetryingBackend
-
     if isinstance(url_or_path, Backend):
         backend = url_or_path
     else:

@@ -24,12 +24,20 @@ from ..errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
+#: Defaults: 10 attempts, waits capped at 0.25 s * 2^(n-1) and 30 s. The longest possible
+#: wait is about 92 s per call (half that on average): enough to ride out an S3 failover or
+#: a restarted MinIO without failing a long backup, short enough that a real outage fails
+#: the job (which has its own, slower retries) within minutes.
+DEFAULT_ATTEMPTS = 10
+DEFAULT_BASE_DELAY = 0.25
+DEFAULT_MAX_DELAY = 30.0
+
 
 class RetryingBackend(Backend):
     """Wraps `inner`; each operation is tried up to `attempts` times in all."""
 
-    def __init__(self, inner: Backend, attempts: int = 6, base_delay: float = 0.2,
-                 max_delay: float = 10.0, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, inner: Backend, attempts: int = DEFAULT_ATTEMPTS, base_delay: float = DEFAULT_BASE_DELAY,
+                 max_delay: float = DEFAULT_MAX_DELAY, *, sleep: Callable[[float], None] = time.sleep,
                  random: Callable[[], float] = random_module.random):
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
