@@ -21,17 +21,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def own_repository(settings, tmp_path):
-    """A fresh repository per test: snapshots and damage of one test never reach another."""
-    from backups import storage
-
-    location = tmp_path / "repository"
-    settings.REPOSITORY_DIR = location
-    settings.STORAGES = {**settings.STORAGES, "backups": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}}}
-    storage.forget_cached_repository()
-    yield location
-    storage.forget_cached_repository()
+def _fresh_repository_for_every_test(own_repository):
+    return own_repository
 
 
 def snapshots_tagged(tag: str) -> list:
