@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--volumes", type=int, default=10_000)
     parser.add_argument("--backups-per-volume", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary DATA_DIR (database) afterwards")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="bench-metrics-")
@@ -112,6 +114,9 @@ def main() -> int:
         print(f"{label:22s} wall median={statistics.median(wall):7.1f} ms min={min(wall):7.1f} max={max(wall):7.1f}"
               f" | cpu median={statistics.median(cpu):7.1f} ms min={min(cpu):7.1f}  runs={len(wall)}")
     print(f"GET /metrics status={response.status_code} bytes={len(response.content)}")
+    if not args.keep:
+        connection.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
     return 0
 
 
