@@ -39,6 +39,8 @@ from backups.engine.errors import EngineError, RepositoryExists, RepositoryNotFo
 log = logging.getLogger(__name__)
 
 STORAGE_ALIAS = "backups"
+#: Engine-level attempts around django-storages' client (which retries by itself).
+DJANGO_STORAGES_CLIENT_ATTEMPTS = 4
 
 _cache_lock = threading.Lock()
 _opened: dict[tuple, object] = {}
@@ -71,18 +73,25 @@ def _is_s3_storage(storage) -> bool:
 def engine_backend(*, retry: bool = True) -> Backend:
     """The engine backend for the `backups` storage alias (wrapped in retries by default)."""
     storage = _backups_storage()
+    attempts = None
     if isinstance(storage, FileSystemStorage):
         backend: Backend = LocalBackend(storage.location)
     elif _is_s3_storage(storage):
         from backups.engine.backends.s3 import S3Backend
 
+        # django-storages' client keeps botocore's own retries (5 attempts, backoff up to
+        # ~15 s), so the engine's wrapper needs fewer rounds on top to ride out the same
+        # outage; nesting the full count would multiply the wait to many minutes.
+        attempts = DJANGO_STORAGES_CLIENT_ATTEMPTS
         backend = S3Backend(storage.bucket_name, storage.location or "",
                             client=storage.connection.meta.client)
     else:
         raise UnsupportedStorage(
             f"the backups storage {type(storage).__name__} is not supported; use "
             "FileSystemStorage (REPOSITORY_DIR) or S3Storage (S3_* settings)")
-    return open_backend(backend, retry=retry)
+    if attempts is None:
+        return open_backend(backend, retry=retry)
+    return open_backend(backend, retry=retry, attempts=attempts)
 
 
 def _cache_key() -> tuple:

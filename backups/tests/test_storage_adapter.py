@@ -49,6 +49,8 @@ def test_s3_storage_becomes_an_s3_backend_on_the_storages_own_client(s3_storage)
 
     backend = storage_adapter.engine_backend()
     assert isinstance(backend.inner, S3Backend)
+    # botocore inside django-storages' client retries too: fewer engine rounds on top
+    assert backend.attempts == storage_adapter.DJANGO_STORAGES_CLIENT_ATTEMPTS
     assert backend.inner.bucket == s3_storage.name and backend.inner.prefix == "repository"
     assert backend.inner.client is storages["backups"].connection.meta.client
     backend.put("keys/probe", b"x")
