@@ -29,6 +29,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import F
 
@@ -124,8 +125,12 @@ def parse_mtime(value: str | None) -> int | None:
         return None
     text = value.strip()
     try:
-        seconds = float(text)
-    except ValueError:
+        # Decimal, not float: a float cannot carry nanoseconds of a current Unix time, and
+        # restores are checked against the exact mtime.
+        seconds = Decimal(text)
+        if not seconds.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -133,10 +138,10 @@ def parse_mtime(value: str | None) -> int | None:
                                 detail={"header": "X-File-Mtime"}) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-        seconds = moment.timestamp()
-    if not (0 <= seconds < 2**33):  # finite, not before 1970, before year 2242
+        seconds = Decimal(int(moment.timestamp())) + Decimal(moment.microsecond) / 1_000_000
+    if not (0 <= seconds < 2**33):  # not before 1970, before year 2242
         raise InvalidHeader("X-File-Mtime is out of range.", detail={"header": "X-File-Mtime"})
-    return int(round(seconds * 1_000_000_000))
+    return int((seconds * 1_000_000_000).to_integral_value())
 
 
 # --- helpers -------------------------------------------------------------------------------

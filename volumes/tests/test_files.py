@@ -72,6 +72,10 @@ def test_mode_and_mtime_headers_are_applied_and_reported(admin, volume):
     download = admin.get(url(volume, "script.sh"))
     assert download["X-File-Mode"] == "0750"
     assert download["X-File-Mtime"] == "1700000000.500000000"
+    precise = put(admin, volume, "precise", b"p", HTTP_X_FILE_MTIME="1600000000.123456789")
+    assert precise.status_code == 201
+    assert os.stat(Path(volume["path"], "precise")).st_mtime_ns == 1_600_000_000_123_456_789
+    assert_error(put(admin, volume, "bad-time", b"x", HTTP_X_FILE_MTIME="nan"), 400, "invalid_header")
     iso = put(admin, volume, "dated", b"d", HTTP_X_FILE_MTIME="2024-01-02T03:04:05Z")
     assert iso.status_code == 201
     assert os.stat(Path(volume["path"], "dated")).st_mtime == 1704164645
