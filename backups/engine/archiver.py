@@ -39,6 +39,8 @@ from .tree import TreeEntry, encode_tree
 
 IN_FLIGHT_BYTES = 32 * 1024 * 1024
 UPLOAD_SLOTS = 2
+#: Two uploads at once: finishing a pack (SHA-256) and an fsync overlap instead of queueing.
+UPLOAD_THREADS = 2
 #: Small files are hashed/compressed in batches of about this size: one task per file would
 #: cost more in thread hand-offs than the work itself.
 BATCH_BYTES = 1024 * 1024
@@ -82,7 +84,7 @@ class _Pipeline:
         self.packs = {BlobType.DATA: PackBuilder(), BlobType.TREE: PackBuilder()}
         self.written: dict[str, list] = {}
         self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="backup-worker")
-        self.uploader = ThreadPoolExecutor(1, thread_name_prefix="backup-upload")
+        self.uploader = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="backup-upload")
         self.upload_slots = threading.Semaphore(UPLOAD_SLOTS)
         self.upload_futures: list[Future] = []
         self.in_flight = 0

@@ -17,6 +17,7 @@ import time
 from . import errors
 from .backends import open_backend
 from .keys import load_key_encryption_key
+from .memory import limit_malloc_arenas
 from .repository import Repository
 
 
@@ -249,6 +250,7 @@ COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    limit_malloc_arenas()
     try:
         return COMMANDS[arguments.verb](arguments)
     except errors.EngineError as error:

@@ -26,6 +26,7 @@ from .errors import (FormatError, IntegrityError, ObjectNotFound, RepositoryExis
                      RepositoryNotFound, SnapshotNotFound, WrongKey, EngineError)
 from .format import BlobType, Compression, ObjectType
 from .index import Index, IndexEntry, write_index
+from .memory import limit_malloc_arenas
 from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_encryption_key,
                    unwrap_master_key, wrap_master_key)
 from .packer import PackEntry, blob_associated_data, pack_name, read_pack_entries
@@ -377,6 +378,7 @@ class Repository:
                parent: str | None = "auto", progress=None, cancel=None, hostname=None):
         """Back up `source_dir`; see `archiver.backup`."""
         from .archiver import backup
+        limit_malloc_arenas()
         with self.lock(exclusive=False, holder=f"backup {source or source_dir}"):
             return backup(self, source_dir, source=source, tags=tags, parent=parent,
                           progress=progress, cancel=cancel, hostname=hostname)
@@ -385,6 +387,7 @@ class Repository:
                 progress=None, cancel=None):
         """Restore a snapshot (or `sub_path` of it) into `target_dir`; see `restorer.restore`."""
         from .restorer import restore
+        limit_malloc_arenas()
         with self.lock(exclusive=False, holder=f"restore {snapshot}"):
             return restore(self, snapshot, target_dir, sub_path=sub_path, progress=progress,
                            cancel=cancel)
