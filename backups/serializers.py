@@ -70,10 +70,19 @@ class BackupSerializer(serializers.ModelSerializer):
 
 
 # --- request bodies (strict: wrong types are 400 with the field named) ---------------------
+class StrictCharField(serializers.CharField):
+    """A string and only a string: DRF's CharField would turn 123 or 1.5 into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class TriggerSerializer(serializers.Serializer):
     """`POST /backups`: `{"volume": "<id or name>"}` or `{"all": true}`."""
 
-    volume = serializers.CharField(required=False, max_length=255)
+    volume = StrictCharField(required=False, max_length=255)
     all = serializers.BooleanField(required=False, default=False)
 
     def validate_all(self, value):
@@ -92,14 +101,14 @@ class TriggerSerializer(serializers.Serializer):
 class VolumeReferenceSerializer(serializers.Serializer):
     """`POST /backup` (the brief's endpoint): `{"volume": "<id or name>"}`."""
 
-    volume = serializers.CharField(max_length=255)
+    volume = StrictCharField(max_length=255)
 
 
 class RestoreSerializer(serializers.Serializer):
     """`POST /backups/{id}/restore`: `{}` (in place), `{"new_volume_name": ...}` or `{"volume": ...}`."""
 
-    new_volume_name = serializers.CharField(required=False, max_length=63)
-    volume = serializers.CharField(required=False, max_length=255, help_text="Restore in place into this volume.")
+    new_volume_name = StrictCharField(required=False, max_length=63)
+    volume = StrictCharField(required=False, max_length=255, help_text="Restore in place into this volume.")
     size_gb = serializers.IntegerField(required=False, min_value=1, help_text="Quota of the new volume.")
 
     def validate(self, attrs):

@@ -295,13 +295,12 @@ def start_verify(*, read_data_percent: float, actor: str = "", policy: Policy | 
     if not 0 <= percent <= 100 or math.isnan(percent):
         raise BadRequest("read_data_percent must be a number from 0 to 100.", detail={"read_data_percent": percent})
     params = {"read_data_percent": percent}
-    volume = None
     if backup is not None:
         _restorable(backup)
         params.update(backup=str(backup.pk), snapshot_id=backup.snapshot_id)
     with transaction.atomic():
         job = Job.objects.create(kind=JobKind.VERIFY, queue=routing.queue_for(JobKind.VERIFY), policy=policy,
-                                 volume=volume, created_by=actor[:128], params=params)
+                                 created_by=actor[:128], params=params)
         jobs.enqueue(job)
     return job
 

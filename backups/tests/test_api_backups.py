@@ -142,6 +142,8 @@ def test_malformed_json_is_400(api, url, db):
 
 
 @pytest.mark.parametrize("body", [
+    {"volume": 42},
+    {"volume": None},
     {"volume": ["vol-a"]},
     {"volume": {"name": "vol-a"}},
     {"all": "yes"},
