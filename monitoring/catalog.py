@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connections
-from django.db.models import Count, F, Max, Min, OuterRef, Subquery
+from django.db.models import Count, F, FloatField, Func, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from backups.models import Backup, BackupStatus, Job, JobStatus
@@ -70,17 +70,23 @@ class CatalogSnapshot:
     heartbeats: list[WorkerHeartbeat] = field(default_factory=list)
 
 
-def _unix_seconds(value) -> float | None:
-    """A database datetime as unix seconds. SQLite hands back naive UTC text, PostgreSQL aware
-    datetimes; `fromisoformat` is C code, ~20x faster than Django's regex converter, which
-    matters at 10,000 volumes x 3 timestamps per scrape."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
-    return value.timestamp()
+class EpochSeconds(Func):
+    """A datetime column as unix seconds (float), computed by the database.
+
+    Why in SQL: converting 30,000 datetimes per scrape in Python (SQLite hands back text) cost
+    ~25 ms of a 250 ms budget. SQLite: julianday() rounded to the millisecond (a double of
+    julian days carries ~10 µs of noise); PostgreSQL: EXTRACT(EPOCH ...) as double precision.
+    """
+
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="ROUND((julianday(%(expressions)s) - 2440587.5) * 86400.0, 3)",
+                           **extra_context)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)::double precision",
+                           **extra_context)
 
 
 def _uuid_text(value) -> str:
@@ -101,17 +107,18 @@ def read_volumes() -> list[VolumeRow]:
     backups = Backup.objects.filter(volume=OuterRef("pk")).order_by()
     newest_success = (
         backups.filter(status=BackupStatus.COMPLETED, completed_at__isnull=False)
-        .order_by("-completed_at").values("completed_at")[:1]
+        .order_by("-completed_at").values(at=EpochSeconds("completed_at"))[:1]
     )
     # A failed backup may never have set completed_at: fall back to when it started or was made.
     newest_failure = (
         backups.filter(status=BackupStatus.FAILED)
         .annotate(failed_at=Coalesce("completed_at", "started_at", "created_at"))
-        .order_by("-failed_at").values("failed_at")[:1]
+        .order_by("-failed_at").values(at=EpochSeconds("failed_at"))[:1]
     )
     queryset = Volume.objects.order_by().values_list(
-        "id", "name", "status", "used_bytes", "size_gb", "rpo_hours_override", "policy__rpo_hours", "created_at",
-    ).annotate(last_success_at=Subquery(newest_success), last_failure_at=Subquery(newest_failure))
+        "id", "name", "status", "used_bytes", "size_gb", "rpo_hours_override", "policy__rpo_hours",
+        EpochSeconds("created_at"),
+    ).annotate(last_success=Subquery(newest_success), last_failure=Subquery(newest_failure))
     sql, params = queryset.query.sql_with_params()
     volumes = []
     with connections[queryset.db].cursor() as cursor:
@@ -127,7 +134,7 @@ def read_volumes() -> list[VolumeRow]:
             volumes.append(
                 VolumeRow(
                     _uuid_text(volume_id), name, status, used or 0, size_gb * 1024**3, rpo_hours,
-                    _unix_seconds(created), _unix_seconds(success), _unix_seconds(failure),
+                    float(created), None if success is None else float(success), None if failure is None else float(failure),
                 )
             )
     return volumes
