@@ -16,12 +16,20 @@ Lock object layout (version 1):
     offset 0  4 bytes  magic b"SPLK"
     offset 4  1 byte   format version (1)
     offset 5  ...      UTF-8 JSON: {"holder": str, "host": str, "pid": int,
-                                    "exclusive": bool, "created": float, "time": float}
+                                    "process_namespace": str, "exclusive": bool,
+                                    "created": float, "time": float}
+
+`process_namespace` names the PID namespace the pid belongs to (boot id + PID namespace
+inode, e.g. one container); "" when unknown. Readers of older/other lock objects treat a
+missing field as "".
 
 `time` is the last refresh (seconds since the epoch, wall clock of the holder's host). While
 held, a background thread rewrites the object every `refresh_interval`. A lock whose `time`
-is older than `stale_after` (its holder crashed or lost the storage), or one held on this host
-by a process that no longer exists, is stale: it is ignored and removed by the next acquirer.
+is older than `stale_after` (its holder crashed or lost the storage), or one whose holder
+provably no longer exists, is stale: it is ignored and removed by the next acquirer.
+"Provably" means same host name AND same PID namespace (so a pid is only looked up where it
+means the same process: two containers may share a host name or a kernel, never both a boot
+and a PID namespace) and no such pid.
 Hosts sharing a repository need clocks within a small fraction of `stale_after` (NTP).
 
 Acquisition is optimistic, as in restic: check for conflicting locks, write ours, check again;
@@ -32,6 +40,7 @@ exclusive lockers racing may both back off; neither can win wrongly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -66,6 +75,7 @@ class LockInfo:
     exclusive: bool
     created: float
     time: float
+    process_namespace: str = ""
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -74,6 +84,7 @@ class LockInfo:
 
 def encode_lock(info: LockInfo) -> bytes:
     body = {"holder": info.holder, "host": info.host, "pid": info.pid,
+            "process_namespace": info.process_namespace,
             "exclusive": info.exclusive, "created": info.created, "time": info.time}
     return LOCK_MAGIC + bytes([LOCK_VERSION]) + json.dumps(body, sort_keys=True).encode()
 
@@ -88,7 +99,8 @@ def decode_lock(name: str, data: bytes) -> LockInfo:
         body = json.loads(data[5:].decode())
         return LockInfo(name=name, holder=str(body["holder"]), host=str(body["host"]),
                         pid=int(body["pid"]), exclusive=bool(body["exclusive"]),
-                        created=float(body["created"]), time=float(body["time"]))
+                        created=float(body["created"]), time=float(body["time"]),
+                        process_namespace=str(body.get("process_namespace", "")))
     except (ValueError, KeyError, TypeError) as error:
         raise FormatError(f"{name} has a malformed lock body") from error
 
@@ -107,11 +119,24 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def process_namespace() -> str:
+    """Identity of this process's PID namespace: "<boot id>:<pid namespace inode>", or ""."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot_id = handle.read().strip()
+        return f"{boot_id}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
 def is_stale(info: LockInfo, now: float, stale_after: float) -> bool:
-    """A lock is stale when not refreshed for `stale_after`, or its local holder is gone."""
+    """A lock is stale when not refreshed for `stale_after`, or its holder provably exited."""
     if now - info.time > stale_after:
         return True
-    return info.host == socket.gethostname() and not _process_exists(info.pid)
+    same_processes = (info.host == socket.gethostname() and info.process_namespace != ""
+                      and info.process_namespace == process_namespace())
+    return same_processes and not _process_exists(info.pid)
 
 
 def read_locks(backend: Backend) -> Iterator[LockInfo | tuple[str, Exception]]:
@@ -258,7 +283,7 @@ def acquire_lock(backend: Backend, *, exclusive: bool, holder: str,
             now = clock()
             info = LockInfo(name=f"{LOCK_PREFIX}{secrets.token_hex(16)}", holder=holder,
                             host=socket.gethostname(), pid=os.getpid(), exclusive=exclusive,
-                            created=now, time=now)
+                            created=now, time=now, process_namespace=process_namespace())
             backend.put(info.name, encode_lock(info))
             # Another process may have written a conflicting lock between our check and our
             # write; whoever sees the other's lock backs off.

@@ -38,11 +38,11 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import EngineError, IntegrityError, SnapshotNotFound
 from .format import BlobType
-from .index import IndexEntry, decode_index, write_index
+from .index import Index, IndexEntry, decode_index, write_index
 from .locking import repository_lock
 from .packer import PackBuilder, PackEntry, pack_name
 from .retention import RetentionPolicy, apply_retention
-from .verify import pack_sizes
+from .verify import install_index, pack_sizes
 
 #: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
 DEFAULT_REPACK_THRESHOLD = 0.5
@@ -150,18 +150,31 @@ class _Plan:
 
 
 def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
+    """Read every index object: (names, pack -> [(blob, entry)], blob -> canonical entry).
+
+    Also makes `repo` read through exactly these indexes, so the mark phase sees what other
+    processes wrote since `repo` was opened (its cached index may predate their backups).
+    """
     names = repo.list_index_names()
     by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = {}
+    seen: set[tuple[bytes, IndexEntry]] = set()
     canonical: dict[bytes, IndexEntry] = {}
+    merged = Index()
     for name in names:
         try:
-            entries = list(decode_index(repo.read_index_payload(name), name))
+            payload = repo.read_index_payload(name)
+            entries = list(decode_index(payload, name))
         except EngineError as error:
             raise IntegrityError(f"prune refused: index {name} is damaged ({error.message}); "
                                  "run verify and repair first") from error
+        merged.load(name, payload)
         for blob_id, entry in entries:
+            if (blob_id, entry) in seen:
+                continue  # the same blob record listed by two index objects
+            seen.add((blob_id, entry))
             by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
             canonical.setdefault(blob_id, entry)
+    install_index(repo, merged)
     return names, by_pack, canonical
 
 

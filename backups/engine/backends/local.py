@@ -63,6 +63,21 @@ class LocalBackend(Backend):
         finally:
             os.close(descriptor)
 
+    def _make_directories(self, directory: str) -> None:
+        # Every directory entry created here must be durable before the object inside it
+        # is reported written: fsync the parent of each level that did not exist.
+        missing = []
+        current = directory
+        while not os.path.isdir(current):
+            missing.append(current)
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+        os.makedirs(directory, exist_ok=True)
+        for created in reversed(missing):
+            self._fsync_directory(os.path.dirname(created))
+
     # -- contract -------------------------------------------------------------------------
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
@@ -72,9 +87,7 @@ class LocalBackend(Backend):
             try:
                 descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileNotFoundError:
-                os.makedirs(directory, exist_ok=True)
-                # The new directory entry itself must be durable before the object is.
-                self._fsync_directory(os.path.dirname(directory))
+                self._make_directories(directory)
                 descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(data)

@@ -14,8 +14,8 @@ import pytest
 from backups.engine.backends import LocalBackend
 from backups.engine.errors import FormatError, RepositoryLocked
 from backups.engine.locking import (LOCK_MAGIC, LockInfo, acquire_lock, break_locks,
-                                    decode_lock, encode_lock, remove_stale_locks,
-                                    repository_lock)
+                                    decode_lock, encode_lock, process_namespace,
+                                    remove_stale_locks, repository_lock)
 
 pytestmark = pytest.mark.engine
 
@@ -113,10 +113,26 @@ def test_a_lock_of_a_dead_process_on_this_host_is_stale(tmp_path):
                               capture_output=True, text=True, check=True)
     dead_pid = int(finished.stdout)
     info = LockInfo(name="locks/dead", holder="crashed backup", host=socket.gethostname(),
-                    pid=dead_pid, exclusive=True, created=time.time(), time=time.time())
+                    pid=dead_pid, exclusive=True, created=time.time(), time=time.time(),
+                    process_namespace=process_namespace())
     store.put(info.name, encode_lock(info))
     with repository_lock(store, exclusive=True, holder="prune"):
         assert not store.exists("locks/dead")
+
+
+def test_a_dead_pid_in_another_pid_namespace_proves_nothing(tmp_path):
+    """Same host name, other container: that pid may be alive there; only time decides."""
+    store = LocalBackend(tmp_path)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    for name, namespace in (("locks/other-container", "other-boot:4026531836"),
+                            ("locks/old-format", "")):
+        info = LockInfo(name=name, holder="backup elsewhere", host=socket.gethostname(),
+                        pid=int(finished.stdout), exclusive=False, created=time.time(),
+                        time=time.time(), process_namespace=namespace)
+        store.put(name, encode_lock(info))
+    with pytest.raises(RepositoryLocked, match="backup elsewhere"):
+        acquire_lock(store, exclusive=True, holder="prune")
 
 
 def test_the_lock_is_refreshed_while_held(tmp_path):
@@ -200,3 +216,4 @@ def test_lock_records_holder_host_and_pid(tmp_path):
         stored = decode_lock(held.name, store.get(held.name))
     assert (stored.holder, stored.host, stored.pid, stored.exclusive) == \
         ("backup job 17", socket.gethostname(), os.getpid(), False)
+    assert stored.process_namespace == process_namespace() != ""

@@ -13,7 +13,7 @@ import pytest
 
 from backups import engine
 from backups.engine.errors import IntegrityError, RepositoryLocked
-from backups.engine.locking import LockInfo, encode_lock, repository_lock
+from backups.engine.locking import LockInfo, encode_lock, process_namespace, repository_lock
 from backups.engine.packer import PackBuilder, pack_name
 from backups.engine.prune import ForgetResult, PruneResult, forget_snapshots, prune_repository
 from backups.engine.retention import RetentionPolicy
@@ -212,7 +212,8 @@ def test_crash_mid_backup_leaves_leftovers_that_verify_tolerates_and_prune_remov
         backend.put(pack_name(pack_id), data)
         leftovers.append(pack_name(pack_id))
     dead = LockInfo(name="locks/crashed", holder="backup of vol", host=socket.gethostname(),
-                    pid=_dead_pid(), exclusive=False, created=time.time(), time=time.time())
+                    pid=_dead_pid(), exclusive=False, created=time.time(), time=time.time(),
+                    process_namespace=process_namespace())
     backend.put(dead.name, encode_lock(dead))
     if isinstance(backend, engine.LocalBackend):
         partial = os.path.join(backend.root, "data", "ab", ".tmp-0123456789abcdef")
@@ -275,3 +276,19 @@ def test_prune_reports_progress_while_repacking(repo, history):
     calls = []
     prune_repository(repo, progress=lambda *arguments: calls.append(arguments))
     assert calls and calls[-1][2] == "prune complete"
+
+
+def test_prune_through_a_repository_opened_before_the_backups(backend, tmp_path):
+    """A long-lived process (a worker) opened the repository before other backups ran."""
+    engine.Repository.init(backend, KEY)
+    early = engine.Repository.open(backend, KEY)
+    early.load_index()
+    writer = engine.Repository.open(backend, KEY)
+    source = tmp_path / "s"
+    for number in range(3):
+        write_files(source, {"f": os.urandom(10_000), f"g{number}": b"x"})
+        writer.backup(source, source="vol")
+    early.forget(RetentionPolicy(keep_last=1))
+    result = early.prune()
+    assert result.snapshots == 1 and result.packs_deleted + result.packs_repacked >= 1
+    assert verify_repository(engine.Repository.open(backend, KEY), read_data_percent=100).ok
