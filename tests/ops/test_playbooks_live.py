@@ -154,3 +154,22 @@ def test_backup_then_validate_with_a_restore_drill_against_a_real_worker(
     names = [volume["name"] for volume in client.list("/api/v1/volumes")]
     assert names == ["canary"], "the drill's temporary volume must be deleted"
     assert_no_token_in(output, tokens)
+
+
+@pytest.mark.slow  # one ansible-playbook run of several plays: > 10 s under load
+def test_upgrade_runs_its_api_facing_plays_against_the_platform(platform_url, tokens, tmp_path):
+    # With an inventory of only localhost, the host plays (maintenance, install, restarts)
+    # match no host and are skipped; pre-flight, backup-all, drain and post-checks run for real.
+    code, output, counts = run_playbook("upgrade.yml", platform_url, tokens, tmp_path,
+                                        {"platform_version": "9.9.9", "upgrade_drain_timeout": 10})
+    assert code == 0, output
+    assert "upgrading from 1.0.0 to 9.9.9" in output
+    assert "platform now reports version 1.0.0 (wanted 9.9.9)" in output
+    assert counts["failed"] == 0
+    assert_no_token_in(output, tokens)
+
+
+def test_upgrade_refuses_to_run_without_a_version(platform_url, tokens, tmp_path):
+    code, output, _ = run_playbook("upgrade.yml", platform_url, tokens, tmp_path, {})
+    assert code != 0
+    assert "set platform_version" in output
