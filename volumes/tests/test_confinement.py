@@ -77,11 +77,13 @@ def test_a_directory_swapped_for_a_symlink_during_uploads_never_lets_a_write_esc
             # The real directory (or one an upload just re-created) steps aside, inside the
             # volume, and a symlink to the outside takes its name for a moment. Each step may
             # lose a race with an upload; that is the point, so errors are ignored.
-            for step in (lambda: os.rename(root, f"{root}.parked-{turn}"),
-                         lambda: os.symlink(outside, root),
-                         lambda: os.unlink(root) if os.path.islink(root) else None):
+            for step, arguments in ((os.rename, (root, f"{root}.parked-{turn}")),
+                                    (os.symlink, (outside, root)),
+                                    (os.unlink, (root,))):
+                if step is os.unlink and not os.path.islink(root):
+                    continue  # only ever remove our symlink, never an upload's directory
                 try:
-                    step()
+                    step(*arguments)
                 except OSError:
                     pass
 
