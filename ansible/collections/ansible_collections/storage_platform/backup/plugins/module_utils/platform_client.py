@@ -172,15 +172,15 @@ class PlatformClient:
                     url, data=data, headers=request_headers, method=method, timeout=self.timeout,
                     validate_certs=self.validate_certs, follow_redirects="safe", use_netrc=False,
                 )
-                content = response.read()
-                return ApiResponse(response.getcode(), content if raw else _decode_json(content),
+                answer = response.read()
+                return ApiResponse(response.getcode(), answer if raw else _decode_json(answer),
                                    dict(response.headers.items()) if response.headers else {})
             except HTTPError as error:
-                content = error.read() if hasattr(error, "read") else b""
+                answer = error.read() if hasattr(error, "read") else b""
                 if error.code in RETRYABLE_STATUSES and attempt < attempts:
                     self._sleep(min(30.0, _retry_after_seconds(error.headers, 2.0 * attempt)))
                     continue
-                raise self._http_error(method, path, error.code, _decode_json(content), error.headers)
+                raise self._http_error(method, path, error.code, _decode_json(answer), error.headers)
             except (URLError, OSError) as error:
                 if attempt < attempts:
                     self._sleep(2.0 * attempt)
