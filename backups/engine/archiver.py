@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import zstandard
 from pyfastcdc import FastCDC
 
-from .errors import SourceError
+from .errors import Cancelled, SourceError
 from .format import BlobType, Compression
 from .packer import PackBuilder, blob_associated_data, pack_name
 from .progress import ProgressReporter, check_cancelled
@@ -45,6 +45,9 @@ UPLOAD_THREADS = 2
 #: cost more in thread hand-offs than the work itself.
 BATCH_BYTES = 1024 * 1024
 WORKERS = max(2, min(4, os.cpu_count() or 2))
+READER_THREADS = 2
+#: Large files queued for the reader threads at most (each holds an open descriptor).
+READER_QUEUE = 16
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
@@ -194,20 +197,52 @@ class _Pipeline:
         self.uploader.shutdown(wait=True, cancel_futures=True)
 
 
+class _Content:
+    """A file's chunk pieces: known at once (reused, small file) or filled by a reader thread.
+
+    `done` is the reader's future (None when complete at creation); `size` is the number of
+    bytes actually read (a file may change while read).
+    """
+
+    __slots__ = ("pieces", "size", "done")
+
+    def __init__(self, size: int = 0) -> None:
+        self.pieces: list = []   # [(batch, position in batch)]
+        self.size = size
+        self.done: Future | None = None
+
+    def complete(self) -> bool:
+        return self.done is None or self.done.done()
+
+
 class _Directory:
-    """A directory whose tree blob is written once its files' chunk ids are known."""
+    """A directory whose tree blob is written once its files' chunk ids are known.
+
+    `tree_id` is preset when the directory is unchanged since the parent snapshot: then its
+    tree is the parent's tree, and encoding and hashing it again is skipped.
+    """
 
     __slots__ = ("entries", "files", "subdirs", "tree_id")
 
     def __init__(self) -> None:
         self.entries: list[TreeEntry] = []
-        self.files: list[tuple[TreeEntry, list]] = []   # (entry, [(batch, position)])
+        self.files: list[tuple[TreeEntry, _Content]] = []
         self.subdirs: list[tuple[TreeEntry, "_Directory"]] = []
         self.tree_id: bytes | None = None
 
     def ready(self) -> bool:
-        return all(batch.future is not None and batch.future.done()
-                   for _entry, pieces in self.files for batch, _position in pieces)
+        # Check `complete()` first: a reader thread may still be appending to `pieces`.
+        return all(content.complete() and all(
+            batch.future is not None and batch.future.done()
+            for batch, _position in content.pieces) for _entry, content in self.files)
+
+
+_SAME_METADATA = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns")
+
+
+def _unchanged(entry: TreeEntry, previous: TreeEntry | None) -> bool:
+    return previous is not None and all(
+        getattr(entry, name) == getattr(previous, name) for name in _SAME_METADATA)
 
 
 class _Archiver:
@@ -216,20 +251,24 @@ class _Archiver:
         self.root = root
         self.parent_tree = parent_tree
         self.cancel = cancel
-        chunker = repo.config.get("chunker", {})
-        self.chunker = FastCDC(avg_size=chunker.get("avg_size", 1 << 20),
-                               min_size=chunker.get("min_size", 512 << 10),
-                               max_size=chunker.get("max_size", 8 << 20))
-        self.min_size = self.chunker.min_size
+        self.chunker_settings = repo.config.get("chunker", {})
+        self.min_size = int(self.chunker_settings.get("min_size", 512 << 10))
         self.stats = collections.Counter(
             files=0, dirs=0, symlinks=0, files_read=0, files_reused=0, bytes_total=0,
             bytes_read=0, bytes_new=0, bytes_stored=0, blobs_new=0, packs_written=0,
-            skipped=0)
+            skipped=0, warnings=0)
+        self.stats_lock = threading.Lock()
         self.warnings: list[str] = []
         self.pipeline = _Pipeline(repo, self.stats)
         self.batch = _Batch()
         self.pending: collections.deque[_Directory] = collections.deque()
-        self.hardlinks: dict[tuple[int, int], tuple[TreeEntry, list]] = {}
+        self.hardlinks: dict[tuple[int, int], _Content] = {}
+        self.local = threading.local()
+        # Large files are read and cut by reader threads (FastCDC and read() release the
+        # GIL), so the walk, small files and tree work on the main thread overlap with them.
+        self.readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="backup-reader")
+        self.reader_slots = threading.Semaphore(READER_QUEUE)
+        self.aborted = False
         self.progress = ProgressReporter(progress, total=self._estimate() if progress else 0)
 
     def _estimate(self) -> int:
@@ -242,20 +281,43 @@ class _Archiver:
                     pass
         return total
 
+    def _chunker(self) -> FastCDC:
+        chunker = getattr(self.local, "chunker", None)
+        if chunker is None:  # FastCDC objects are not safe to share between threads
+            settings = self.chunker_settings
+            chunker = self.local.chunker = FastCDC(
+                avg_size=settings.get("avg_size", 1 << 20),
+                min_size=settings.get("min_size", 512 << 10),
+                max_size=settings.get("max_size", 8 << 20))
+        return chunker
+
     def warn(self, message: str) -> None:
-        if len(self.warnings) < 1000:
-            self.warnings.append(message)
-        self.stats["warnings"] += 1
+        with self.stats_lock:
+            if len(self.warnings) < 1000:
+                self.warnings.append(message)
+            self.stats["warnings"] += 1
+
+    def count(self, **amounts: int) -> None:
+        with self.stats_lock:
+            for name, amount in amounts.items():
+                self.stats[name] += amount
+
+    def check_running(self) -> None:
+        if self.aborted:
+            raise Cancelled("backup aborted")
+        check_cancelled(self.cancel)
 
     # -- chunk submission ------------------------------------------------------------------------
-    def add_chunk(self, data: bytes, pieces: list) -> None:
-        if len(data) >= self.min_size:
-            batch = _Batch()
-            batch.chunks.append(data)
-            batch.size = len(data)
-            pieces.append((batch, 0))
-            self.pipeline.submit(batch)
-            return
+    def add_large_chunk(self, data: bytes, pieces: list) -> None:
+        """Any thread: one chunk, one worker task."""
+        batch = _Batch()
+        batch.chunks.append(data)
+        batch.size = len(data)
+        pieces.append((batch, 0))
+        self.pipeline.submit(batch)
+
+    def add_small_chunk(self, data: bytes, pieces: list) -> None:
+        """Main thread only: small chunks share a batch until it holds BATCH_BYTES."""
         pieces.append((self.batch, len(self.batch.chunks)))
         self.batch.chunks.append(data)
         self.batch.size += len(data)
@@ -273,8 +335,14 @@ class _Archiver:
             self.finish_directory(self.pending.popleft())
 
     def finish_directory(self, directory: _Directory) -> None:
-        for entry, pieces in directory.files:
-            entry.content = [batch.future.result()[position] for batch, position in pieces]
+        for entry, content in directory.files:
+            if content.done is not None:
+                content.done.result()  # re-raises a reader's error
+            entry.size = content.size
+            entry.content = [batch.future.result()[position]
+                             for batch, position in content.pieces]
+        if directory.tree_id is not None:
+            return
         for entry, child in directory.subdirs:
             entry.subtree = child.tree_id
         directory.tree_id = self.pipeline.store_tree(encode_tree(directory.entries))
@@ -286,9 +354,12 @@ class _Archiver:
             self.flush_batch()
             self.finish_ready(wait=True)
             return root.tree_id
-        except BaseException:
-            self.pipeline.shutdown()
+        except BaseException as error:
+            self.aborted = True
+            self.pipeline.failed = error
             raise
+        finally:
+            self.readers.shutdown(wait=True, cancel_futures=True)
 
     def _parent_entries(self, tree_id: bytes | None) -> dict[str, TreeEntry]:
         if tree_id is None:
@@ -310,116 +381,163 @@ class _Archiver:
                 raise SourceError(f"cannot read source directory: {error.strerror}") from None
             self.warn(f"{os.fsdecode(path)}: cannot list: {error.strerror}")
             listing = []
+        # Unchanged = same names, and every entry unchanged (files reused, subdirectories
+        # unchanged): then the new tree would be byte-identical to the parent's.
+        unchanged = parent_tree is not None and len(listing) == len(parent)
         for item in listing:
-            check_cancelled(self.cancel)
+            self.check_running()
             name = os.fsdecode(item.name)
             try:
                 info = item.stat(follow_symlinks=False)
             except OSError as error:
                 self.warn(f"{os.fsdecode(item.path)}: vanished or unreadable: {error.strerror}")
+                unchanged = False
                 continue
             entry = TreeEntry(name=name, type="file", mode=stat.S_IMODE(info.st_mode),
                               mtime_ns=info.st_mtime_ns, uid=info.st_uid, gid=info.st_gid,
                               inode=info.st_ino, ctime_ns=info.st_ctime_ns)
+            previous = parent.get(name)
             if stat.S_ISDIR(info.st_mode):
                 entry.type = "dir"
-                previous = parent.get(name)
                 child = self.walk(item.path, previous.subtree if previous is not None
                                   and previous.type == "dir" else None)
                 directory.subdirs.append((entry, child))
-                self.stats["dirs"] += 1
+                self.count(dirs=1)
+                if unchanged and not (child.tree_id is not None
+                                      and child.tree_id == previous.subtree
+                                      and _unchanged(entry, previous)):
+                    unchanged = False
             elif stat.S_ISLNK(info.st_mode):
                 try:
                     entry.target = os.fsdecode(os.readlink(item.path))
                 except OSError as error:
                     self.warn(f"{os.fsdecode(item.path)}: vanished: {error.strerror}")
+                    unchanged = False
                     continue
                 entry.type = "symlink"
-                self.stats["symlinks"] += 1
+                self.count(symlinks=1)
+                if unchanged and not (_unchanged(entry, previous)
+                                      and previous.target == entry.target):
+                    unchanged = False
             elif stat.S_ISREG(info.st_mode):
-                pieces = self.file_content(item.path, info, entry, parent.get(name))
-                if pieces is None:
+                content, reused = self.file_content(item.path, info, entry, previous)
+                if content is None:
+                    unchanged = False
                     continue
-                directory.files.append((entry, pieces))
-                self.stats["files"] += 1
+                directory.files.append((entry, content))
+                self.count(files=1)
+                if unchanged and not (reused and _unchanged(entry, previous)
+                                      and previous.hardlink == entry.hardlink):
+                    unchanged = False
             else:
-                self.stats["skipped"] += 1
+                self.count(skipped=1)
                 self.warn(f"{os.fsdecode(item.path)}: special file skipped")
+                unchanged = False
                 continue
             directory.entries.append(entry)
+        if unchanged and parent_tree in self.repo.index:
+            directory.tree_id = parent_tree
         self.pending.append(directory)
         self.finish_ready()
         return directory
 
     def file_content(self, path: bytes, info: os.stat_result, entry: TreeEntry,
-                     previous: TreeEntry | None) -> list | None:
-        """Chunk pieces of a file, or None when it vanished. Sets entry.size."""
-        entry.size = info.st_size
-        self.stats["bytes_total"] += info.st_size
+                     previous: TreeEntry | None) -> tuple[_Content | None, bool]:
+        """(content, reused from parent); content None when the file vanished."""
+        self.count(bytes_total=info.st_size)
         link_key = None
         if info.st_nlink > 1:
             link_key = (info.st_dev, info.st_ino)
             entry.hardlink = f"{info.st_dev}:{info.st_ino}"
             if link_key in self.hardlinks:
-                first, pieces = self.hardlinks[link_key]
-                entry.size = first.size
-                return list(pieces)
-        if (previous is not None and previous.type == "file" and previous.size == info.st_size
-                and previous.mtime_ns == info.st_mtime_ns and previous.inode == info.st_ino
-                and previous.ctime_ns == info.st_ctime_ns
-                and all(blob_id in self.repo.index for blob_id in previous.content)):
-            pieces = [(_Resolved(blob_id), 0) for blob_id in previous.content]
-            self.stats["files_reused"] += 1
+                return self.hardlinks[link_key], False  # one inode: read once, same chunks
+        reused = (previous is not None and previous.type == "file"
+                  and previous.size == info.st_size and previous.mtime_ns == info.st_mtime_ns
+                  and previous.inode == info.st_ino and previous.ctime_ns == info.st_ctime_ns
+                  and all(blob_id in self.repo.index for blob_id in previous.content))
+        if reused:
+            content = _Content(previous.size)
+            content.pieces = [(_Resolved(blob_id), 0) for blob_id in previous.content]
+            self.count(files_reused=1)
             self.progress.advance(info.st_size, os.fsdecode(path))
         else:
-            pieces = self.read_file(path, info, entry)
-            if pieces is None:
-                return None
+            descriptor = self.open_file(path)
+            if descriptor is None:
+                return None, False
+            content = _Content()
+            if info.st_size < self.min_size:
+                self.read_small(descriptor, path, info, content)
+            else:
+                self.reader_slots.acquire()
+                try:
+                    content.done = self.readers.submit(self.read_large, descriptor, path,
+                                                       info, content)
+                except BaseException:
+                    self.reader_slots.release()
+                    os.close(descriptor)
+                    raise
         if link_key is not None:
-            self.hardlinks[link_key] = (entry, pieces)
-        return pieces
+            self.hardlinks[link_key] = content
+        return content, reused
 
-    def read_file(self, path: bytes, info: os.stat_result, entry: TreeEntry) -> list | None:
+    def open_file(self, path: bytes) -> int | None:
         try:
             try:
-                descriptor = os.open(path, _READ_FLAGS | _NOATIME)
+                return os.open(path, _READ_FLAGS | _NOATIME)
             except PermissionError:  # O_NOATIME needs ownership; retry without it
-                descriptor = os.open(path, _READ_FLAGS)
+                return os.open(path, _READ_FLAGS)
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: vanished or unreadable: {error.strerror}")
             return None
-        pieces: list = []
+
+    def read_small(self, descriptor: int, path: bytes, info: os.stat_result,
+                   content: _Content) -> None:
+        """Main thread: a file below the chunker minimum is one chunk, batched."""
         size = 0
         try:
             with open(descriptor, "rb", buffering=0, closefd=True) as stream:
-                if info.st_size < self.min_size:
+                data = stream.read(self.min_size)
+                # Grown past the small-file limit while we looked: the rest follows in
+                # min-size pieces (dedup of such a file is poorer, but nothing is lost).
+                while data:
+                    size += len(data)
+                    self.add_small_chunk(data, content.pieces)
                     data = stream.read(self.min_size)
-                    # Grown past the small-file limit while we looked: chunk the rest too.
-                    while data:
-                        size += len(data)
-                        self.add_chunk(data, pieces)
-                        self.progress.advance(len(data), os.fsdecode(path))
-                        check_cancelled(self.cancel)
-                        data = stream.read(self.min_size)
-                else:
-                    for chunk in self.chunker.cut_stream(stream):
-                        data = bytes(chunk.data)
-                        size += len(data)
-                        self.add_chunk(data, pieces)
-                        self.progress.advance(len(data), os.fsdecode(path))
-                        check_cancelled(self.cancel)
                 after = os.fstat(stream.fileno())
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
                       f"{error.strerror}")
             after = None
-        if after is None or size != info.st_size or after.st_mtime_ns != info.st_mtime_ns:
-            if after is not None:
-                self.warn(f"{os.fsdecode(path)}: changed while being read")
-        entry.size = size
-        self.stats["files_read"] += 1
-        self.stats["bytes_read"] += size
-        return pieces
+        self.progress.advance(size, os.fsdecode(path))
+        self.finish_read(path, info, after, size, content)
+
+    def read_large(self, descriptor: int, path: bytes, info: os.stat_result,
+                   content: _Content) -> None:
+        """Reader thread: cut a file with FastCDC and hand each chunk to the workers."""
+        size = 0
+        try:
+            with open(descriptor, "rb", buffering=0, closefd=True) as stream:
+                for chunk in self._chunker().cut_stream(stream):
+                    data = bytes(chunk.data)  # the chunker reuses its buffer
+                    size += len(data)
+                    self.add_large_chunk(data, content.pieces)
+                    self.progress.advance(len(data), os.fsdecode(path))
+                    self.check_running()
+                after = os.fstat(stream.fileno())
+        except OSError as error:
+            self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
+                      f"{error.strerror}")
+            after = None
+        finally:
+            self.reader_slots.release()
+        self.finish_read(path, info, after, size, content)
+
+    def finish_read(self, path, info, after, size: int, content: _Content) -> None:
+        if after is not None and (size != info.st_size or after.st_size != info.st_size
+                                  or after.st_mtime_ns != info.st_mtime_ns):
+            self.warn(f"{os.fsdecode(path)}: changed while being read")
+        content.size = size
+        self.count(files_read=1, bytes_read=size)
 
 
 class _Resolved:
