@@ -198,3 +198,14 @@ def test_verify_reports_progress(repo, two_snapshots):
     calls = []
     verify_repository(repo, read_data_percent=100, progress=lambda *a: calls.append(a))
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+@pytest.mark.parametrize("where", ["header", "trailer"])
+def test_damage_outside_the_blob_records_is_caught_too(repo, backend, two_snapshots, where):
+    _, second, b_pack = two_snapshots
+    name = pack_name(b_pack)
+    offset = 1 if where == "header" else backend.size(name) - 10
+    flip_byte(backend, name, offset)
+    report = verify_repository(repo, read_data_percent=100)
+    assert not report.ok and report.damaged_packs == [b_pack]
+    assert report.broken_snapshots == []  # every blob still authenticates: data intact
