@@ -195,7 +195,6 @@ def _existing_size(root_fd: int, components: list[str]) -> tuple[int, bool]:
 
 def _missing_directories(root_fd: int, components: list[str]) -> list[str]:
     """Which parent directories an upload will create (so a failed upload can remove them)."""
-    missing: list[str] = []
     current_fd = os.dup(root_fd)
     try:
         for depth, name in enumerate(components[:-1]):
@@ -208,7 +207,7 @@ def _missing_directories(root_fd: int, components: list[str]) -> list[str]:
             current_fd = next_fd
     finally:
         os.close(current_fd)
-    return missing
+    return []
 
 
 def _remove_created_directories(root_fd: int, created: list[str]) -> None:
