@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-import yaml
 
 from tests.ops.collection import run_ansible_tool
 from tests.ops.conftest import OPS_BROKER_URL
@@ -30,7 +29,7 @@ def run_playbook(playbook: str, platform_url: str, tokens: dict, tmp_path, extra
     )
     output = completed.stdout + completed.stderr
     recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
-    counts = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, recap.groups()))) if recap else {}
+    counts = dict(zip(("ok", "changed", "unreachable", "failed"), map(int, recap.groups()), strict=True)) if recap else {}
     return completed.returncode, output, counts
 
 

@@ -180,7 +180,7 @@ class PlatformClient:
                 if error.code in RETRYABLE_STATUSES and attempt < attempts:
                     self._sleep(min(30.0, _retry_after_seconds(error.headers, 2.0 * attempt)))
                     continue
-                raise self._http_error(method, path, error.code, _decode_json(answer), error.headers)
+                raise self._http_error(method, path, error.code, _decode_json(answer), error.headers) from None
             except (URLError, OSError) as error:
                 if attempt < attempts:
                     self._sleep(2.0 * attempt)
@@ -188,7 +188,7 @@ class PlatformClient:
                 reason = getattr(error, "reason", error)
                 raise PlatformApiError(
                     "cannot reach the platform at %s: %s" % (self.base_url, reason), code="unreachable"
-                )
+                ) from None
         raise PlatformApiError("unreachable")  # pragma: no cover - the loop returns or raises
 
     @staticmethod
