@@ -43,6 +43,7 @@ RESTORE_WORKERS = 4
 #: less than another request, especially on S3).
 MERGE_GAP = 1024 * 1024
 MAX_RANGE = 16 * 1024 * 1024
+PLAN_BATCH_BYTES = 32 * 1024 * 1024
 #: Zero runs of at least this size (aligned) are left as holes on restore.
 SPARSE_BLOCK = 64 * 1024
 _IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -111,7 +112,11 @@ class _Restorer:
         self.links: list[tuple[str, bytes, TreeEntry]] = []
         self.link_primary: dict[str, _File] = {}
         self.work: dict[str, dict[bytes, list]] = defaultdict(lambda: defaultdict(list))
+        self.work_bytes = 0
         self.total = 0
+        self.pool: ThreadPoolExecutor | None = None
+        self.aborted = False
+        self.futures: list = []
         self.progress = ProgressReporter(progress)
         self.written = 0
         self.counter_lock = threading.Lock()
@@ -171,6 +176,9 @@ class _Restorer:
             located = index.get(blob_id)
             self.work[located.pack_id][blob_id].append((state, offset))
             offset += located.raw_length
+        self.work_bytes += size
+        if self.work_bytes >= PLAN_BATCH_BYTES:
+            self.submit_work()
         if not entry.content:
             self.write(state, 0, None)
 
@@ -191,6 +199,8 @@ class _Restorer:
             ranges.append(current)
         name = pack_name(pack_id)
         for group in ranges:
+            if self.aborted:
+                return
             check_cancelled(self.cancel)
             start = group[0][0].offset
             end = max(entry.offset + entry.length for entry, _ in group)
@@ -258,6 +268,11 @@ class _Restorer:
                 pass
             raise TargetError(f"cannot write {os.fsdecode(final)}: {error.strerror}") from None
 
+    def cancel_pending(self) -> None:
+        self.aborted = True
+        for future in self.futures:
+            future.cancel()
+
     def cleanup(self) -> None:
         for state in self.files:
             if state.created and not state.done:
@@ -266,20 +281,40 @@ class _Restorer:
                 except OSError:
                     pass
 
+    def submit_work(self) -> None:
+        """Hand the files planned so far to the fetch workers, one task per pack.
+
+        Planning a big tree takes a while (thousands of directories); fetching starts after
+        every PLAN_BATCH_BYTES of planned files instead of after the whole plan. A pack whose
+        blobs are split over two batches is read twice, but only the needed ranges.
+        """
+        for future in self.futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+        # Biggest packs first: the long tail of small ones fills in around them.
+        jobs = sorted(self.work.items(), key=lambda item: -len(item[1]))
+        self.futures.extend(self.pool.submit(self.restore_pack, pack_id, blobs)
+                            for pack_id, blobs in jobs)
+        self.work = defaultdict(lambda: defaultdict(list))
+        self.work_bytes = 0
+
     def run(self, start: TreeEntry | None, tree_id: bytes | None) -> None:
-        if tree_id is not None:
-            self.plan_tree(tree_id, self.target)
-        else:
-            self.plan_entry(start, self.target)
-        self.progress.total = self.total
         with ThreadPoolExecutor(RESTORE_WORKERS, thread_name_prefix="restore") as pool:
-            # Biggest packs first: the long tail of small ones fills in around them.
-            jobs = sorted(self.work.items(), key=lambda item: -len(item[1]))
-            futures = [pool.submit(self.restore_pack, pack_id, blobs) for pack_id, blobs in jobs]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-            for future in futures:
+            self.pool = pool
+            try:
+                if tree_id is not None:
+                    self.plan_tree(tree_id, self.target)
+                else:
+                    self.plan_entry(start, self.target)
+                self.progress.total = self.total
+                self.submit_work()
+            except BaseException:
+                self.cancel_pending()
+                raise
+            _done, pending = wait(self.futures, return_when=FIRST_EXCEPTION)
+            if pending:
+                self.cancel_pending()
+            for future in self.futures:
                 if future.done() and not future.cancelled() and future.exception():
                     raise future.exception()
         for key, path, entry in self.links:

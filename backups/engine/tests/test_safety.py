@@ -103,22 +103,28 @@ def test_unknown_manifest_version_and_bad_magic_are_format_errors(tmp_path):
         engine.Repository.open(repo.backend, KEY)
 
 
-def test_flipped_byte_in_a_pack_is_caught_by_restore(tmp_path):
+@pytest.fixture(params=["local", "s3"])
+def any_backend(request, tmp_path):
+    if request.param == "local":
+        return engine.LocalBackend(str(tmp_path / "repo"))
+    bucket = request.getfixturevalue("s3_bucket")
+    from backups.engine.backends.s3 import S3Backend
+
+    return S3Backend(bucket.name, "repo", client=bucket.client)
+
+
+def test_flipped_byte_in_a_pack_is_caught_by_restore(tmp_path, any_backend):
     source = tmp_path / "source"
     source.mkdir()
     (source / "data").write_bytes(os.urandom(3 * 1024 * 1024))
-    repo = new_repository(tmp_path / "repo")
+    repo = engine.Repository.init(any_backend, KEY)
     repo.backup(source)
-    packs = sorted((tmp_path / "repo" / "data").rglob("*"), key=lambda p: p.stat().st_size
-                   if p.is_file() else 0)
-    biggest = packs[-1]
-    damaged = bytearray(biggest.read_bytes())
+    biggest = max(any_backend.list("data/"), key=any_backend.size)
+    damaged = bytearray(any_backend.get(biggest))
     damaged[len(damaged) // 2] ^= 0x01
-    os.chmod(biggest, 0o644)
-    biggest.write_bytes(bytes(damaged))
+    any_backend.put(biggest, bytes(damaged))
     with pytest.raises(engine.IntegrityError):
-        engine.Repository.open(engine.LocalBackend(str(tmp_path / "repo")), KEY).restore(
-            "latest", tmp_path / "target")
+        engine.Repository.open(any_backend, KEY).restore("latest", tmp_path / "target")
     assert not (tmp_path / "target" / "data").exists()
     assert not [n for n in os.listdir(tmp_path / "target") if n.startswith(".sp-restore")]
 
