@@ -42,7 +42,7 @@ from .index import Index, IndexEntry, decode_index, write_index
 from .locking import repository_lock
 from .packer import PackBuilder, PackEntry, pack_name
 from .retention import RetentionPolicy, apply_retention
-from .verify import install_index, pack_sizes
+from .verify import TreeReader, install_index, pack_sizes
 
 #: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
 DEFAULT_REPACK_THRESHOLD = 0.5
@@ -185,6 +185,7 @@ def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
     in `known`: prune must not guess what is in use.
     """
     referenced: set[bytes] = set()
+    trees = TreeReader(repo, repo.index.get)
     snapshot_ids = repo.list_snapshot_ids()
     count = 0
     for snapshot_id in snapshot_ids:
@@ -206,7 +207,7 @@ def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
                 raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
                                      f"{snapshot_id} is not indexed; run verify first")
             try:
-                entries = repo.read_tree(tree_id)
+                entries = trees.read(tree_id)
             except EngineError as error:
                 raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
                                      f"{snapshot_id} is unreadable ({error.message})") from error
