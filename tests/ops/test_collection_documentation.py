@@ -62,6 +62,7 @@ def test_argument_spec_matches_documented_options(name, ansible_doc):
         assert bool(doc.get("required", False)) == bool(rules.get("required", False)), f"{option}: required"
         assert doc.get("default") == rules.get("default"), f"{option}: default"
         assert doc.get("choices") == rules.get("choices"), f"{option}: choices"
+        assert doc.get("elements") == rules.get("elements"), f"{option}: elements"
         assert doc.get("description"), f"{option}: no description"
 
 

@@ -41,6 +41,11 @@ options:
       - Restore into the backup's own volume, replacing its content.
     type: bool
     default: false
+  size_gb:
+    description:
+      - Quota in GiB of the new volume (with O(new_volume_name)); by default the platform
+        uses the source volume's quota.
+    type: int
   force:
     description:
       - With O(new_volume_name), fail when that volume already exists instead of reporting no change.
@@ -94,6 +99,7 @@ def argument_spec():
         volume=dict(type="str"),
         new_volume_name=dict(type="str"),
         in_place=dict(type="bool", default=False),
+        size_gb=dict(type="int"),
         force=dict(type="bool", default=False),
     ), wait=True)
 
@@ -103,6 +109,9 @@ def handle(module, client):
     if bool(params["new_volume_name"]) == bool(params["in_place"]):
         return {"changed": False, "volume": {}, "backup_id": None,
                 "failed_msg": "give exactly one of new_volume_name or in_place=true"}
+    if params["size_gb"] is not None and not params["new_volume_name"]:
+        return {"changed": False, "volume": {}, "backup_id": None,
+                "failed_msg": "size_gb applies only with new_volume_name"}
     backup_id = resolve_backup_id(client, params)
     backup = client.get("%s/backups/%s" % (API_PREFIX, backup_id))
     if backup is None:
@@ -117,7 +126,11 @@ def handle(module, client):
             return {"changed": False, "volume": existing, "backup_id": backup_id}
     if module.check_mode:
         return {"changed": True, "volume": {"name": target_name}, "backup_id": backup_id}
-    body = {"new_volume_name": params["new_volume_name"]} if params["new_volume_name"] else {}
+    body = {}
+    if params["new_volume_name"]:
+        body["new_volume_name"] = params["new_volume_name"]
+        if params["size_gb"] is not None:
+            body["size_gb"] = params["size_gb"]
     job = client.post("%s/backups/%s/restore" % (API_PREFIX, backup_id), body)
     result = {"changed": True, "job": job, "backup_id": backup_id}
     if params["wait"]:
