@@ -52,9 +52,18 @@ BACKUP_STATUS_FOR_JOB = {
 MAX_ERROR_LENGTH = 4000
 
 
+def _pid_namespace() -> str:
+    try:
+        return f"ns{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc (not Linux): the host name alone must do
+        return "ns0"
+
+
 def worker_identity() -> str:
-    """`<host>:<pid>` of this process. Computed per call: prefork children fork after import."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """`<host>:<pid>:ns<pid namespace>` of this process. Computed per call: prefork children
+    fork after import. The PID namespace tells apart containers that share a host name (host
+    networking), whose pids mean nothing to each other."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}"
 
 
 # --- retry policy --------------------------------------------------------------------------
@@ -140,11 +149,15 @@ def claim(job_id, *, worker: str | None = None, now: datetime | None = None) -> 
 
 
 def take_over_dead_local_worker(job: Job, *, worker: str | None = None) -> Job | None:
-    """Claim a running job whose recorded worker is a process on this host that no longer
-    exists (a prefork child killed by the OOM killer or `kill -9`), without waiting for its
+    """Claim a running job whose recorded worker is a process on this host (and in this PID
+    namespace) that no longer exists (a prefork child killed by the OOM killer or `kill -9`), without waiting for its
     heartbeat to go stale. Conditional on the recorded worker and heartbeat being unchanged."""
-    host, _, pid_text = job.worker.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit() or _process_alive(int(pid_text)):
+    parts = job.worker.rsplit(":", 2)
+    if len(parts) != 3:
+        return None
+    host, pid_text, namespace = parts
+    if (host != socket.gethostname() or namespace != _pid_namespace() or not pid_text.isdigit()
+            or _process_alive(int(pid_text))):
         return None
     worker = worker or worker_identity()
     now = timezone.now()
@@ -320,6 +333,13 @@ class JobContext:
 
     def cancel(self) -> bool:
         return self.cancel_event.is_set()
+
+    def confirm_ownership(self) -> None:
+        """Heartbeat now and raise `JobCancelled` unless this worker still owns the job and no
+        cancel was requested. Runners call it right before an irreversible step (a restore's
+        swap), so a worker that lost its job between two heartbeats cannot take that step."""
+        self.beat()
+        self.check_cancel()
 
     def check_cancel(self) -> None:
         """For runners' own loops: raise `JobCancelled` when cancel was requested."""

@@ -61,7 +61,7 @@ def run(job, context) -> dict:
     try:
         outcome = repository.restore(backup.snapshot_id, str(staging), progress=context.progress,
                                      cancel=context.cancel)
-        context.check_cancel()
+        context.confirm_ownership()
         swap_in(staging, target, replaced)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -53,11 +53,21 @@ def test_a_job_held_by_a_dead_process_on_this_host_is_taken_over_at_once(volume,
     backup = queue_backup(volume)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(finished.stdout)
-    jobs.claim(backup.job_id, worker=f"{jobs.socket.gethostname()}:{dead_pid}")
+    jobs.claim(backup.job_id, worker=f"{jobs.socket.gethostname()}:{dead_pid}:{jobs._pid_namespace()}")
     use_runner(JobKind.BACKUP, lambda job, context: {"ran": True})
     assert runners.execute(backup.job_id, worker="me:1") == JobStatus.SUCCEEDED
     job = Job.objects.get(pk=backup.job_id)
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2 and job.result == {"ran": True}
+
+
+def test_a_dead_pid_in_another_pid_namespace_proves_nothing(volume):
+    backup = queue_backup(volume)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    # Same host name, other namespace: a container sharing the host's name (host networking).
+    holder = f"{jobs.socket.gethostname()}:{int(finished.stdout)}:ns1"
+    job = jobs.claim(backup.job_id, worker=holder)
+    assert jobs.take_over_dead_local_worker(job, worker="me:1:ns2") is None
+    assert Job.objects.get(pk=job.pk).worker == holder
 
 
 def test_a_redelivered_message_of_a_finished_job_does_nothing(volume, use_runner):

@@ -192,3 +192,26 @@ def test_prune_applies_the_policy_per_volume_and_marks_forgotten_backups(make_vo
     # A forgotten backup can no longer be restored.
     with pytest.raises(services.BackupNotRestorable):
         services.start_restore(Backup.objects.get(pk=older.pk))
+
+
+def test_a_restore_taken_over_by_another_worker_does_not_swap_its_data_in(volume, use_runner, sent_messages):
+    backup = back_up(volume)
+    root = Path(volume.path)
+    (root / "a.txt").write_bytes(b"current data")
+
+    def taken_over_mid_restore(job, context):
+        confirm = context.confirm_ownership
+
+        def taken_over_then_confirm():
+            # The reconciler gave the job to another worker while this one was restoring.
+            Job.objects.filter(pk=job.pk).update(worker="another-host:1:ns1")
+            confirm()
+
+        context.confirm_ownership = taken_over_then_confirm
+        return restore_runner.run(job, context)
+
+    use_runner(JobKind.RESTORE, taken_over_mid_restore)
+    job = services.start_restore(backup)
+    assert runners.execute(job.pk) == "lost"
+    assert (root / "a.txt").read_bytes() == b"current data"
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # the new owner's to finish
