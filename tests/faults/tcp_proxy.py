@@ -8,14 +8,21 @@ come back (`up()`: listening again on the same port), with moto's data intact.
 
 from __future__ import annotations
 
+import errno
+import random
 import socket
 import threading
+import time
+
+# Below Linux's ephemeral range (32768-60999): a port from that range, once the proxy closes
+# it, may be taken as the SOURCE port of some outgoing connection and could not be bound again.
+_PORT_RANGE = (20000, 32000)
 
 
 class TcpProxy:
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
-        self.port = 0
+        self.port = self._pick_port()
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -24,12 +31,33 @@ class TcpProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def up(self) -> TcpProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+    @staticmethod
+    def _pick_port() -> int:
+        for _ in range(200):
+            port = random.randrange(*_PORT_RANGE)
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+        raise RuntimeError("no free port for the TCP proxy")
+
+    def up(self, timeout: float = 10.0) -> TcpProxy:
+        """Listen (again) on the same port; retries briefly while the port is still busy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                listener.bind(("127.0.0.1", self.port))
+                break
+            except OSError as error:
+                listener.close()
+                if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         listener.listen(64)
-        self.port = listener.getsockname()[1]
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
         return self
@@ -38,15 +66,23 @@ class TcpProxy:
         """Refuse new connections and reset the open ones (like a dead server)."""
         listener, self._listener = self._listener, None
         if listener is not None:
+            # close() alone does not wake the thread blocked in accept(), and while it is
+            # blocked the socket keeps listening (and the port stays taken); shutdown() wakes it.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             connections, self._connections = self._connections, set()
         for connection in connections:
             try:
+                # Linger 0: close() sends a reset, as a crashed server's host would.
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                connection.close()
+                connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            connection.close()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
