@@ -32,12 +32,11 @@ REQUIRED_PLATFORM_ENVIRONMENT = {
 SECRET_WORDS = re.compile(r"(SECRET|PASSWORD|TOKEN|KEY)(?!_ID)", re.IGNORECASE)
 
 
-def docker_compose(*arguments: str, env_file: Path | None = ENV_EXAMPLE):
+def docker_compose(*arguments: str, env_file: Path = ENV_EXAMPLE):
     executable = shutil.which("docker-compose")
     require_service("docker-compose", executable is not None, "apt-get install docker-compose")
-    command = [executable, "--project-directory", str(REPOSITORY_ROOT), "-f", str(COMPOSE_FILE)]
-    if env_file is not None:
-        command += ["--env-file", str(env_file)]
+    command = [executable, "--project-directory", str(REPOSITORY_ROOT), "-f", str(COMPOSE_FILE),
+               "--env-file", str(env_file)]
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("PLATFORM_", "S3_"))}
     return subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=60,
                           cwd=str(REPOSITORY_ROOT), env=environment)
@@ -123,7 +122,8 @@ def test_every_image_is_pinned_to_a_version(compose):
 
 
 def test_the_stack_refuses_to_start_without_an_image_tag():
-    completed = docker_compose("config", "-q", env_file=None)
+    # /dev/null rather than no --env-file: a developer's own .env must not make this pass.
+    completed = docker_compose("config", "-q", env_file=Path(os.devnull))
     assert completed.returncode != 0
     assert "PLATFORM_IMAGE_TAG" in completed.stderr
 
