@@ -121,9 +121,11 @@ def test_every_image_is_pinned_to_a_version(compose):
         assert tag and tag != "latest", f"{name}: image {image} is not pinned"
 
 
-def test_the_stack_refuses_to_start_without_an_image_tag():
-    # /dev/null rather than no --env-file: a developer's own .env must not make this pass.
-    completed = docker_compose("config", "-q", env_file=Path(os.devnull))
+def test_the_stack_refuses_to_start_without_an_image_tag(tmp_path):
+    # An empty env file rather than none: a developer's own .env must not make this pass.
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    completed = docker_compose("config", "-q", env_file=empty)
     assert completed.returncode != 0
     assert "PLATFORM_IMAGE_TAG" in completed.stderr
 
