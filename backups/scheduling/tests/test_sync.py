@@ -135,3 +135,17 @@ def test_sync_is_idempotent_and_does_not_loop():
     after = {t.name: (t.crontab_id, t.enabled) for t in PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:")}
     assert before == after
     assert PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:").count() == 3
+
+
+def test_every_periodic_task_names_a_registered_task_that_accepts_its_kwargs(make_volume):
+    """What beat will send: the task name and kwargs stored in the PeriodicTask rows."""
+    from backups.models import Job
+    from storage_platform.celery import app
+
+    policy = Policy.objects.create(name="wired")
+    make_volume("v1", policy=policy)
+    for periodic in PeriodicTask.objects.exclude(name="celery.backend_cleanup"):
+        assert periodic.task in app.tasks, periodic.task
+        result = app.tasks[periodic.task].apply(kwargs=json.loads(periodic.kwargs or "{}"))
+        assert result.successful(), (periodic.name, result.traceback)
+    assert Job.objects.filter(kind="backup", volume__name="v1").count() == 1
