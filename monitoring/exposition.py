@@ -52,26 +52,27 @@ def format_value(value: float) -> str:
 def render(metrics: Iterable[Metric]) -> str:
     """The text exposition of `metrics` (e.g. `registry.collect()`)."""
     output: list[str] = []
+    append = output.append  # hot loop: ~60,000 samples at 10,000 volumes
     label_cache: dict[int, tuple[dict, str]] = {}
+    cached_labels = label_cache.get
     for metric in metrics:
         if metric.type not in _TYPE_NAMES:
             raise ValueError(f"metric type {metric.type!r} of {metric.name} is not supported here")
         name = metric.name + "_total" if metric.type == "counter" else metric.name
-        output.append(f"# HELP {name} {_escape_help(metric.documentation)}\n# TYPE {name} {_TYPE_NAMES[metric.type]}\n")
-        for sample in metric.samples:
-            labels = sample.labels
-            cached = label_cache.get(id(labels))
+        append(f"# HELP {name} {_escape_help(metric.documentation)}\n# TYPE {name} {_TYPE_NAMES[metric.type]}\n")
+        for sample_name, labels, value, *_ in metric.samples:
+            cached = cached_labels(id(labels))
             # The dict is kept in the cache entry so its id cannot be reused during this render.
             if cached is None or cached[0] is not labels:
                 cached = (labels, render_labels(labels))
                 label_cache[id(labels)] = cached
-            value = sample.value
             # Fast paths for the common cases; `value - value == 0` is false for inf and NaN.
-            if type(value) is int:
+            value_type = type(value)
+            if value_type is int:
                 text = str(value)
-            elif type(value) is float and value - value == 0:
+            elif value_type is float and value - value == 0:
                 text = repr(value)
             else:
                 text = format_value(value)
-            output.append(f"{sample.name}{cached[1]} {text}\n")
+            append(f"{sample_name}{cached[1]} {text}\n")
     return "".join(output)
