@@ -342,6 +342,8 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
     if not 0.0 <= repack_threshold <= 1.0:
         raise EngineError("repack_threshold must be between 0 and 1")
     options = {} if stale_after is None else {"stale_after": stale_after}
+    # poll a few times within a short wait, at most once a second within a long one
+    options["poll_interval"] = min(1.0, max(0.05, lock_wait / 5))
     with repository_lock(repo.backend, exclusive=True, holder="prune", wait=lock_wait,
                          **options) as held:
         result = PruneResult(dry_run=dry_run)

@@ -21,6 +21,10 @@ from backups.engine.verify import verify_repository
 
 pytestmark = pytest.mark.engine
 
+#: Logic that does not depend on the storage: the local directory is enough (S3 runs are
+#: the slow part of the suite, kept for what touches storage behaviour).
+LOCAL_ONLY = pytest.mark.parametrize("backend", ["local"], indirect=True)
+
 KEY = "33" * 32
 
 
@@ -79,6 +83,7 @@ def history(repo, tmp_path):
 
 
 # --- forget --------------------------------------------------------------------------------
+@LOCAL_ONLY
 def test_forget_applies_retention_per_source(repo, tmp_path):
     for source_name in ("vol-a", "vol-b"):
         source = tmp_path / source_name
@@ -93,6 +98,7 @@ def test_forget_applies_retention_per_source(repo, tmp_path):
     assert {info.id for info in remaining} == set(result.keep)
 
 
+@LOCAL_ONLY
 def test_forget_of_one_source_leaves_others_alone(repo, tmp_path):
     for source_name in ("vol-a", "vol-b"):
         source = tmp_path / source_name
@@ -113,6 +119,7 @@ def test_forget_dry_run_deletes_nothing(repo, history):
     assert len(repo.snapshots()) == 3
 
 
+@LOCAL_ONLY
 def test_forget_uses_the_injected_clock_for_keep_within_from_now(repo, history):
     _, snapshots = history
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
@@ -148,6 +155,7 @@ def test_prune_removes_only_unreferenced_data_and_restores_stay_identical(repo, 
     assert report.unreferenced_packs == 0
 
 
+@LOCAL_ONLY
 def test_prune_with_nothing_to_do_keeps_everything(repo, backend, history):
     prune_repository(repo)  # merges the per-backup indexes
     objects = all_objects(backend)
@@ -265,12 +273,14 @@ def test_prune_refuses_to_run_on_a_damaged_repository(repo, backend, history):
         {n for n in objects if not n.startswith("locks/")}
 
 
+@LOCAL_ONLY
 def test_repository_prune_and_forget_delegate_here(repo, history):
     forget = repo.forget(RetentionPolicy(keep_last=1), dry_run=True)
     pruned = repo.prune(dry_run=True)
     assert isinstance(forget, ForgetResult) and isinstance(pruned, PruneResult)
 
 
+@LOCAL_ONLY
 def test_prune_reports_progress_while_repacking(repo, history):
     forget_snapshots(repo, RetentionPolicy(keep_last=2))
     calls = []
@@ -278,6 +288,7 @@ def test_prune_reports_progress_while_repacking(repo, history):
     assert calls and calls[-1][2] == "prune complete"
 
 
+@LOCAL_ONLY
 def test_prune_through_a_repository_opened_before_the_backups(backend, tmp_path):
     """A long-lived process (a worker) opened the repository before other backups ran."""
     engine.Repository.init(backend, KEY)

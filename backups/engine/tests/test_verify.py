@@ -17,6 +17,10 @@ from backups.engine.verify import VerifyReport, verify_repository
 
 pytestmark = pytest.mark.engine
 
+#: Logic that does not depend on the storage: the local directory is enough (S3 runs are
+#: the slow part of the suite, kept for what touches storage behaviour).
+LOCAL_ONLY = pytest.mark.parametrize("backend", ["local"], indirect=True)
+
 KEY = "22" * 32  # 64 hex digits: the fast HKDF path
 
 
@@ -87,6 +91,7 @@ def test_a_healthy_repository_verifies(repo, two_snapshots):
     assert report.bytes_read > 200_000
 
 
+@LOCAL_ONLY
 def test_repository_verify_delegates_here(repo, two_snapshots):
     report = repo.verify(read_data_percent=0)
     assert report.ok and report.packs_read == 0
@@ -152,6 +157,7 @@ def test_an_unreadable_snapshot_manifest_is_reported(repo, backend, two_snapshot
     assert not report.ok and report.broken_snapshots == [first]
 
 
+@LOCAL_ONLY
 def test_read_data_percent_reads_that_share_of_the_packs(repo, tmp_path):
     source = tmp_path / "many"
     for number in range(6):  # every backup writes a data pack and a tree pack
@@ -167,6 +173,7 @@ def test_read_data_percent_reads_that_share_of_the_packs(repo, tmp_path):
         verify_repository(repo, read_data_percent=150)
 
 
+@LOCAL_ONLY
 def test_a_sample_finds_damage_only_in_packs_it_reads(repo, backend, tmp_path):
     source = tmp_path / "many"
     for number in range(4):
@@ -194,6 +201,7 @@ def test_leftover_packs_of_an_interrupted_backup_are_a_warning_not_damage(repo, 
     assert any("prune removes them" in warning for warning in report.warnings)
 
 
+@LOCAL_ONLY
 def test_verify_reports_progress(repo, two_snapshots):
     calls = []
     verify_repository(repo, read_data_percent=100, progress=lambda *a: calls.append(a))
