@@ -1,0 +1,97 @@
+"""Jobs on a real worker process, interrupted half-way:
+
+* its pool process killed with SIGKILL: Celery's main process requeues the message (acks_late +
+  reject_on_worker_lost), the new pool process takes the job over from the dead one at once,
+  and the backup ends `succeeded` with one snapshot;
+* cancelled through the API: the worker stops at the next chunk and no snapshot exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from backups import services
+from backups.models import BackupTrigger, Job, JobStatus
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+DATA_BYTES = 200 * 1024 * 1024  # random, so the engine needs a few seconds for it
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def big_volume(make_volume, name: str):
+    volume = make_volume(name)
+    with open(Path(volume.path) / "big.bin", "wb") as handle:
+        for _ in range(DATA_BYTES // (4 * 1024 * 1024)):
+            handle.write(os.urandom(4 * 1024 * 1024))
+    return volume
+
+
+def wait_mid_backup(backup) -> Job:
+    def mid_backup():
+        job = Job.objects.get(pk=backup.job_id)
+        assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING), f"finished too early: {job.status}"
+        return job if job.status == JobStatus.RUNNING and job.progress_done > 0 else None
+
+    return wait_until(mid_backup, 60, "the backup to report progress")
+
+
+def wait_finished(job_id) -> Job:
+    return wait_until(lambda: (job := Job.objects.get(pk=job_id)).status not in
+                      (JobStatus.QUEUED, JobStatus.RUNNING) and job, 120, "the job to finish")
+
+
+def snapshots_of_job(job_id) -> list[str]:
+    from backups.storage import open_repository
+
+    repository = open_repository()
+    try:
+        return [snapshot.id for snapshot in repository.snapshots(tags=[f"job:{job_id}"])]
+    finally:
+        repository.close()
+
+
+def test_a_backup_whose_worker_process_is_killed_is_redelivered_and_succeeds_once(make_volume,
+                                                                                  celery_worker_factory):
+    worker = celery_worker_factory(env={"JOB_HEARTBEAT_SECONDS": "1"})
+    backup = services.trigger_backup(big_volume(make_volume, "vol-kill"), trigger=BackupTrigger.API)
+    running = wait_mid_backup(backup)
+    killed = worker.kill_children(signal.SIGKILL)
+    assert killed, "the worker had no pool process to kill"
+    assert running.progress_done < running.progress_total
+
+    finished = wait_finished(backup.job_id)
+    assert finished.status == JobStatus.SUCCEEDED, (finished.error, worker.log()[-3000:])
+    assert finished.attempts == 2 and finished.worker != running.worker
+    backup.refresh_from_db()
+    assert backup.status == "completed" and backup.stats["bytes_read"] == DATA_BYTES
+
+    assert snapshots_of_job(backup.job_id) == [backup.snapshot_id]
+
+
+def test_a_running_backup_cancelled_through_the_api_stops_and_leaves_no_snapshot(make_volume, api,
+                                                                                 celery_worker_factory):
+    celery_worker_factory(env={"JOB_HEARTBEAT_SECONDS": "1"})
+    backup = services.trigger_backup(big_volume(make_volume, "vol-cancel"), trigger=BackupTrigger.API)
+    wait_mid_backup(backup)
+    response = api("backup").post(f"/api/v1/jobs/{backup.job_id}/cancel")
+    assert response.status_code == 202 and response.json()["cancel_requested"] is True
+    finished = wait_finished(backup.job_id)
+    assert finished.status == JobStatus.CANCELLED and finished.progress_done < finished.progress_total
+    backup.refresh_from_db()
+    assert backup.status == "cancelled" and backup.snapshot_id == ""
+    assert snapshots_of_job(backup.job_id) == []
