@@ -129,3 +129,31 @@ def test_waiting_for_an_unknown_job_fails_clearly(platform_client):
     with pytest.raises(client_module.PlatformApiError) as caught:
         platform_client("read").wait_for_job("00000000-0000-0000-0000-000000000000", timeout=1)
     assert caught.value.code == "job_not_found"
+
+
+def test_job_starting_modules_fail_clearly_before_starting_anything(run_module_logic):
+    with pytest.raises(client_module.PlatformApiError) as unknown:
+        run_module_logic("backup", {"volume": "nowhere"}, role="backup")
+    assert unknown.value.code == "volume_not_found"
+
+    both = run_module_logic("backup", {"volume": "nowhere", "all": True}, role="backup")
+    assert both["failed_msg"] == "give exactly one of volume or all=true" and both["changed"] is False
+
+    run_module_logic("volume", {"name": "fresh", "size_gb": 1})
+    with pytest.raises(client_module.PlatformApiError) as nothing_to_verify:
+        run_module_logic("verify", {"volume": "fresh"}, role="backup")
+    assert nothing_to_verify.value.code == "no_completed_backup"
+
+    no_target = run_module_logic("restore", {"volume": "fresh"})
+    assert no_target["failed_msg"] == "give exactly one of new_volume_name or in_place=true"
+
+    percent = run_module_logic("verify", {"backup": "00000000-0000-0000-0000-000000000000",
+                                          "read_data_percent": 101}, role="backup")
+    assert "between 0 and 100" in percent["failed_msg"]
+
+
+def test_a_backup_of_an_unknown_id_is_an_empty_answer_not_an_error(run_module_logic):
+    result = run_module_logic("backup_info", {"id": "00000000-0000-0000-0000-000000000000"}, role="read")
+    assert result == {"changed": False, "backups": [], "backup": {}}
+    listed = run_module_logic("backup_info", {"volume": "never-existed", "latest": True}, role="read")
+    assert listed["backups"] == [] and listed["backup"] == {}
