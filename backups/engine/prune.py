@@ -76,7 +76,8 @@ def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = Fa
 
     `policy` is a `RetentionPolicy` or a dict for `RetentionPolicy.from_dict`. Retention is
     per source: one busy source never pushes another's snapshots out. `timezone` sets where
-    calendar periods begin (the platform passes the policy's zone). A dry run deletes
+    calendar periods begin; without it, the zone of an aware `now` does (so a caller can pass
+    `now` in the policy's zone through `Repository.forget`), else UTC. A dry run deletes
     nothing and returns what would go. Data is freed only by `prune_repository`.
     """
     if not isinstance(policy, RetentionPolicy):

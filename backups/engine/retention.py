@@ -160,13 +160,15 @@ def apply_retention(snapshots, policy: RetentionPolicy, now: dt.datetime | None 
     """Split `snapshots` ([(id, datetime)], any order) into (keep, remove, reasons).
 
     `keep` and `remove` are lists of ids, newest first; `reasons` maps every kept id to the
-    list of rules that kept it. `timezone` decides where days/weeks/months begin (default
-    UTC; pass the policy's zone). `now` is the reference for `keep_within` only when
-    `within_reference="now"`; by default the newest snapshot is (see the module docstring).
+    list of rules that kept it. `timezone` decides where days/weeks/months begin; when it is
+    not given, the zone of an aware `now` is used (so `now` in the policy's zone is enough),
+    else UTC. `now` is the reference for `keep_within` only when `within_reference="now"`;
+    by default the newest snapshot is (see the module docstring).
     """
     if within_reference not in ("latest", "now"):
         raise ValueError("within_reference must be 'latest' or 'now'")
-    zone = timezone or dt.timezone.utc
+    zone = timezone or (now.tzinfo if now is not None and now.tzinfo is not None else None) \
+        or dt.timezone.utc
     ordered = sorted(((str(snapshot_id), _aware(moment)) for snapshot_id, moment in snapshots),
                      key=lambda item: (item[1], item[0]), reverse=True)
     reasons: dict[str, list[str]] = {}

@@ -89,6 +89,25 @@ def test_overwrite_replaces_the_whole_object(backend):
     assert backend.size("config") == 10
 
 
+def test_readers_never_see_a_partly_overwritten_object(backend):
+    first, second = b"A" * 300_000, b"B" * 200_000
+    backend.put("config", first)
+    stop = threading.Event()
+    seen = []
+
+    def overwrite():
+        for turn in range(15):
+            backend.put("config", second if turn % 2 == 0 else first)
+        stop.set()
+
+    writer = threading.Thread(target=overwrite)
+    writer.start()
+    while not stop.is_set():
+        seen.append(backend.get("config"))
+    writer.join()
+    assert seen and all(data in (first, second) for data in seen)
+
+
 def test_size_and_exists(backend):
     backend.put("keys/one", b"x" * 123)
     assert backend.size("keys/one") == 123

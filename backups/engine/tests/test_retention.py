@@ -108,6 +108,10 @@ def test_periods_follow_the_policy_time_zone():
                                       timezone=berlin)
     assert in_utc == ["late"]  # one UTC day: only the newest
     assert in_berlin == ["late", "evening"]  # two Berlin days
+    # an aware `now` in the policy's zone is enough (Repository.forget passes only `now`)
+    via_now, _, _ = apply_retention(snapshots, RetentionPolicy(keep_daily=2),
+                                    NOW.astimezone(berlin))
+    assert via_now == in_berlin
 
 
 def test_rules_combine_and_reasons_list_every_rule():
