@@ -90,13 +90,13 @@ def test_overwrite_replaces_the_whole_object(backend):
 
 
 def test_readers_never_see_a_partly_overwritten_object(backend):
-    first, second = b"A" * 300_000, b"B" * 200_000
+    first, second = b"A" * 120_000, b"B" * 80_000
     backend.put("config", first)
     stop = threading.Event()
     seen = []
 
     def overwrite():
-        for turn in range(15):
+        for turn in range(8):
             backend.put("config", second if turn % 2 == 0 else first)
         stop.set()
 
