@@ -103,7 +103,11 @@ def fan_out_backups(policy_id: int, *, now: datetime | None = None) -> FanOutRes
     if not policy.enabled:
         logger.info("scheduled backup of policy %s skipped: the policy is disabled", policy.name)
         return result
-    tick = current_tick(policy, now)
+    try:
+        tick = current_tick(policy, now)
+    except cron.InvalidSchedule as error:
+        logger.error("scheduled backup of policy %s skipped: %s", policy.name, error)
+        return result
     result.tick = tick.isoformat()
     for volume in volumes_of(policy).order_by("name").iterator(chunk_size=500):
         start_tick_backup(policy, tick, volume, result)
@@ -126,7 +130,11 @@ def _start_maintenance(kind: str, policy_id: int, now: datetime | None, start) -
     expression = policy.verify_schedule if kind == JobKind.VERIFY else policy.prune_schedule
     if not expression:
         return None
-    key = _maintenance_key(kind, policy, expression, now or clock.now())
+    try:
+        key = _maintenance_key(kind, policy, expression, now or clock.now())
+    except cron.InvalidSchedule as error:
+        logger.error("scheduled %s of policy %s skipped: %s", kind, policy.name, error)
+        return None
     if Job.objects.filter(idempotency_key=key).exists():
         logger.info("scheduled %s of policy %s: already started for this tick", kind, policy.name)
         return None

@@ -8,20 +8,30 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db.models.signals import post_delete, post_migrate, post_save
 from django.dispatch import receiver
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from backups.models import Policy
-from backups.scheduling import sync
+from backups.scheduling import cron, sync
 from backups.scheduling import tasks as _tasks  # noqa: F401 - registers the beat entry points
+
+logger = logging.getLogger(__name__)
 
 
 @receiver(post_save, sender=Policy, dispatch_uid="scheduling.policy_saved")
 def _policy_saved(sender, instance, raw=False, **kwargs):
     if raw or sync.sync_in_progress():
         return
-    sync.sync_policy_to_beat(instance)
+    try:
+        sync.sync_policy_to_beat(instance)
+    except cron.InvalidSchedule as error:
+        # The API and the admin form validate first; only code writing the model directly
+        # gets here. Saving must not fail for it, but nobody may miss that beat did not follow.
+        logger.error("policy %s saved with a schedule beat cannot run (%s); its periodic tasks "
+                     "keep their previous schedule", instance.name, error)
 
 
 @receiver(post_delete, sender=Policy, dispatch_uid="scheduling.policy_deleted")

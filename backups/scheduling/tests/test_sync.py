@@ -149,3 +149,14 @@ def test_every_periodic_task_names_a_registered_task_that_accepts_its_kwargs(mak
         result = app.tasks[periodic.task].apply(kwargs=json.loads(periodic.kwargs or "{}"))
         assert result.successful(), (periodic.name, result.traceback)
     assert Job.objects.filter(kind="backup", volume__name="v1").count() == 1
+
+
+def test_a_policy_saved_in_code_with_a_bad_schedule_is_logged_not_a_crash(caplog):
+    from backups.scheduling import fanout
+
+    policy = Policy.objects.create(name="p7", schedule="0 18 * * *")
+    policy.schedule = "0 18 L * *"
+    policy.save()  # no exception: the API and admin form would have refused it
+    assert "beat cannot run" in caplog.text
+    assert task(policy, "backup").crontab.hour == "18"
+    assert fanout.fan_out_backups(policy.pk).started == []
