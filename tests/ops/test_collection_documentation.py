@@ -10,7 +10,7 @@ import yaml
 
 from tests.ops.collection import FQCN_PREFIX, MODULE_NAMES, import_collection_module, run_ansible_tool
 
-EXPECTED_MODULES = {"volume", "volume_info", "backup", "backup_info", "verify", "restore", "job_info", "health"}
+EXPECTED_MODULES = {"policy", "volume", "volume_info", "backup", "backup_info", "verify", "restore", "job_info", "health"}
 
 
 def test_the_collection_has_every_module_the_playbooks_need():

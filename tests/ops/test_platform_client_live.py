@@ -157,3 +157,27 @@ def test_a_backup_of_an_unknown_id_is_an_empty_answer_not_an_error(run_module_lo
     assert result == {"changed": False, "backups": [], "backup": {}}
     listed = run_module_logic("backup_info", {"volume": "never-existed", "latest": True}, role="read")
     assert listed["backups"] == [] and listed["backup"] == {}
+
+
+def test_policy_module_is_idempotent_with_cron_macros_and_refuses_to_delete_a_policy_in_use(run_module_logic):
+    wanted = {"name": "databases", "schedule": "@hourly", "timezone": "Europe/Berlin", "rpo_hours": 2,
+              "retention": {"keep_hourly": 48, "keep_daily": 31}}
+    created = run_module_logic("policy", wanted)
+    assert created["changed"] is True and created["policy"]["schedule"] == "0 * * * *"
+    assert run_module_logic("policy", wanted)["changed"] is False
+
+    preview = run_module_logic("policy", {**wanted, "rpo_hours": 4}, check_mode=True)
+    assert preview["changed"] is True and preview["changed_fields"] == ["rpo_hours"]
+    assert run_module_logic("policy", {"name": "databases"})["policy"]["rpo_hours"] == 2
+
+    volume = run_module_logic("volume", {"name": "db-9", "size_gb": 1, "policy": "databases"})["volume"]
+    assert volume["policy"] == "databases" and volume["rpo_hours"] == 2
+    assert run_module_logic("volume", {"name": "db-9", "policy": str(volume["policy_id"])})["changed"] is False
+
+    with pytest.raises(client_module.PlatformApiError) as in_use:
+        run_module_logic("policy", {"name": "databases", "state": "absent"})
+    assert in_use.value.status == 409
+
+    run_module_logic("volume", {"name": "db-9", "state": "absent"})
+    assert run_module_logic("policy", {"name": "databases", "state": "absent"})["changed"] is True
+    assert run_module_logic("policy", {"name": "databases", "state": "absent"})["changed"] is False

@@ -38,8 +38,9 @@ def assert_no_token_in(output: str, tokens: dict) -> None:
         assert token not in output, f"the {role} token appeared in ansible output"
 
 
+POLICIES = [{"name": "web", "schedule": "@daily", "timezone": "UTC", "retention": {"keep_daily": 7}}]
 VOLUMES = [
-    {"name": "app-data", "size_gb": 2, "rpo_hours": 6, "labels": {"team": "web"}},
+    {"name": "app-data", "size_gb": 2, "rpo_hours": 6, "labels": {"team": "web"}, "policy": "web"},
     {"name": "app-logs", "size_gb": 1},
 ]
 
@@ -48,19 +49,23 @@ VOLUMES = [
 def test_provision_creates_volumes_then_changes_nothing_and_check_mode_only_previews(
         platform_url, tokens, tmp_path, platform_client):
     client = platform_client("admin")
-    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path, {"platform_volumes": VOLUMES})
+    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path,
+                                        {"platform_volumes": VOLUMES, "platform_policies": POLICIES})
     assert code == 0, output
-    assert counts["changed"] == 1 and counts["failed"] == 0
+    assert counts["changed"] == 2 and counts["failed"] == 0  # the policy task and the volume task
     created = client.find_volume("app-data")
     assert created["size_gb"] == 2 and created["rpo_hours"] == 6 and created["labels"] == {"team": "web"}
+    assert created["policy"] == "web"
 
-    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path, {"platform_volumes": VOLUMES})
+    code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path,
+                                        {"platform_volumes": VOLUMES, "platform_policies": POLICIES})
     assert code == 0, output
     assert counts["changed"] == 0, output
 
     bigger = [{**VOLUMES[0], "size_gb": 5}, VOLUMES[1]]
     code, output, counts = run_playbook("provision.yml", platform_url, tokens, tmp_path,
-                                        {"platform_volumes": bigger}, "--check", "--diff")
+                                        {"platform_volumes": bigger, "platform_policies": POLICIES},
+                                        "--check", "--diff")
     assert code == 0, output
     assert counts["changed"] == 1 and '"size_gb": 5' in output.replace("size_gb: 5", '"size_gb": 5')
     assert client.find_volume("app-data")["size_gb"] == 2
