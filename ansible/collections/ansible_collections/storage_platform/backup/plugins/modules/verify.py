@@ -9,11 +9,17 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: verify
-short_description: Verify a backup's snapshot in the repository
+short_description: Verify the backup repository, recorded against a backup or not
 description:
-  - Starts a verify job for a backup (C(POST /api/v1/backups/{id}/verify)) and waits for it.
-    The structure is always checked; O(read_data_percent) also reads and authenticates that
-    share of the data.
+  - Starts a verify job and waits for it. The platform's verification covers the whole
+    repository the backup lives in (every snapshot, so the newest backup of every volume), so
+    one task is enough for all volumes.
+  - With O(backup) or O(volume) the job is recorded against that backup
+    (C(POST /api/v1/backups/{id}/verify)); with neither, against the repository
+    (C(POST /api/v1/verify)).
+  - The structure is always checked; O(read_data_percent) also reads and authenticates that
+    share of the data. Damage fails the job, and the task, with the affected packs and
+    snapshots in RV(job).
   - Reports C(changed=false), because verifying reads the repository and changes no data.
   - In check mode nothing is started.
 version_added: 1.0.0
@@ -25,7 +31,7 @@ extends_documentation_fragment:
 options:
   backup:
     description:
-      - Id of the backup to verify.
+      - Id of the backup to record the verify against.
     type: str
   volume:
     description:
@@ -43,10 +49,14 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Verify the newest backup of db-1, reading a tenth of its data
+- name: Verify the newest backup of db-1, reading a tenth of the data
   storage_platform.backup.verify:
     volume: db-1
     read_data_percent: 10
+
+- name: Verify the whole repository
+  storage_platform.backup.verify:
+    wait_timeout: 7200
 """
 
 RETURN = r"""
@@ -55,7 +65,7 @@ job:
   returned: unless check mode
   type: dict
 backup_id:
-  description: The backup that was verified.
+  description: The backup the job is recorded against (null for a repository-wide verify).
   returned: always
   type: str
 """
@@ -81,25 +91,28 @@ def handle(module, client):
     params = module.params
     if params["read_data_percent"] is not None and not 0 <= params["read_data_percent"] <= 100:
         return {"changed": False, "backup_id": None, "failed_msg": "read_data_percent must be between 0 and 100"}
-    backup_id = resolve_backup_id(client, params)
+    backup_id = resolve_backup_id(client, params) if params["backup"] or params["volume"] else None
     if module.check_mode:
         return {"changed": False, "backup_id": backup_id}
     body = {}
     if params["read_data_percent"] is not None:
         body["read_data_percent"] = params["read_data_percent"]
-    job = client.post("%s/backups/%s/verify" % (API_PREFIX, backup_id), body)
+    if backup_id:
+        job = client.post("%s/backups/%s/verify" % (API_PREFIX, backup_id), body)
+    else:
+        job = client.post("%s/verify" % API_PREFIX, body)
     result = {"changed": False, "backup_id": backup_id, "job": job}
     if params["wait"]:
         jobs, failures = wait_for_jobs(client, [job], params)
         result["job"] = jobs[0]
         if failures:
-            result["failed_msg"] = "verify of backup %s did not succeed: %s" % (backup_id, failures[0])
+            result["failed_msg"] = "verify of %s did not succeed: %s" % (
+                "backup %s" % backup_id if backup_id else "the repository", failures[0])
     return result
 
 
 def main():
-    run_module(argument_spec(), handle, mutually_exclusive=[("backup", "volume")],
-               required_one_of=[("backup", "volume")])
+    run_module(argument_spec(), handle, mutually_exclusive=[("backup", "volume")])
 
 
 if __name__ == "__main__":
