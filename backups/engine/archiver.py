@@ -28,16 +28,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import zstandard
-from pyfastcdc import FastCDC
 
+from .chunker import Chunker
 from .errors import Cancelled, SourceError
 from .format import BlobType, Compression
+from .memory import release_free_memory
 from .packer import PackBuilder, blob_associated_data, pack_name
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
 from .tree import TreeEntry, encode_tree
 
-IN_FLIGHT_BYTES = 32 * 1024 * 1024
+IN_FLIGHT_BYTES = 24 * 1024 * 1024
 UPLOAD_SLOTS = 2
 #: Two uploads at once: finishing a pack (SHA-256) and an fsync overlap instead of queueing.
 UPLOAD_THREADS = 2
@@ -176,6 +177,8 @@ class _Pipeline:
     def _write_pack(self, builder: PackBuilder) -> None:
         pack_id, data, entries = builder.finish(self.cipher)
         self.repo.backend.put(pack_name(pack_id), data)
+        del data
+        release_free_memory()
         with self.lock:
             self.written[pack_id] = entries
             self.stats["packs_written"] += 1
@@ -281,13 +284,13 @@ class _Archiver:
                     pass
         return total
 
-    def _chunker(self) -> FastCDC:
+    def _chunker(self) -> Chunker:
         chunker = getattr(self.local, "chunker", None)
-        if chunker is None:  # FastCDC objects are not safe to share between threads
+        if chunker is None:  # one per reader thread: it owns a reusable 16 MiB buffer
             settings = self.chunker_settings
-            chunker = self.local.chunker = FastCDC(
-                avg_size=settings.get("avg_size", 1 << 20),
+            chunker = self.local.chunker = Chunker(
                 min_size=settings.get("min_size", 512 << 10),
+                avg_size=settings.get("avg_size", 1 << 20),
                 max_size=settings.get("max_size", 8 << 20))
         return chunker
 
@@ -516,14 +519,15 @@ class _Archiver:
         """Reader thread: cut a file with FastCDC and hand each chunk to the workers."""
         size = 0
         try:
-            with open(descriptor, "rb", buffering=0, closefd=True) as stream:
-                for chunk in self._chunker().cut_stream(stream):
-                    data = bytes(chunk.data)  # the chunker reuses its buffer
+            try:
+                for data in self._chunker().chunks(descriptor):
                     size += len(data)
                     self.add_large_chunk(data, content.pieces)
                     self.progress.advance(len(data), os.fsdecode(path))
                     self.check_running()
-                after = os.fstat(stream.fileno())
+                after = os.fstat(descriptor)
+            finally:
+                os.close(descriptor)
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
                       f"{error.strerror}")
