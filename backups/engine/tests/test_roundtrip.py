@@ -57,7 +57,7 @@ def materialise(nodes: dict, directory: bytes, hardlink_to: list) -> None:
             os.symlink(node[1], path)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(nodes=trees(), link=st.booleans())
 def test_generated_trees_restore_identically(tmp_path_factory, nodes, link):
