@@ -6,8 +6,10 @@ Runs every minute from beat (and from `manage.py reconcile_jobs`). Two repairs:
    `JOB_RESEND_AFTER_SECONDS` ago (or never: the broker refused it, the process died between
    commit and send), and which has been due (`run_after`, a retry's backoff) for as long, gets
    its message sent again.
-   Sending twice is safe: `jobs.claim` is one conditional UPDATE, so of two messages for the
-   same job exactly one runs it; the other finds it taken and does nothing.
+   With Redis, a job whose message is still in its queue (or held by a worker) is only waiting
+   its turn and is left alone (`broker_probe`); when the broker cannot be read, age alone
+   decides. Sending twice is safe anyway: `jobs.claim` is one conditional UPDATE, so of two
+   messages for the same job exactly one runs it; the other finds it taken and does nothing.
 2. **Dead workers.** A job `running` whose heartbeat is older than `JOB_STALE_AFTER_SECONDS`
    lost its worker (kill -9, OOM, host gone). With attempts left it is requeued (a new
    message; the claim takes it over), else it fails with `worker_lost` and a reason. The
@@ -29,7 +31,7 @@ from django.db.models import Q
 
 from backups import jobs
 from backups.models import Job, JobStatus
-from backups.scheduling import clock
+from backups.scheduling import broker_probe, clock
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +46,13 @@ def resend_after_seconds() -> int:
 @dataclass
 class ReconcileResult:
     resent: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # old but their message is still queued
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"resent": len(self.resent), "requeued": len(self.requeued), "failed": len(self.failed)}
+        return {"resent": len(self.resent), "waiting": len(self.waiting), "requeued": len(self.requeued),
+                "failed": len(self.failed)}
 
 
 def lost_queued_jobs(now: datetime):
@@ -76,7 +80,12 @@ def reconcile(*, now: datetime | None = None) -> ReconcileResult:
     """Run both repairs once; returns what was done (see module contract)."""
     now = now or clock.now()
     result = ReconcileResult()
-    for job in lost_queued_jobs(now)[:BATCH_LIMIT]:
+    candidates = list(lost_queued_jobs(now)[:BATCH_LIMIT])
+    in_broker = broker_probe.job_ids_with_messages({job.queue for job in candidates}) if candidates else None
+    for job in candidates:
+        if in_broker is not None and str(job.pk) in in_broker:
+            result.waiting.append(str(job.pk))  # its message is there: it only waits its turn
+            continue
         if jobs.send(job.pk, job.queue):
             result.resent.append(str(job.pk))
             logger.warning("reconciler: job %s (%s) was queued with no message since %s; re-sent to %s",

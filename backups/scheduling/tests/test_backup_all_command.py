@@ -115,4 +115,4 @@ def test_a_busy_volume_is_skipped_not_failed_and_unknown_volume_exits_3(make_vol
 
 def test_reconcile_jobs_command_prints_a_summary(db, capsys):
     call_command("reconcile_jobs")
-    assert capsys.readouterr().out.strip() == "reconcile_jobs: resent=0 requeued=0 failed=0"
+    assert capsys.readouterr().out.strip() == "reconcile_jobs: resent=0 waiting=0 requeued=0 failed=0"

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sent(monkeypatch):
+    from backups.scheduling import broker_probe
+
     messages = []
     monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: messages.append((job_id, queue)))
+    # No broker to look into: the reconciler decides by age alone (the probe is tested below).
+    monkeypatch.setattr(broker_probe, "current_broker_url", lambda: "memory://")
     return messages
 
 
@@ -100,5 +104,37 @@ def test_finished_jobs_are_never_touched(make_volume, sent, clock_now, settings_
     now = clock_now.now()
     make_job(make_volume("done"), status=JobStatus.SUCCEEDED, sent_at=now - timedelta(hours=1),
              heartbeat_at=now - timedelta(hours=1))
-    assert reconciler.reconcile().as_dict() == {"resent": 0, "requeued": 0, "failed": 0}
+    assert reconciler.reconcile().as_dict() == {"resent": 0, "waiting": 0, "requeued": 0, "failed": 0}
     assert sent == []
+
+
+def test_a_job_whose_message_is_still_in_redis_only_waits_its_turn(make_volume, clock_now, settings_fast,
+                                                                    monkeypatch):
+    """Real Redis: a message naming the job sits in its queue, so nothing is re-sent; once the
+    message is gone (a Redis restart), the job is re-sent."""
+    import json
+    import uuid
+
+    import redis
+
+    from backups.scheduling import broker_probe
+    from tests.support.services import REDIS_URL, redis_available, require_service
+
+    require_service("Redis", redis_available(REDIS_URL), REDIS_URL)
+    monkeypatch.setattr(broker_probe, "current_broker_url", lambda: REDIS_URL)
+    sent = []
+    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: sent.append(job_id))
+    queue = f"probe-test-{uuid.uuid4().hex}"  # a queue of this test only: no worker consumes it
+    job = make_job(make_volume("waiting"), queue=queue, sent_at=clock_now.now() - timedelta(minutes=10))
+    message = {"headers": {"task": "backups.tasks.run_job", "argsrepr": f"['{job.pk}']"}, "body": "e30="}
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.lpush(queue, json.dumps(message))
+        result = reconciler.reconcile()
+        assert (result.waiting, result.resent, sent) == ([str(job.pk)], [], [])
+        client.delete(queue)  # the broker restarted empty
+        assert reconciler.reconcile().resent == [str(job.pk)]
+        assert sent == [str(job.pk)]
+    finally:
+        client.delete(queue)
+        client.close()
