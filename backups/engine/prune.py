@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from .errors import EngineError, IntegrityError, SnapshotNotFound
@@ -313,6 +314,18 @@ def _new_index(plan: _Plan, written: dict[str, list[PackEntry]]) -> list[dict]:
     return objects
 
 
+def _delete_all(repo, names: list[str]) -> None:
+    """Delete objects on a few threads (one request each on S3; order does not matter
+    within a step, only between steps). The first failure is raised after the rest ran."""
+    if len(names) <= 1:
+        for name in names:
+            repo.backend.delete(name)
+        return
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in pool.map(repo.backend.delete, names):
+            pass
+
+
 def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check) -> None:
     backend = repo.backend
     list_temporary = getattr(backend, "list_temporary", None)
@@ -379,13 +392,11 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
                 new_names.add(write_index(repo.backend, repo.cipher, contents))
             result.index_objects_written = len(new_names)
             held.check()
-            for name in plan.index_names:                                   # step 6
-                if name not in new_names:
-                    repo.backend.delete(name)
-                    result.index_objects_deleted += 1
+            old_names = [name for name in plan.index_names if name not in new_names]
+            _delete_all(repo, old_names)                                    # step 6
+            result.index_objects_deleted = len(old_names)
         held.check()
-        for pack_id in doomed:                                              # step 7
-            repo.backend.delete(plan.stored[pack_id])
+        _delete_all(repo, [plan.stored[pack_id] for pack_id in doomed])    # step 7
         _clean_interrupted_uploads(repo, result, False, held.check)
         repo.load_index(reload=True)
         if progress is not None:

@@ -154,7 +154,8 @@ class S3Backend(Backend):
             return
         try:
             # An S3 PUT is atomic: readers see the old object or the whole new one.
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
+            body = data if isinstance(data, bytes) else bytes(data)  # no copy of a 16 MiB pack
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
         except Exception as error:
             raise map_boto_error(error, self._what("put", name)) from error
 
