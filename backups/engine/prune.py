@@ -47,6 +47,8 @@ from .verify import TreeReader, install_index, pack_sizes
 
 #: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
 DEFAULT_REPACK_THRESHOLD = 0.5
+#: Interrupted-upload leftovers younger than this are left for a later prune.
+DEFAULT_LEFTOVER_MIN_AGE = 3600.0
 #: Blob entries per index object written by prune (keeps each index object a few MiB).
 INDEX_ENTRIES_PER_OBJECT = 100_000
 
@@ -326,18 +328,19 @@ def _delete_all(repo, names: list[str]) -> None:
             pass
 
 
-def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check) -> None:
+def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check,
+                               min_age: float) -> None:
     backend = repo.backend
     list_temporary = getattr(backend, "list_temporary", None)
     if list_temporary is not None:
-        for name in list(list_temporary()):
+        for name in list(list_temporary(min_age)):
             result.temporary_files_removed += 1
             if not dry_run:
                 check()
                 backend.delete_temporary(name)
     list_uploads = getattr(backend, "list_incomplete_uploads", None)
     if list_uploads is not None:
-        for key, upload_id in list(list_uploads()):
+        for key, upload_id in list(list_uploads(min_age)):
             result.incomplete_uploads_aborted += 1
             if not dry_run:
                 check()
@@ -346,8 +349,12 @@ def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check) 
 
 def prune_repository(repo, dry_run: bool = False, progress: Callable | None = None, *,
                      repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
-                     lock_wait: float = 0.0, stale_after: float | None = None) -> PruneResult:
+                     lock_wait: float = 0.0, stale_after: float | None = None,
+                     leftover_min_age: float = DEFAULT_LEFTOVER_MIN_AGE) -> PruneResult:
     """Delete or repack data no snapshot references (see the module docstring).
+
+    Temporary files and unfinished multipart uploads are removed only when older than
+    `leftover_min_age` seconds: a younger one may be a put in progress (a lock being taken).
 
     Raises `RepositoryLocked` (transient) when a backup, restore or verify holds the
     repository and does not finish within `lock_wait` seconds, and `IntegrityError` when the
@@ -379,7 +386,7 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
                          or any(pack_id not in plan.stored for pack_id in plan.by_pack))
         if dry_run:
             result.index_objects_deleted = len(plan.index_names) if rewrite_index else 0
-            _clean_interrupted_uploads(repo, result, True, held.check)
+            _clean_interrupted_uploads(repo, result, True, held.check, leftover_min_age)
             return result
 
         held.check()
@@ -397,7 +404,7 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
             result.index_objects_deleted = len(old_names)
         held.check()
         _delete_all(repo, [plan.stored[pack_id] for pack_id in doomed])    # step 7
-        _clean_interrupted_uploads(repo, result, False, held.check)
+        _clean_interrupted_uploads(repo, result, False, held.check, leftover_min_age)
         repo.load_index(reload=True)
         if progress is not None:
             progress(1, 1, "prune complete")

@@ -425,4 +425,4 @@ def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable |
 #: The name `Repository.verify` calls.
 verify = verify_repository
 
-__all__ = ["VerifyReport", "verify_repository", "verify", "BlobType"]
+__all__ = ["VerifyReport", "TreeReader", "verify_repository", "verify"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import time
 from collections.abc import Iterator
 
 from ..backend import Backend
@@ -186,13 +187,24 @@ class LocalBackend(Backend):
         except OSError as error:
             raise _map_os_error(error, name) from error
 
-    def list_temporary(self) -> Iterator[str]:
-        """Names of temporary files left by interrupted puts (for prune's cleanup)."""
+    def list_temporary(self, min_age: float = 0.0) -> Iterator[str]:
+        """Temporary files of interrupted puts, at least `min_age` seconds old (for prune).
+
+        A young temporary file may be a put in progress (another process taking a lock), so
+        cleanup passes a generous `min_age`.
+        """
+        now = time.time()
         for directory, _, files in os.walk(self.root):
             for file_name in files:
-                if file_name.startswith(TEMPORARY_PREFIX):
-                    relative = os.path.relpath(os.path.join(directory, file_name), self.root)
-                    yield relative.replace(os.sep, "/")
+                if not file_name.startswith(TEMPORARY_PREFIX):
+                    continue
+                path = os.path.join(directory, file_name)
+                try:
+                    if now - os.stat(path).st_mtime < min_age:
+                        continue
+                except FileNotFoundError:
+                    continue  # the put finished meanwhile
+                yield os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def delete_temporary(self, name: str) -> None:
         """Remove one temporary leftover named by `list_temporary`."""

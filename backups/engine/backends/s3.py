@@ -22,6 +22,7 @@ Messages never include credentials: they name the bucket, the key and the S3 err
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Iterator
 
@@ -266,12 +267,18 @@ class S3Backend(Backend):
         return int(self._head(name)["ContentLength"])
 
     # -- extras ---------------------------------------------------------------------------
-    def list_incomplete_uploads(self) -> Iterator[tuple[str, str]]:
-        """(key, upload id) of multipart uploads under the prefix that were never finished."""
+    def list_incomplete_uploads(self, min_age: float = 0.0) -> Iterator[tuple[str, str]]:
+        """(key, upload id) of unfinished multipart uploads under the prefix, started at
+        least `min_age` seconds ago (a young one may still be in progress)."""
         paginator = self.client.get_paginator("list_multipart_uploads")
+        now = datetime.datetime.now(datetime.timezone.utc)
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key_prefix):
                 for upload in page.get("Uploads", ()):
+                    started = upload.get("Initiated")
+                    if (min_age and isinstance(started, datetime.datetime)
+                            and (now - started).total_seconds() < min_age):
+                        continue
                     yield upload["Key"], upload["UploadId"]
         except Exception as error:
             raise map_boto_error(error, self._what("list uploads", "")) from error
