@@ -1,9 +1,9 @@
 """Policy ⇄ django-celery-beat: one PeriodicTask per policy schedule, kept equal both ways.
 
 Each policy owns up to three periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`
-and `policy:<id>:prune`, each on a CrontabSchedule in the policy's time zone. The name is the
-link (it never changes when the policy is renamed); the description carries the policy name for
-the admin.
+and `policy:<id>:prune`, each on a CrontabSchedule row of its own in the policy's time zone
+(own rows, so editing one in the admin changes one policy). The name is the link (it never
+changes when the policy is renamed); the description carries the policy name for the admin.
 
 Directions:
 
@@ -81,11 +81,28 @@ def parse_periodic_task_name(name: str) -> tuple[int, str] | None:
     return int(parts[1]), parts[2]
 
 
-def crontab_for(schedule: cron.CronSchedule) -> CrontabSchedule:
-    """The CrontabSchedule row for a schedule (shared between tasks with the same one)."""
+def crontab_for(schedule: cron.CronSchedule, task: PeriodicTask | None = None) -> CrontabSchedule:
+    """The CrontabSchedule a policy task should point at.
+
+    Each policy task owns its crontab row (it is not shared with other tasks), so an operator
+    who edits that row in the admin changes exactly one policy. The task's row is updated in
+    place when only this task uses it; otherwise (a new task, or an admin pointed the task at
+    a shared row) a new row is created.
+    """
     fields = dict(schedule.fields, timezone=ZoneInfo(schedule.timezone))
-    existing = CrontabSchedule.objects.filter(**fields).order_by("id").first()
-    return existing or CrontabSchedule.objects.create(**fields)
+    current = task.crontab if task is not None and task.crontab_id else None
+    if current is not None and not PeriodicTask.objects.filter(crontab=current).exclude(pk=task.pk).exists():
+        changed = [name for name, value in fields.items() if str(getattr(current, name)) != str(value)]
+        if changed:
+            for name in changed:
+                setattr(current, name, fields[name])
+            current.save()  # within syncing(): the CrontabSchedule signal stands still
+        return current
+    return CrontabSchedule.objects.create(**fields)
+
+
+def _delete_orphaned_crontabs(crontab_ids) -> None:
+    CrontabSchedule.objects.filter(pk__in=[pk for pk in crontab_ids if pk]).filter(periodictask__isnull=True).delete()
 
 
 def crontab_expression(crontab: CrontabSchedule) -> str:
@@ -98,19 +115,22 @@ def sync_policy_to_beat(policy: Policy) -> None:
         for kind, (field, task_name) in POLICY_TASKS.items():
             name = periodic_task_name(policy.pk, kind)
             expression = getattr(policy, field)
+            task = PeriodicTask.objects.select_related("crontab").filter(name=name).first()
             if not expression:
-                PeriodicTask.objects.filter(name=name).delete()
+                if task is not None:
+                    task.delete()
+                    _delete_orphaned_crontabs([task.crontab_id])
                 continue
             schedule = cron.parse(expression, policy.timezone)
+            previous_crontab_id = task.crontab_id if task is not None else None
             defaults = {
                 "task": task_name,
-                "crontab": crontab_for(schedule),
+                "crontab": crontab_for(schedule, task),
                 "interval": None,
                 "kwargs": json.dumps({"policy_id": policy.pk}),
                 "enabled": policy.enabled,
                 "description": f"{kind} of policy '{policy.name}' (managed: edit the policy or this crontab)",
             }
-            task = PeriodicTask.objects.filter(name=name).first()
             if task is None:
                 PeriodicTask.objects.create(name=name, **defaults)
                 continue
@@ -118,13 +138,19 @@ def sync_policy_to_beat(policy: Policy) -> None:
             if changed:
                 for key in changed:
                     setattr(task, key, defaults[key])
-                # PeriodicTask.save bumps PeriodicTasks.last_update, which makes beat reload.
+                # PeriodicTask.save bumps PeriodicTasks.last_update, which makes beat reload
+                # (django-celery-beat does the same for a CrontabSchedule saved in place).
                 task.save()
+            if previous_crontab_id != defaults["crontab"].pk:
+                _delete_orphaned_crontabs([previous_crontab_id])
 
 
 def delete_policy_tasks(policy_id: int) -> None:
     with syncing():
-        PeriodicTask.objects.filter(name__startswith=f"policy:{policy_id}:").delete()
+        tasks = PeriodicTask.objects.filter(name__startswith=f"policy:{policy_id}:")
+        crontab_ids = list(tasks.values_list("crontab_id", flat=True))
+        tasks.delete()
+        _delete_orphaned_crontabs(crontab_ids)
 
 
 def apply_periodic_task_to_policy(task: PeriodicTask) -> bool:

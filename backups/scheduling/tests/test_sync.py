@@ -94,16 +94,29 @@ def test_editing_the_backup_task_crontab_in_the_admin_updates_the_policy():
     assert str(task(policy, "prune").crontab.timezone) == "Europe/Paris"
 
 
-def test_editing_a_crontab_row_in_place_updates_every_policy_using_it():
+def test_policies_never_share_a_crontab_row_so_editing_one_changes_one_policy():
     first = Policy.objects.create(name="a", schedule="0 2 * * *")
     second = Policy.objects.create(name="b", schedule="0 2 * * *")
-    shared = task(first, "backup").crontab
-    assert task(second, "backup").crontab_id == shared.pk
-    shared.hour = "4"
-    shared.save()
+    own = task(first, "backup").crontab
+    assert task(second, "backup").crontab_id != own.pk
+    own.hour = "4"
+    own.save()
     first.refresh_from_db()
     second.refresh_from_db()
-    assert first.schedule == second.schedule == "0 4 * * *"
+    assert (first.schedule, second.schedule) == ("0 4 * * *", "0 2 * * *")
+
+
+def test_a_schedule_change_edits_the_tasks_own_crontab_and_deleting_leaves_no_orphans():
+    policy = Policy.objects.create(name="tidy")
+    crontab_id = task(policy, "backup").crontab_id
+    policy.schedule = "30 5 * * *"
+    policy.save()
+    assert task(policy, "backup").crontab_id == crontab_id  # edited in place
+    assert CrontabSchedule.objects.get(pk=crontab_id).hour == "5"
+    own_rows = list(PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:")
+                    .values_list("crontab_id", flat=True))
+    policy.delete()
+    assert not CrontabSchedule.objects.filter(pk__in=own_rows).exists()
 
 
 def test_disabling_the_backup_task_in_the_admin_disables_the_policy():
