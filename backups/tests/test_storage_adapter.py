@@ -72,7 +72,9 @@ def test_open_repository_initialises_once_and_reopens(kind, request):
     second.close()
 
 
-def test_open_repository_round_trips_a_backup(local_storage, tmp_path):
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_open_repository_round_trips_a_backup(kind, request, tmp_path):
+    request.getfixturevalue(f"{kind}_storage")
     source = tmp_path / "source"
     source.mkdir()
     (source / "file.txt").write_bytes(b"kept safe")
