@@ -47,6 +47,9 @@ UPLOAD_THREADS = 2
 BATCH_BYTES = 1024 * 1024
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 READER_THREADS = 2
+#: Return freed heap memory to the OS after this many packs (see memory.py): often enough
+#: to hold peak RSS down, rarely enough that re-faulting the pages costs little.
+TRIM_EVERY_PACKS = 4
 #: Large files queued for the reader threads at most (each holds an open descriptor).
 READER_QUEUE = 16
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -178,10 +181,12 @@ class _Pipeline:
         pack_id, data, entries = builder.finish(self.cipher)
         self.repo.backend.put(pack_name(pack_id), data)
         del data
-        release_free_memory()
         with self.lock:
             self.written[pack_id] = entries
             self.stats["packs_written"] += 1
+            trim = self.stats["packs_written"] % TRIM_EVERY_PACKS == 0
+        if trim:
+            release_free_memory()
 
     # -- completion ----------------------------------------------------------------------------
     def flush(self) -> dict[str, list]:

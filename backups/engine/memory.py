@@ -41,7 +41,8 @@ def release_free_memory() -> None:
 
     Why: the backup pipeline frees ~1 MiB buffers from several threads at a high rate;
     glibc keeps such freed memory mapped in its arenas, so RSS creeps towards the total
-    ever allocated. Trimming after each stored pack holds peak RSS near the live set.
+    ever allocated. Trimming every few stored packs holds peak RSS near the live set (measured on 1 GiB:
+    305 MiB never, 249 MiB every 4th pack, 240 MiB every pack at twice the page faults).
     """
     global _libc
     if _libc is None:
