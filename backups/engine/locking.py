@@ -34,7 +34,9 @@ Hosts sharing a repository need clocks within a small fraction of `stale_after` 
 
 Acquisition is optimistic, as in restic: check for conflicting locks, write ours, check again;
 if a conflicting lock appeared in between, remove ours and fail (or wait and retry). Two
-exclusive lockers racing may both back off; neither can win wrongly.
+exclusive lockers racing may both back off; neither can win wrongly. An exclusive locker
+given a `wait` queues instead: its lock stays written while it waits for shared holders, so
+new shared lockers stay out and backups starting every minute cannot starve prune.
 """
 
 from __future__ import annotations
@@ -237,15 +239,16 @@ class HeldLock:
             log.warning("could not remove repository lock %s: %s", self.name, error.message)
 
 
-def _conflicts(backend: Backend, *, exclusive: bool, own_name: str | None, now: float,
-               stale_after: float) -> list[str]:
-    conflicts = []
+def _live_locks(backend: Backend, *, own_name: str | None, now: float,
+                stale_after: float) -> tuple[list[LockInfo], list[str]]:
+    """(other live locks, descriptions of unreadable ones); stale locks are removed."""
+    live, unreadable = [], []
     for entry in read_locks(backend):
         if isinstance(entry, tuple):
             name, error = entry
             if name != own_name:
                 # An unreadable lock might be a newer format's exclusive lock: respect it.
-                conflicts.append(f"unreadable lock {name} ({error.message})")
+                unreadable.append(f"unreadable lock {name} ({error.message})")
             continue
         if entry.name == own_name:
             continue
@@ -256,9 +259,17 @@ def _conflicts(backend: Backend, *, exclusive: bool, own_name: str | None, now: 
             except BackendError:
                 pass
             continue
-        if exclusive or entry.exclusive:
-            conflicts.append(entry.describe())
-    return conflicts
+        live.append(entry)
+    return live, unreadable
+
+
+def _blocking(live: list[LockInfo], unreadable: list[str], exclusive: bool) -> list[str]:
+    return unreadable + [info.describe() for info in live if exclusive or info.exclusive]
+
+
+def _precedes(other: LockInfo, mine: LockInfo) -> bool:
+    """Exclusive lockers queue in (created, name) order; every process computes the same."""
+    return (other.created, other.name) < (mine.created, mine.name)
 
 
 def acquire_lock(backend: Backend, *, exclusive: bool, holder: str,
@@ -269,34 +280,53 @@ def acquire_lock(backend: Backend, *, exclusive: bool, holder: str,
     """Take a lock or raise `RepositoryLocked` (transient) naming who holds the repository.
 
     `wait` > 0 keeps trying (every `poll_interval`) for that long before giving up.
+    An exclusive locker that waits QUEUES: it writes its lock at once and waits for the
+    shared holders to finish, while new shared lockers see it and stay out, so a steady
+    stream of backups cannot starve prune. Queued exclusive lockers go in (created, name)
+    order; a later one steps back until the earlier one is done.
     The caller must `release()` the returned lock; prefer `repository_lock`.
     """
     stale_seconds = _seconds(stale_after)
     refresh_seconds = refresh_interval if refresh_interval is not None else stale_seconds / 6
     if refresh_seconds <= 0 or refresh_seconds >= stale_seconds:
         raise ValueError("refresh_interval must be positive and shorter than stale_after")
-    deadline = clock() + _seconds(wait)
+    wait_seconds = _seconds(wait)
+    deadline = clock() + wait_seconds
     while True:
-        conflicts = _conflicts(backend, exclusive=exclusive, own_name=None, now=clock(),
-                               stale_after=stale_seconds)
-        if not conflicts:
+        live, unreadable = _live_locks(backend, own_name=None, now=clock(),
+                                       stale_after=stale_seconds)
+        blocking = _blocking(live, unreadable, exclusive)
+        may_queue = (exclusive and wait_seconds > 0 and not unreadable
+                     and not any(info.exclusive for info in live))
+        if not blocking or may_queue:
             now = clock()
             info = LockInfo(name=f"{LOCK_PREFIX}{secrets.token_hex(16)}", holder=holder,
                             host=socket.gethostname(), pid=os.getpid(), exclusive=exclusive,
                             created=now, time=now, process_namespace=process_namespace())
             backend.put(info.name, encode_lock(info))
-            # Another process may have written a conflicting lock between our check and our
-            # write; whoever sees the other's lock backs off.
-            conflicts = _conflicts(backend, exclusive=exclusive, own_name=info.name,
-                                   now=clock(), stale_after=stale_seconds)
-            if not conflicts:
-                return HeldLock(backend, info, refresh_seconds, stale_seconds, clock)
-            backend.delete(info.name)
+            while True:
+                # Another process may have written a conflicting lock between our check and
+                # our write; whoever sees the other's lock backs off (or, queued, waits).
+                live, unreadable = _live_locks(backend, own_name=info.name, now=clock(),
+                                               stale_after=stale_seconds)
+                blocking = _blocking(live, unreadable, exclusive)
+                if not blocking:
+                    return HeldLock(backend, info, refresh_seconds, stale_seconds, clock)
+                earlier_exclusive = unreadable or [
+                    other for other in live if other.exclusive and _precedes(other, info)]
+                if not exclusive or earlier_exclusive or clock() >= deadline:
+                    backend.delete(info.name)
+                    break
+                # queued behind shared holders only: keep our place, keep our lock fresh
+                if clock() - info.time >= refresh_seconds:
+                    info = dataclasses.replace(info, time=clock())
+                    backend.put(info.name, encode_lock(info))
+                sleep(poll_interval)
         if clock() >= deadline:
             kind = "an exclusive" if exclusive else "a shared"
             raise RepositoryLocked(
-                f"cannot take {kind} lock on the repository: held by " + "; ".join(conflicts),
-                detail={"holders": conflicts})
+                f"cannot take {kind} lock on the repository: held by " + "; ".join(blocking),
+                detail={"holders": blocking})
         # jitter so two waiting exclusive lockers do not collide forever
         sleep(poll_interval * (0.5 + secrets.randbelow(1000) / 1000))
 

@@ -217,3 +217,87 @@ def test_lock_records_holder_host_and_pid(tmp_path):
     assert (stored.holder, stored.host, stored.pid, stored.exclusive) == \
         ("backup job 17", socket.gethostname(), os.getpid(), False)
     assert stored.process_namespace == process_namespace() != ""
+
+
+def _wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.01)
+
+
+def test_a_waiting_exclusive_locker_keeps_new_shared_lockers_out(tmp_path):
+    """Writer preference: a stream of backups cannot starve prune."""
+    store = LocalBackend(tmp_path)
+    running_backup = acquire_lock(store, exclusive=False, holder="backup of vol-a")
+    events = []
+
+    def prune():
+        with repository_lock(store, exclusive=True, holder="prune", wait=10,
+                             poll_interval=0.02):
+            events.append("prune has the lock")
+
+    waiter = threading.Thread(target=prune)
+    waiter.start()
+    _wait_until(lambda: len(list(store.list("locks/"))) == 2)  # prune is queued
+    with pytest.raises(RepositoryLocked, match="exclusive lock by prune"):
+        acquire_lock(store, exclusive=False, holder="backup of vol-b")
+    assert events == []  # the running backup still holds the repository
+    running_backup.release()
+    waiter.join(timeout=10)
+    assert events == ["prune has the lock"]
+    assert list(store.list("locks/")) == []
+
+
+def test_queued_exclusive_lockers_go_in_order(tmp_path):
+    store = LocalBackend(tmp_path)
+    running_backup = acquire_lock(store, exclusive=False, holder="backup")
+    order = []
+
+    def prune(name):
+        with repository_lock(store, exclusive=True, holder=name, wait=10,
+                             poll_interval=0.02):
+            order.append(name)
+            time.sleep(0.1)
+
+    first = threading.Thread(target=prune, args=("first prune",))
+    first.start()
+    _wait_until(lambda: len(list(store.list("locks/"))) == 2)
+    second = threading.Thread(target=prune, args=("second prune",))
+    second.start()
+    time.sleep(0.2)  # the second sees the first queued and waits without queueing itself
+    assert len(list(store.list("locks/"))) == 2
+    running_backup.release()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert order == ["first prune", "second prune"]
+
+
+def test_a_queued_exclusive_locker_that_gives_up_leaves_no_lock(tmp_path):
+    store = LocalBackend(tmp_path)
+    with repository_lock(store, exclusive=False, holder="long backup") as backup:
+        with pytest.raises(RepositoryLocked, match="long backup"):
+            acquire_lock(store, exclusive=True, holder="prune", wait=0.2, poll_interval=0.02)
+        assert list(store.list("locks/")) == [backup.name]
+
+
+def test_a_queued_exclusive_lock_is_kept_fresh_while_waiting(tmp_path):
+    clock = FakeClock()
+    store = LocalBackend(tmp_path)
+    backup = acquire_lock(store, exclusive=False, holder="backup", stale_after=60,
+                          refresh_interval=10, clock=clock)
+    written = []
+
+    def sleep(seconds):
+        clock.now += 15
+        backup.refresh()  # the backup is alive and refreshing too
+        names = [n for n in store.list("locks/") if n != backup.name]
+        written.append(decode_lock(names[0], store.get(names[0])).time)
+        if len(written) == 6:
+            backup.release()
+
+    with repository_lock(store, exclusive=True, holder="prune", stale_after=60,
+                         refresh_interval=10, wait=1000, poll_interval=1, clock=clock,
+                         sleep=sleep):
+        pass
+    assert len(written) == 6 and written == sorted(written) and written[-1] > written[0]
