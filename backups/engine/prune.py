@@ -47,6 +47,9 @@ from .verify import TreeReader, install_index, pack_sizes
 
 #: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
 DEFAULT_REPACK_THRESHOLD = 0.5
+#: Seconds prune queues for the exclusive lock behind running backups before giving up
+#: with the transient `RepositoryLocked` (new backups are held off meanwhile; see locking).
+DEFAULT_LOCK_WAIT = 60.0
 #: Interrupted-upload leftovers younger than this are left for a later prune.
 DEFAULT_LEFTOVER_MIN_AGE = 3600.0
 #: Blob entries per index object written by prune (keeps each index object a few MiB).
@@ -349,7 +352,7 @@ def _clean_interrupted_uploads(repo, result: PruneResult, dry_run: bool, check,
 
 def prune_repository(repo, dry_run: bool = False, progress: Callable | None = None, *,
                      repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
-                     lock_wait: float = 0.0, stale_after: float | None = None,
+                     lock_wait: float = DEFAULT_LOCK_WAIT, stale_after: float | None = None,
                      leftover_min_age: float = DEFAULT_LEFTOVER_MIN_AGE) -> PruneResult:
     """Delete or repack data no snapshot references (see the module docstring).
 
@@ -357,7 +360,8 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
     `leftover_min_age` seconds: a younger one may be a put in progress (a lock being taken).
 
     Raises `RepositoryLocked` (transient) when a backup, restore or verify holds the
-    repository and does not finish within `lock_wait` seconds, and `IntegrityError` when the
+    repository and does not finish within `lock_wait` seconds (queued meanwhile: new backups
+    stay out; 0 fails at once), and `IntegrityError` when the
     repository is damaged (prune refuses to run). A dry run writes and deletes nothing.
     """
     if not 0.0 <= repack_threshold <= 1.0:
