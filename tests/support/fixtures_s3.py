@@ -71,7 +71,9 @@ class MotoServer:
             # its own process group: a Ctrl-C on pytest must not hit it before teardown
             start_new_session=True,
         )
-        if wait_for_port("127.0.0.1", self.port, timeout):
+        # The process must still be ours when the port answers: if another process took the
+        # port first, moto exits ("address in use") and the port answering means nothing.
+        if wait_for_port("127.0.0.1", self.port, timeout) and self.running:
             return True
         self.stop()
         return False
@@ -141,8 +143,11 @@ class S3Bucket:
 
 
 def _started_server() -> MotoServer:
-    server = MotoServer()
-    started = server.start()
+    for _ in range(3):  # a free port can be taken by someone else before moto binds it
+        server = MotoServer()
+        started = server.start()
+        if started:
+            break
     require_service("moto_server", started,
                     f"could not start {_MOTO_BINARY} (pip install 'moto[server]')")
     return server
