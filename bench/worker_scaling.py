@@ -202,6 +202,12 @@ class Bench:
         succeeded = [job for job in jobs if job["status"] == JobStatus.SUCCEEDED]
         latency = [(job["started_at"] - job["created_at"]).total_seconds() for job in jobs if job["started_at"]]
         service = [(job["finished_at"] - job["started_at"]).total_seconds() for job in succeeded]
+        # Service time early and late in the run: growth means a job's cost depends on how many
+        # snapshots the repository already holds.
+        by_start = sorted(succeeded, key=lambda job: job["started_at"])
+        window = max(1, min(100, len(by_start) // 5))
+        early = [(job["finished_at"] - job["started_at"]).total_seconds() for job in by_start[:window]]
+        late = [(job["finished_at"] - job["started_at"]).total_seconds() for job in by_start[-window:]]
         if succeeded:
             # Wall time from the first job created to the last one finished, measured in the
             # database (the bench process's own clock above includes its polling interval).
@@ -217,6 +223,9 @@ class Bench:
             "latency_p99_s": percentile(latency, 0.99),
             "service_median_s": statistics.median(service) if service else float("nan"),
             "utilisation": sum(service) / (workers_count * total_seconds) if total_seconds else 0.0,
+            "service_early_s": statistics.median(early) if early else float("nan"),
+            "service_late_s": statistics.median(late) if late else float("nan"),
+            "window": window,
         }
 
     def _storages(self, repository_dir: Path) -> dict:
@@ -250,6 +259,11 @@ def table(results: list[dict], database: str, args) -> str:
             f"| {row['workers']} | {row['succeeded']}/{row['jobs']} | {row['total_s']:.1f} | {row['jobs_per_s']:.1f} "
             f"| {row['latency_median_s']:.1f} | {row['latency_p99_s']:.1f} | {row['service_median_s']:.3f} "
             f"| {row['utilisation']:.0%} | {speed_up:.2f}x |")
+    lines += ["", "| workers | job median, first jobs s | job median, last jobs s | enqueue of all jobs s |",
+              "| --- | --- | --- | --- |"]
+    for row in results:
+        lines.append(f"| {row['workers']} | {row['service_early_s']:.3f} (first {row['window']}) "
+                     f"| {row['service_late_s']:.3f} (last {row['window']}) | {row['enqueue_s']:.1f} |")
     return "\n".join(lines)
 
 
