@@ -212,15 +212,23 @@ class _Content:
     bytes actually read (a file may change while read).
     """
 
-    __slots__ = ("pieces", "size", "done")
+    __slots__ = ("pieces", "size", "done", "ids")
 
-    def __init__(self, size: int = 0) -> None:
+    def __init__(self, size: int = 0, ids: list[bytes] | None = None) -> None:
         self.pieces: list = []   # [(batch, position in batch)]
         self.size = size
         self.done: Future | None = None
+        self.ids = ids           # known at once: reused from the parent snapshot
 
     def complete(self) -> bool:
         return self.done is None or self.done.done()
+
+    def resolve(self) -> list[bytes]:
+        if self.ids is not None:
+            return self.ids
+        if self.done is not None:
+            self.done.result()  # re-raises a reader's error
+        return [batch.future.result()[position] for batch, position in self.pieces]
 
 
 class _Directory:
@@ -230,19 +238,27 @@ class _Directory:
     tree is the parent's tree, and encoding and hashing it again is skipped.
     """
 
-    __slots__ = ("entries", "files", "subdirs", "tree_id")
+    __slots__ = ("entries", "files", "subdirs", "tree_id", "checked")
 
     def __init__(self) -> None:
         self.entries: list[TreeEntry] = []
         self.files: list[tuple[TreeEntry, _Content]] = []
         self.subdirs: list[tuple[TreeEntry, "_Directory"]] = []
         self.tree_id: bytes | None = None
+        self.checked = 0  # files[:checked] are known to be ready
 
     def ready(self) -> bool:
-        # Check `complete()` first: a reader thread may still be appending to `pieces`.
-        return all(content.complete() and all(
-            batch.future is not None and batch.future.done()
-            for batch, _position in content.pieces) for _entry, content in self.files)
+        """True when every file's chunk ids are known (resumes where the last call stopped,
+        so polling a big directory stays linear)."""
+        while self.checked < len(self.files):
+            content = self.files[self.checked][1]
+            # complete() first: a reader thread may still be appending to `pieces`.
+            if content.ids is None and not (content.complete() and all(
+                    batch.future is not None and batch.future.done()
+                    for batch, _position in content.pieces)):
+                return False
+            self.checked += 1
+        return True
 
 
 _SAME_METADATA = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns")
@@ -344,11 +360,8 @@ class _Archiver:
 
     def finish_directory(self, directory: _Directory) -> None:
         for entry, content in directory.files:
-            if content.done is not None:
-                content.done.result()  # re-raises a reader's error
+            entry.content = content.resolve()
             entry.size = content.size
-            entry.content = [batch.future.result()[position]
-                             for batch, position in content.pieces]
         if directory.tree_id is not None:
             return
         for entry, child in directory.subdirs:
@@ -464,8 +477,7 @@ class _Archiver:
                   and previous.inode == info.st_ino and previous.ctime_ns == info.st_ctime_ns
                   and all(blob_id in self.repo.index for blob_id in previous.content))
         if reused:
-            content = _Content(previous.size)
-            content.pieces = [(_Resolved(blob_id), 0) for blob_id in previous.content]
+            content = _Content(previous.size, ids=previous.content)
             self.count(files_reused=1)
             self.progress.advance(info.st_size, os.fsdecode(path))
         else:
@@ -547,17 +559,6 @@ class _Archiver:
             self.warn(f"{os.fsdecode(path)}: changed while being read")
         content.size = size
         self.count(files_read=1, bytes_read=size)
-
-
-class _Resolved:
-    """A piece whose id is already known (reused from the parent snapshot)."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, blob_id: bytes):
-        future: Future = Future()
-        future.set_result([blob_id])
-        self.future = future
 
 
 def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto",

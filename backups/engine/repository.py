@@ -60,6 +60,18 @@ class RepositoryStats:
         return dict(self.__dict__)
 
 
+_thread_state = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """One decompression context per thread: creating one per blob costs more than
+    decompressing a small tree blob."""
+    decompressor = getattr(_thread_state, "decompressor", None)
+    if decompressor is None:
+        decompressor = _thread_state.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
+
+
 def _lock(backend, exclusive: bool, holder: str):
     """The repository lock from locking.py (storage engineer), or no lock before it exists."""
     try:
@@ -227,8 +239,7 @@ class Repository:
                                                               entry.compression), what)
         if entry.compression == Compression.ZSTD:
             try:
-                plain = zstandard.ZstdDecompressor().decompress(
-                    plain, max_output_size=entry.raw_length)
+                plain = _decompressor().decompress(plain, max_output_size=entry.raw_length)
             except zstandard.ZstdError:
                 raise IntegrityError(f"{what}: does not decompress") from None
         elif entry.compression != Compression.RAW:

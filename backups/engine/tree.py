@@ -94,6 +94,12 @@ def _integer(data: dict, key: str, low: int = 0, high: int = MAX_SIZE) -> int:
     return value
 
 
+#: (field, lowest, highest) of the integer fields every entry carries.
+_INTEGER_FIELDS = (("mode", 0, 0o7777), ("mtime_ns", -MAX_SIZE, MAX_SIZE),
+                   ("uid", 0, 2**32), ("gid", 0, 2**32), ("size", 0, MAX_SIZE),
+                   ("inode", 0, 2**64), ("ctime_ns", -MAX_SIZE, MAX_SIZE))
+
+
 def _blob_id(value: object) -> bytes:
     if not isinstance(value, str) or len(value) != 64:
         raise FormatError("tree entry has a malformed blob id")
@@ -126,11 +132,15 @@ def decode_tree(plaintext: bytes) -> list[TreeEntry]:
         kind = raw.get("type")
         if kind not in ENTRY_TYPES:
             raise FormatError(f"tree entry {name!r} has unknown type {kind!r}")
-        entry = TreeEntry(name=name, type=kind, mode=_integer(raw, "mode", 0, 0o7777),
-                          mtime_ns=_integer(raw, "mtime_ns", -MAX_SIZE),
-                          uid=_integer(raw, "uid", 0, 2**32), gid=_integer(raw, "gid", 0, 2**32),
-                          size=_integer(raw, "size"), inode=_integer(raw, "inode", 0, 2**64),
-                          ctime_ns=_integer(raw, "ctime_ns", -MAX_SIZE))
+        values = []
+        for key, low, high in _INTEGER_FIELDS:
+            value = raw.get(key, 0)
+            if type(value) is not int or not low <= value <= high:
+                raise FormatError(f"tree entry {name!r}: field {key!r} out of range")
+            values.append(value)
+        mode, mtime_ns, uid, gid, size, inode, ctime_ns = values
+        entry = TreeEntry(name, kind, mode, mtime_ns, uid, gid, size, inode=inode,
+                          ctime_ns=ctime_ns)
         if kind == "file":
             content = raw.get("content", [])
             if not isinstance(content, list):
