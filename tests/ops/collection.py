@@ -44,7 +44,14 @@ def ansible_environment(**extra: str) -> dict[str, str]:
 
 def run_ansible_tool(tool: str, *arguments: str, timeout: float = 120, **extra_env: str):
     """Run `tool` (ansible-doc, ansible-playbook...) from this virtualenv; answer the CompletedProcess."""
-    return subprocess.run(
-        [str(BIN_DIR / tool), *arguments], cwd=str(ANSIBLE_DIR), env=ansible_environment(**extra_env),
-        capture_output=True, text=True, timeout=timeout,
-    )
+    command = [str(BIN_DIR / tool), *arguments]
+    try:
+        return subprocess.run(command, cwd=str(ANSIBLE_DIR), env=ansible_environment(**extra_env),
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        # Show how far the playbook got instead of only "timed out".
+        def text(value):
+            return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
+
+        raise AssertionError(f"{tool} timed out after {timeout} s; output so far:\n"
+                             f"{text(expired.stdout)}{text(expired.stderr)}") from None
