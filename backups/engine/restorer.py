@@ -24,6 +24,7 @@ opened with O_NOFOLLOW | O_EXCL.
 from __future__ import annotations
 
 import os
+import itertools
 import secrets
 import stat
 import threading
@@ -97,8 +98,28 @@ class _File:
         self.lock = threading.Lock()
 
 
+_sequence = itertools.count()
+# A per-process random prefix plus a counter: unique names without a getrandom() syscall
+# per file (measured: with busy worker threads each syscall also waits for the GIL).
+_PREFIX = b".sp-restore-" + secrets.token_hex(4).encode() + b"-"
+
+
 def _temporary_name(directory: bytes) -> bytes:
-    return os.path.join(directory, b".sp-restore-" + secrets.token_hex(8).encode())
+    """A fresh name in `directory`; creators use O_EXCL (or fail on EEXIST) and retry, so a
+    leftover from a crashed restore is never overwritten or followed."""
+    return os.path.join(directory, _PREFIX + str(next(_sequence)).encode())
+
+
+def _retrying(create, directory: bytes) -> bytes:
+    """Run `create(temporary_name)` until a name is free; return the name used."""
+    for _attempt in range(100):
+        temporary = _temporary_name(directory)
+        try:
+            create(temporary)
+            return temporary
+        except FileExistsError:
+            continue
+    raise TargetError(f"cannot create a temporary file in {os.fsdecode(directory)}")
 
 
 class _Restorer:
@@ -143,8 +164,8 @@ class _Restorer:
             self.dirs.append((path, entry))
             self.plan_tree(entry.subtree, path)
         elif entry.type == "symlink":
-            temporary = _temporary_name(directory)
-            os.symlink(os.fsencode(entry.target), temporary)
+            target = os.fsencode(entry.target)
+            temporary = _retrying(lambda name: os.symlink(target, name), directory)
             self.set_metadata(temporary, entry, symlink=True)
             self.replace(temporary, path)
             self.result.symlinks += 1
@@ -215,10 +236,14 @@ class _Restorer:
 
     def write(self, state: _File, offset: int, data: bytes | None,
               segments: list[tuple[int, int]] | None = None) -> None:
+        """Write one blob's bytes at `offset`; the last write of a file finishes it."""
         with state.lock:
             if not state.created:
-                descriptor = os.open(state.temporary, _CREATE_FLAGS, 0o600)
-                os.ftruncate(descriptor, state.entry.size)
+                descriptor = self.create(state)
+                whole = (state.remaining == 1 and data is not None and segments is None
+                         and len(data) == state.entry.size)
+                if not whole:  # holes or more blobs to come: give the file its size now
+                    os.ftruncate(descriptor, state.entry.size)
                 state.created = True
             else:
                 descriptor = os.open(state.temporary, _WRITE_FLAGS)
@@ -229,26 +254,40 @@ class _Restorer:
                     while view:
                         count = os.pwrite(descriptor, view, position)
                         view, position = view[count:], position + count
+                with self.counter_lock:
+                    self.written += len(data)
+            with state.lock:
+                state.remaining -= 1
+                finished = state.remaining <= 0
+            if finished:
+                # Metadata through the open descriptor: no path lookups, and it is the
+                # file we created (O_EXCL|O_NOFOLLOW), whatever happens to the path.
+                self.set_metadata(descriptor, state.entry)
         finally:
             os.close(descriptor)
-        if data:
-            with self.counter_lock:
-                self.written += len(data)
-        with state.lock:
-            state.remaining -= 1
-            finished = state.remaining <= 0
         if finished:
-            self.set_metadata(state.temporary, state.entry)
             self.replace(state.temporary, state.final)
             state.done = True
 
+    def create(self, state: _File) -> int:
+        directory = os.path.dirname(state.final)
+        while True:
+            try:
+                return os.open(state.temporary, _CREATE_FLAGS, 0o600)
+            except FileExistsError:  # a leftover of a crashed restore: pick another name
+                state.temporary = _temporary_name(directory)
+
     # -- metadata -----------------------------------------------------------------------------
-    def set_metadata(self, path: bytes, entry: TreeEntry, symlink: bool = False) -> None:
+    def set_metadata(self, path: bytes | int, entry: TreeEntry, symlink: bool = False) -> None:
+        """Owner (when root), mode and mtime of a path or an open descriptor."""
         if _IS_ROOT:
             try:
-                os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+                if isinstance(path, int):
+                    os.chown(path, entry.uid, entry.gid)
+                else:
+                    os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
             except OSError as error:
-                self.result.warnings.append(f"{os.fsdecode(path)}: chown: {error.strerror}")
+                self.result.warnings.append(f"{entry.name}: chown: {error.strerror}")
         if not symlink:
             os.chmod(path, entry.mode)
         try:
@@ -319,8 +358,9 @@ class _Restorer:
                     raise future.exception()
         for key, path, entry in self.links:
             primary = self.link_primary[key]
-            temporary = _temporary_name(os.path.dirname(path))
-            os.link(primary.final, temporary, follow_symlinks=False)
+            temporary = _retrying(
+                lambda name: os.link(primary.final, name, follow_symlinks=False),
+                os.path.dirname(path))
             self.replace(temporary, path)
             self.result.hardlinks += 1
         for path, entry in reversed(self.dirs):
