@@ -26,6 +26,7 @@ import os
 import random
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -171,13 +172,20 @@ def take_over_dead_local_worker(job: Job, *, worker: str | None = None) -> Job |
 
 
 def _process_alive(pid: int) -> bool:
+    """True while `pid` runs. A zombie counts as dead: a killed pool child stays a zombie
+    until Celery's main process reaps it, which may be after the redelivered message arrives."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def _finish(job: Job, status: str, *, error: str = "", code: str = "", result: dict | None = None,
@@ -362,11 +370,25 @@ class JobContext:
         if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
             self.cancel_event.set()
 
+    def poll_cancel(self) -> None:
+        """Read the cancel flag only (cheaper than a heartbeat; done between heartbeats)."""
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            self.cancel_event.set()
+
     def _run(self) -> None:
+        # The cancel flag is read four times per heartbeat (at least once a second), so a
+        # cancel stops a job within about a second even with long heartbeat intervals;
+        # heartbeat and progress are written once per interval.
+        poll = max(0.05, min(1.0, self.interval / 4))
+        last_beat = time.monotonic()
         try:
-            while not self._stop.wait(self.interval):
+            while not self._stop.wait(poll):
                 try:
-                    self.beat()
+                    if time.monotonic() - last_beat >= self.interval:
+                        last_beat = time.monotonic()
+                        self.beat()
+                    else:
+                        self.poll_cancel()
                 except Exception as error:  # a database hiccup must not kill the job
                     logger.warning("job %s: heartbeat failed (%s)", self.job.pk, type(error).__name__)
                     close_old_connections()

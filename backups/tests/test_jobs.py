@@ -60,6 +60,20 @@ def test_a_job_held_by_a_dead_process_on_this_host_is_taken_over_at_once(volume,
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2 and job.result == {"ran": True}
 
 
+def test_a_killed_process_not_yet_reaped_counts_as_dead():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert jobs._process_alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and jobs._process_alive(child.pid):
+            time.sleep(0.01)
+        assert not jobs._process_alive(child.pid)  # a zombie: killed, its parent has not waited yet
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_dead_pid_in_another_pid_namespace_proves_nothing(volume):
     backup = queue_backup(volume)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
