@@ -29,8 +29,11 @@ def run(job, context) -> dict:
         repository.close()
     result = {"read_data_percent": percent, "report": to_jsonable(report)}
     if job.params.get("backup"):
+        snapshot_id = job.params.get("snapshot_id", "")
         result["backup"] = job.params["backup"]
-        result["snapshot_id"] = job.params.get("snapshot_id", "")
+        result["snapshot_id"] = snapshot_id
+        # The repository-wide check names the snapshots damage breaks; say whether this one is.
+        result["snapshot_ok"] = snapshot_id not in (getattr(report, "broken_snapshots", None) or [])
     if not _report_ok(report):
         raise RunnerFailure("The repository verification found damage; see the job result.", "verify_failed", result)
     return result

@@ -155,11 +155,13 @@ def test_verify_succeeds_on_a_healthy_repository_and_fails_with_the_report_on_da
     assert result["report"]["ok"] is True and result["read_data_percent"] == 100
 
     damage_largest_pack(own_repository)
-    damaged = services.start_verify(read_data_percent=100)
+    backup = Backup.objects.get(volume_id=volume.pk)
+    damaged = services.start_verify(read_data_percent=100, backup=backup)
     assert runners.execute(damaged.pk) == JobStatus.FAILED
     job = Job.objects.get(pk=damaged.pk)
     assert job.error_code == "verify_failed" and job.result["report"]["ok"] is False
     assert job.result["report"]["damaged_packs"]
+    assert job.result["backup"] == str(backup.pk) and job.result["snapshot_ok"] is False
 
 
 def test_prune_applies_the_policy_per_volume_and_marks_forgotten_backups(make_volume, sent_messages):
