@@ -38,7 +38,7 @@ from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
 from .tree import TreeEntry, encode_tree
 
-IN_FLIGHT_BYTES = 24 * 1024 * 1024
+IN_FLIGHT_BYTES = 16 * 1024 * 1024
 UPLOAD_SLOTS = 2
 #: Two uploads at once: finishing a pack (SHA-256) and an fsync overlap instead of queueing.
 UPLOAD_THREADS = 2
@@ -49,7 +49,7 @@ WORKERS = max(2, min(4, os.cpu_count() or 2))
 READER_THREADS = 2
 #: Return freed heap memory to the OS after this many packs (see memory.py): often enough
 #: to hold peak RSS down, rarely enough that re-faulting the pages costs little.
-TRIM_EVERY_PACKS = 4
+TRIM_EVERY_PACKS = 8
 #: Large files queued for the reader threads at most (each holds an open descriptor).
 READER_QUEUE = 16
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)

@@ -42,10 +42,13 @@ class RepositoryCipher:
         """The 32-byte keyed id of `plaintext`."""
         return hmac.digest(self._id_key, plaintext, "sha256")
 
-    def seal(self, plaintext: bytes | memoryview, associated: bytes) -> bytes:
-        """nonce (12) | ciphertext | tag (16)."""
+    def seal(self, plaintext: bytes | memoryview, associated: bytes) -> bytearray:
+        """nonce (12) | ciphertext | tag (16), built in one buffer (no concatenation copy)."""
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self._aead.encrypt(nonce, plaintext, associated)
+        sealed = bytearray(NONCE_SIZE + len(plaintext) + TAG_SIZE)
+        sealed[:NONCE_SIZE] = nonce
+        self._aead.encrypt_into(nonce, plaintext, associated, memoryview(sealed)[NONCE_SIZE:])
+        return sealed
 
     def open(self, sealed: bytes | memoryview, associated: bytes, what: str) -> bytes:
         """Inverse of `seal`; `IntegrityError` when the bytes or the associated data differ."""
@@ -61,7 +64,7 @@ class RepositoryCipher:
     def seal_envelope(self, object_type: ObjectType, payload: bytes) -> bytes:
         """header | seal(zstd(payload)) with the header as associated data."""
         head = header(object_type)
-        return head + self.seal(zstandard.ZstdCompressor(level=3).compress(payload), head)
+        return head + bytes(self.seal(zstandard.ZstdCompressor(level=3).compress(payload), head))
 
     def open_envelope(self, data: bytes, object_type: ObjectType, what: str,
                       max_size: int = 1 << 30) -> bytes:
