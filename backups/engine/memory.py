@@ -41,8 +41,9 @@ def release_free_memory() -> None:
 
     Why: the backup pipeline frees ~1 MiB buffers from several threads at a high rate;
     glibc keeps such freed memory mapped in its arenas, so RSS creeps towards the total
-    ever allocated. Trimming every few stored packs holds peak RSS near the live set (measured on 1 GiB:
-    305 MiB never, 249 MiB every 4th pack, 240 MiB every pack at twice the page faults).
+    ever allocated. Trimming every few stored packs holds peak RSS near the live set (measured on the
+    1 GiB bench set: ~300 MiB never, ~245 MiB every 8th pack; every pack doubles the page
+    faults, i.e. sys time, for little more).
     """
     global _libc
     if _libc is None:

@@ -31,7 +31,7 @@ from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_en
                    unwrap_master_key, wrap_master_key)
 from .packer import PackEntry, blob_associated_data, pack_name, read_pack_entries
 from .snapshot import SnapshotInfo, decode_snapshot, encode_snapshot
-from .tree import TreeEntry, decode_tree
+from .tree import MAX_TREE_BYTES, TreeEntry, decode_tree
 
 CONFIG_VERSION = 1
 DEFAULT_CHUNKER = {"min_size": 512 * 1024, "avg_size": 1024 * 1024, "max_size": 8 * 1024 * 1024}
@@ -39,6 +39,8 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 #: A data blob can never be bigger than the chunker's maximum; refusing larger claims keeps
 #: a crafted index from making restore allocate or write absurd amounts.
 MAX_BLOB_SIZE = 16 * 1024 * 1024
+#: Trees grow with directory size (~150 bytes per entry): a million-file directory fits.
+MAX_TREE_SIZE = MAX_TREE_BYTES
 TREE_CACHE_SIZE = 512
 TREE_PACK_CACHE_BYTES = 48 * 1024 * 1024
 
@@ -233,7 +235,8 @@ class Repository:
         keyed hash is not `blob_id`; `FormatError` for an unknown compression.
         """
         what = f"blob {blob_id.hex()[:16]} in pack {entry.pack_id[:16]}"
-        if entry.raw_length > MAX_BLOB_SIZE:
+        limit = MAX_TREE_SIZE if entry.blob_type == BlobType.TREE else MAX_BLOB_SIZE
+        if entry.raw_length > limit:
             raise FormatError(f"{what}: claims {entry.raw_length} bytes, above the blob limit")
         plain = self.cipher.open(sealed, blob_associated_data(blob_id, entry.blob_type,
                                                               entry.compression), what)
