@@ -13,6 +13,7 @@ Supports what our collectors emit: gauge, counter, histogram and untyped familie
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterable
 
@@ -50,7 +51,23 @@ def format_value(value: float) -> str:
 
 
 def render(metrics: Iterable[Metric]) -> str:
-    """The text exposition of `metrics` (e.g. `registry.collect()`)."""
+    """The text exposition of `metrics` (e.g. `registry.collect()`, consumed here).
+
+    The cyclic garbage collector is paused meanwhile: a 10,000-volume scrape allocates some
+    200,000 short-lived tuples, dicts and strings (none in reference cycles), which used to
+    trigger full collections that made one scrape in three ~60 % slower. Reference counting
+    still frees everything; the collector runs again right after.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _render(metrics)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _render(metrics: Iterable[Metric]) -> str:
     output: list[str] = []
     append = output.append  # hot loop: ~60,000 samples at 10,000 volumes
     label_cache: dict[int, tuple[dict, str]] = {}
