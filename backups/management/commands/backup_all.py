@@ -3,11 +3,13 @@
     manage.py backup_all                 # queue every available volume, wait, report
     manage.py backup_all --no-wait       # queue and exit (workers do the work)
     manage.py backup_all --volume db-1 --volume web --timeout 1800
+    manage.py backup_all --policy nightly  # the volumes of one policy (cron per policy)
 
 One line per volume on stdout (`volume=<name> status=<status> ...`), then a summary line.
 Exit status: 0 when every backup completed (or was already running: skipped, not failed),
 1 when any failed or was cancelled, 2 when the timeout passed with backups still running
-(they keep running; the command only stops waiting), 3 when a named volume does not exist.
+(they keep running; the command only stops waiting), 3 when a named volume or policy does
+not exist.
 Workers must be running: this command queues jobs and watches them, like the API does.
 """
 
@@ -30,6 +32,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--volume", action="append", default=[], metavar="NAME_OR_ID",
                             help="Only this volume (repeatable). Default: every available volume.")
+        parser.add_argument("--policy", metavar="NAME",
+                            help="Only the available volumes of this policy (the default policy includes "
+                                 "volumes without one).")
         parser.add_argument("--no-wait", action="store_true", help="Queue the backups and exit at once.")
         parser.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                             help="Stop waiting after this long (exit 2). Default 3600.")
@@ -38,12 +43,16 @@ class Command(BaseCommand):
         parser.add_argument("--trigger", choices=BackupTrigger.values, default=BackupTrigger.SCHEDULE,
                             help="Recorded trigger of the backups. Default: schedule (cron).")
 
-    def handle(self, *args, volume, no_wait, timeout, poll_interval, trigger, **options):
+    def handle(self, *args, volume, policy, no_wait, timeout, poll_interval, trigger, **options):
         from backups import services
 
         if timeout <= 0 or poll_interval <= 0:
             raise CommandError("--timeout and --poll-interval must be positive.")
         volumes = None
+        if volume and policy:
+            raise CommandError("Give --volume or --policy, not both.")
+        if policy:
+            volumes = self._volumes_of_policy(policy)
         if volume:
             try:
                 volumes = [services.find_volume(reference) for reference in volume]
@@ -66,6 +75,17 @@ class Command(BaseCommand):
         if counts.get("unfinished"):
             raise CommandError(f"{counts['unfinished']} backup(s) still running after {timeout:.0f} s.",
                                returncode=EXIT_TIMEOUT)
+
+    @staticmethod
+    def _volumes_of_policy(name: str):
+        from backups.models import Policy
+        from backups.scheduling.fanout import volumes_of
+        from volumes.models import VolumeStatus
+
+        found = Policy.objects.filter(name=name).first()
+        if found is None:
+            raise CommandError(f"Policy {name!r} does not exist.", returncode=EXIT_UNKNOWN_VOLUME)
+        return list(volumes_of(found).filter(status=VolumeStatus.AVAILABLE).order_by("name"))
 
     def _wait(self, queued: list[Backup], timeout: float, poll_interval: float) -> dict[str, list[Backup]]:
         """Report each backup as it finishes; return them grouped by final status."""

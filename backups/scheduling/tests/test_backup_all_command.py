@@ -116,3 +116,17 @@ def test_a_busy_volume_is_skipped_not_failed_and_unknown_volume_exits_3(make_vol
 def test_reconcile_jobs_command_prints_a_summary(db, capsys):
     call_command("reconcile_jobs")
     assert capsys.readouterr().out.strip() == "reconcile_jobs: resent=0 waiting=0 requeued=0 failed=0"
+
+
+def test_policy_option_backs_up_only_that_policys_volumes(make_volume, db, capsys):
+    from backups.models import Policy
+
+    nightly = Policy.objects.create(name="nightly")
+    make_volume("in-policy", policy=nightly)
+    make_volume("elsewhere")
+    call_command("backup_all", "--no-wait", "--policy", "nightly")
+    out = capsys.readouterr().out
+    assert "volume=in-policy status=queued" in out and "elsewhere" not in out
+    with pytest.raises(CommandError) as raised:
+        call_command("backup_all", "--policy", "no-such-policy")
+    assert raised.value.returncode == 3
