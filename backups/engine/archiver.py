@@ -1,10 +1,12 @@
 """Backup: walk a directory, chunk, dedup, compress, encrypt, pack, index, commit a snapshot.
 
-Pipeline (why: zstd, HMAC and AES-GCM release the GIL, so two cores overlap them)::
+Pipeline (why: FastCDC, read(), zstd, HMAC and AES-GCM release the GIL, so two cores
+overlap them)::
 
-    main thread: walk + lstat + read + FastCDC cut (GIL-free)  --chunks-->  worker pool (N):
+    main thread: walk + lstat + small files (batched) + trees
+    reader threads (2): read + FastCDC-cut large files      --chunks-->  worker pool:
         HMAC id -> dedup check -> zstd -> AES-GCM -> append to the open pack
-    full pack --> upload thread: trailer + SHA-256 pack id + backend.put
+    full pack --> upload threads (2): trailer + SHA-256 pack id + backend.put
 
 Bounded: at most `IN_FLIGHT_BYTES` of chunk plaintext queued for workers and at most
 `UPLOAD_SLOTS` finished packs waiting for storage, so memory stays flat for any input.

@@ -23,14 +23,14 @@ opened with O_NOFOLLOW | O_EXCL.
 
 from __future__ import annotations
 
-import os
 import itertools
+import os
 import secrets
 import stat
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, FIRST_EXCEPTION, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from .errors import EngineError, FormatError, IntegrityError, PathNotFound, TargetError, UnsafePath
