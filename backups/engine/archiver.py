@@ -34,7 +34,7 @@ import zstandard
 from .chunker import Chunker
 from .errors import Cancelled, SourceError
 from .format import BlobType, Compression
-from .memory import release_free_memory
+from .memory import release_free_memory, without_cyclic_gc
 from .packer import PackBuilder, blob_associated_data, pack_name
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
@@ -584,6 +584,12 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
     elif parent:
         parent_info = repo.resolve_snapshot(parent)
     repo.load_index(reload=True)
+    with without_cyclic_gc():
+        return _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname,
+                           started)
+
+
+def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname, started):
     archiver = _Archiver(repo, root, bytes.fromhex(parent_info.tree) if parent_info else None,
                          progress, cancel)
     try:

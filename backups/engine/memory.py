@@ -9,8 +9,10 @@ as early as possible (CLI start, first backup/restore).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import gc
 import sys
 
 M_ARENA_MAX = -8
@@ -57,3 +59,23 @@ def release_free_memory() -> None:
                 _libc = False
     if _libc:
         _libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def without_cyclic_gc():
+    """Pause Python's cyclic garbage collector for one backup or restore.
+
+    Why: these operations create hundreds of thousands of small long-lived objects (tree
+    entries, chunk references, per-file states); each generation-2 collection walks all of
+    them while holding the GIL, stalling every pipeline thread (py-spy on a 1 GiB backup:
+    ~2 s of collections; wall time 4.8 s -> 4.3 s without). Nothing relies on cycle
+    collection: reference counting frees the data buffers; the few cycles left are
+    collected once the collector is back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from .errors import EngineError, FormatError, IntegrityError, PathNotFound, TargetError, UnsafePath
 from .format import BlobType, Compression
+from .memory import without_cyclic_gc
 from .packer import pack_name
 from .progress import ProgressReporter, check_cancelled
 from .tree import TreeEntry, check_name
@@ -412,7 +413,8 @@ def restore(repo, snapshot: str, target_dir, *, sub_path: str | None = None, pro
     restorer = _Restorer(repo, target, progress, cancel)
     restorer.result = RestoreResult(snapshot_id=info.id)
     try:
-        restorer.run(start, tree_id)
+        with without_cyclic_gc():
+            restorer.run(start, tree_id)
     except EngineError:
         restorer.cleanup()
         raise
