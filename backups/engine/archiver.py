@@ -425,7 +425,7 @@ class _Archiver:
                 child = self.walk(item.path, previous.subtree if previous is not None
                                   and previous.type == "dir" else None)
                 directory.subdirs.append((entry, child))
-                self.count(dirs=1)
+                self.stats["dirs"] += 1  # main-thread-only counters: no lock
                 if unchanged and not (child.tree_id is not None
                                       and child.tree_id == previous.subtree
                                       and _unchanged(entry, previous)):
@@ -438,7 +438,7 @@ class _Archiver:
                     unchanged = False
                     continue
                 entry.type = "symlink"
-                self.count(symlinks=1)
+                self.stats["symlinks"] += 1
                 if unchanged and not (_unchanged(entry, previous)
                                       and previous.target == entry.target):
                     unchanged = False
@@ -448,12 +448,12 @@ class _Archiver:
                     unchanged = False
                     continue
                 directory.files.append((entry, content))
-                self.count(files=1)
+                self.stats["files"] += 1
                 if unchanged and not (reused and _unchanged(entry, previous)
                                       and previous.hardlink == entry.hardlink):
                     unchanged = False
             else:
-                self.count(skipped=1)
+                self.stats["skipped"] += 1
                 self.warn(f"{os.fsdecode(item.path)}: special file skipped")
                 unchanged = False
                 continue
@@ -467,7 +467,7 @@ class _Archiver:
     def file_content(self, path: bytes, info: os.stat_result, entry: TreeEntry,
                      previous: TreeEntry | None) -> tuple[_Content | None, bool]:
         """(content, reused from parent); content None when the file vanished."""
-        self.count(bytes_total=info.st_size)
+        self.stats["bytes_total"] += info.st_size
         link_key = None
         if info.st_nlink > 1:
             link_key = (info.st_dev, info.st_ino)
@@ -480,8 +480,8 @@ class _Archiver:
                   and all(blob_id in self.repo.index for blob_id in previous.content))
         if reused:
             content = _Content(previous.size, ids=previous.content)
-            self.count(files_reused=1)
-            self.progress.advance(info.st_size, os.fsdecode(path))
+            self.stats["files_reused"] += 1
+            self.progress.advance(info.st_size, path)
         else:
             descriptor = self.open_file(path)
             if descriptor is None:
@@ -516,21 +516,25 @@ class _Archiver:
                    content: _Content) -> None:
         """Main thread: a file below the chunker minimum is one chunk, batched."""
         size = 0
+        after = None
         try:
-            with open(descriptor, "rb", buffering=0, closefd=True) as stream:
-                data = stream.read(self.min_size)
-                # Grown past the small-file limit while we looked: the rest follows in
-                # min-size pieces (dedup of such a file is poorer, but nothing is lost).
-                while data:
-                    size += len(data)
-                    self.add_small_chunk(data, content.pieces)
-                    data = stream.read(self.min_size)
-                after = os.fstat(stream.fileno())
+            data = os.read(descriptor, self.min_size)
+            # A short read of a regular file is its end: no second read() per small file.
+            # A file that grew past the small-file limit meanwhile continues in min-size
+            # pieces (poorer dedup for that file, nothing lost; the fstat below warns).
+            while data:
+                size += len(data)
+                self.add_small_chunk(data, content.pieces)
+                if len(data) < self.min_size:
+                    break
+                data = os.read(descriptor, self.min_size)
+            after = os.fstat(descriptor)
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
                       f"{error.strerror}")
-            after = None
-        self.progress.advance(size, os.fsdecode(path))
+        finally:
+            os.close(descriptor)
+        self.progress.advance(size, path)
         self.finish_read(path, info, after, size, content)
 
     def read_large(self, descriptor: int, path: bytes, info: os.stat_result,
@@ -542,7 +546,7 @@ class _Archiver:
                 for data in self._chunker().chunks(descriptor):
                     size += len(data)
                     self.add_large_chunk(data, content.pieces)
-                    self.progress.advance(len(data), os.fsdecode(path))
+                    self.progress.advance(len(data), path)
                     self.check_running()
                 after = os.fstat(descriptor)
             finally:

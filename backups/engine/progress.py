@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,8 @@ class ProgressReporter:
         self._last = -interval
         self._lock = threading.Lock()
 
-    def advance(self, done_bytes: int, message: str = "") -> None:
+    def advance(self, done_bytes: int, message: str | bytes = "") -> None:
+        """Add `done_bytes`; `message` may be a bytes path (decoded only when shown)."""
         if self._callback is None:
             return
         with self._lock:
@@ -36,6 +38,8 @@ class ProgressReporter:
                 return
             self._last = now
             done, total = self.done, max(self.total, self.done)
+        if isinstance(message, bytes):
+            message = os.fsdecode(message)
         self._callback(done, total, message)
 
     def finish(self, message: str = "done") -> None:

@@ -34,7 +34,7 @@ MAX_SIZE = 1 << 62
 MAX_TREE_BYTES = 256 * 1024 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class TreeEntry:
     """One name in a directory of a snapshot."""
 
