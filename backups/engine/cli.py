@@ -251,6 +251,11 @@ COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     limit_malloc_arenas()
+    # File names are arbitrary bytes (surrogate-escaped): print them escaped rather than
+    # fail a finished backup on the message that reports it.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return COMMANDS[arguments.verb](arguments)
     except errors.EngineError as error:
