@@ -266,7 +266,40 @@ class _Directory:
 _SAME_METADATA = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns")
 
 
-def _unchanged(entry: TreeEntry, previous: TreeEntry | None) -> bool:
+class _ParentEntry:
+    """One entry of the parent snapshot's tree, as far as change detection needs it.
+
+    Built from the raw JSON (`Repository.read_tree_entries_raw`): no validation beyond
+    GCM authentication, ids converted only when used. Anything malformed just means
+    "changed" (the file is read again), never an error.
+    """
+
+    __slots__ = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns", "size",
+                 "target", "hardlink", "_subtree", "_content")
+
+    def __init__(self, raw: dict) -> None:
+        get = raw.get
+        self.type, self.mode, self.mtime_ns = get("type"), get("mode"), get("mtime_ns")
+        self.uid, self.gid, self.inode = get("uid"), get("gid"), get("inode")
+        self.ctime_ns, self.size, self.target = get("ctime_ns"), get("size"), get("target")
+        self.hardlink, self._subtree, self._content = get("hardlink"), get("subtree"), \
+            get("content")
+
+    @property
+    def subtree(self) -> bytes | None:
+        try:
+            return bytes.fromhex(self._subtree)
+        except (TypeError, ValueError):
+            return None
+
+    def content_ids(self) -> list[bytes] | None:
+        try:
+            return [bytes.fromhex(value) for value in self._content]
+        except (TypeError, ValueError):
+            return None
+
+
+def _unchanged(entry: TreeEntry, previous: _ParentEntry | None) -> bool:
     return previous is not None and all(
         getattr(entry, name) == getattr(previous, name) for name in _SAME_METADATA)
 
@@ -384,11 +417,12 @@ class _Archiver:
         finally:
             self.readers.shutdown(wait=True, cancel_futures=True)
 
-    def _parent_entries(self, tree_id: bytes | None) -> dict[str, TreeEntry]:
+    def _parent_entries(self, tree_id: bytes | None) -> dict[str, _ParentEntry]:
         if tree_id is None:
             return {}
         try:
-            return {entry.name: entry for entry in self.repo.read_tree(tree_id)}
+            return {raw["name"]: _ParentEntry(raw)
+                    for raw in self.repo.read_tree_entries_raw(tree_id)}
         except Exception as error:  # a damaged parent only costs re-reading, never the backup
             self.warn(f"parent tree unreadable, files re-read: {error}")
             return {}
@@ -422,12 +456,13 @@ class _Archiver:
             previous = parent.get(name)
             if stat.S_ISDIR(info.st_mode):
                 entry.type = "dir"
-                child = self.walk(item.path, previous.subtree if previous is not None
-                                  and previous.type == "dir" else None)
+                previous_tree = previous.subtree if previous is not None \
+                    and previous.type == "dir" else None
+                child = self.walk(item.path, previous_tree)
                 directory.subdirs.append((entry, child))
                 self.stats["dirs"] += 1  # main-thread-only counters: no lock
                 if unchanged and not (child.tree_id is not None
-                                      and child.tree_id == previous.subtree
+                                      and child.tree_id == previous_tree
                                       and _unchanged(entry, previous)):
                     unchanged = False
             elif stat.S_ISLNK(info.st_mode):
@@ -474,12 +509,16 @@ class _Archiver:
             entry.hardlink = f"{info.st_dev}:{info.st_ino}"
             if link_key in self.hardlinks:
                 return self.hardlinks[link_key], False  # one inode: read once, same chunks
-        reused = (previous is not None and previous.type == "file"
-                  and previous.size == info.st_size and previous.mtime_ns == info.st_mtime_ns
-                  and previous.inode == info.st_ino and previous.ctime_ns == info.st_ctime_ns
-                  and all(blob_id in self.repo.index for blob_id in previous.content))
+        ids = None
+        if (previous is not None and previous.type == "file"
+                and previous.size == info.st_size and previous.mtime_ns == info.st_mtime_ns
+                and previous.inode == info.st_ino and previous.ctime_ns == info.st_ctime_ns):
+            ids = previous.content_ids()
+            if ids is not None and not all(blob_id in self.repo.index for blob_id in ids):
+                ids = None
+        reused = ids is not None
         if reused:
-            content = _Content(previous.size, ids=previous.content)
+            content = _Content(previous.size, ids=ids)
             self.stats["files_reused"] += 1
             self.progress.advance(info.st_size, path)
         else:
