@@ -34,7 +34,7 @@ import zstandard
 from .chunker import Chunker
 from .errors import Cancelled, SourceError
 from .format import BlobType, Compression
-from .memory import release_free_memory, without_cyclic_gc
+from .memory import trim_if_above, without_cyclic_gc
 from .packer import PackBuilder, blob_associated_data, pack_name
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
@@ -49,9 +49,10 @@ UPLOAD_THREADS = 2
 BATCH_BYTES = 1024 * 1024
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 READER_THREADS = 2
-#: Return freed heap memory to the OS after this many packs (see memory.py): often enough
-#: to hold peak RSS down, rarely enough that re-faulting the pages costs little.
-TRIM_EVERY_PACKS = 8
+#: After each stored pack, freed heap memory goes back to the OS if RSS is above this (see
+#: memory.py): often enough to hold the peak well under 300 MiB, rarely enough that
+#: re-faulting pages costs little.
+TRIM_ABOVE_BYTES = 224 * 1024 * 1024
 #: Large files queued for the reader threads at most (each holds an open descriptor).
 READER_QUEUE = 16
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -186,9 +187,7 @@ class _Pipeline:
         with self.lock:
             self.written[pack_id] = entries
             self.stats["packs_written"] += 1
-            trim = self.stats["packs_written"] % TRIM_EVERY_PACKS == 0
-        if trim:
-            release_free_memory()
+        trim_if_above(TRIM_ABOVE_BYTES)
 
     # -- completion ----------------------------------------------------------------------------
     def flush(self) -> dict[str, list]:

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import os
 import sys
 
 M_ARENA_MAX = -8
@@ -44,8 +45,8 @@ def release_free_memory() -> None:
     Why: the backup pipeline frees ~1 MiB buffers from several threads at a high rate;
     glibc keeps such freed memory mapped in its arenas, so RSS creeps towards the total
     ever allocated. Trimming every few stored packs holds peak RSS near the live set (measured on the
-    1 GiB bench set: ~300 MiB never, ~245 MiB every 8th pack; every pack doubles the page
-    faults, i.e. sys time, for little more).
+    1 GiB bench set: ~300 MiB never; trimming after a pack whenever RSS is above 224 MiB
+    holds it at 240-270 MiB; trimming after every pack doubles the page faults).
     """
     global _libc
     if _libc is None:
@@ -79,3 +80,26 @@ def without_cyclic_gc():
     finally:
         if was_enabled:
             gc.enable()
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """This process's resident set size now (Linux /proc; 0 when unknown)."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def trim_if_above(limit_bytes: int) -> bool:
+    """`release_free_memory()` only when RSS exceeds `limit_bytes`; True when trimmed.
+
+    Trimming returns pages the allocator would have reused, and re-faulting them costs sys
+    time, so trim only when memory actually runs high."""
+    if resident_bytes() > limit_bytes:
+        release_free_memory()
+        return True
+    return False
