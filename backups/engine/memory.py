@@ -42,10 +42,11 @@ _libc = None
 def release_free_memory() -> None:
     """Return freed heap pages to the OS (glibc `malloc_trim`); a no-op elsewhere.
 
-    Why: the backup pipeline frees ~1 MiB buffers from several threads at a high rate;
-    glibc keeps such freed memory mapped in its arenas, so RSS creeps towards the total
-    ever allocated. Trimming holds peak RSS near the live set (measured on the 1 GiB bench set: ~300 MiB never; trimming after a pack whenever RSS is above 224 MiB
-    holds it at 240-270 MiB; trimming after every pack doubles the page faults).
+    Why: the backup pipeline frees ~1 MiB buffers from several threads at a high rate; glibc
+    keeps such freed memory mapped in its arenas, so RSS creeps towards the total ever
+    allocated. Trimming holds peak RSS near the live set (measured on the 1 GiB bench set:
+    ~300 MiB never; trimming after a pack whenever RSS is above 224 MiB holds it at 240-270
+    MiB; trimming after every pack doubles the page faults).
     """
     global _libc
     if _libc is None:
