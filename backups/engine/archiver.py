@@ -97,6 +97,7 @@ class _Pipeline:
         self.uploader = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="backup-upload")
         self.upload_slots = threading.Semaphore(UPLOAD_SLOTS)
         self.upload_futures: list[Future] = []
+        self.tasks: list[Future] = []  # every worker task: flush waits for all of them
         self.in_flight = 0
         self.in_flight_changed = threading.Condition()
         self.local = threading.local()
@@ -111,6 +112,7 @@ class _Pipeline:
                     break
             self.in_flight += batch.size
         batch.future = self.workers.submit(self._process, batch.chunks, BlobType.DATA)
+        self.tasks.append(batch.future)
         # Pending directories keep their batches until their tree is written: drop the
         # plaintext reference here so only the worker holds it, or memory grows with
         # directory size.
@@ -191,7 +193,14 @@ class _Pipeline:
 
     # -- completion ----------------------------------------------------------------------------
     def flush(self) -> dict[str, list]:
-        """Upload the partly filled packs, wait for every upload; {pack id: entries}."""
+        """Upload the partly filled packs, wait for every upload; {pack id: entries}.
+
+        First every worker task must be done, even one whose result nobody uses: a task
+        that claimed a blob id (so others deduplicated against it) may still be adding
+        that blob to a pack.
+        """
+        for future in list(self.tasks):
+            future.result()
         for blob_type in (BlobType.DATA, BlobType.TREE):
             builder = self.packs[blob_type]
             if builder.entries:
