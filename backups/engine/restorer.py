@@ -365,7 +365,13 @@ class _Restorer:
             self.replace(temporary, path)
             self.result.hardlinks += 1
         for path, entry in reversed(self.dirs):
-            self.set_metadata(path, entry)
+            # Through a descriptor opened with O_NOFOLLOW: if the directory was swapped for
+            # a symlink meanwhile, this fails instead of changing something outside.
+            descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                self.set_metadata(descriptor, entry)
+            finally:
+                os.close(descriptor)
         self.result.files = len(self.files) + len(self.links)
         self.result.dirs = len(self.dirs)
 
