@@ -9,7 +9,7 @@ import pytest
 
 from backups import engine
 from backups.engine import archiver
-from backups.engine.tests.helpers import new_repository, snapshot_tree
+from backups.engine.tests.helpers import KEY, new_repository, snapshot_tree
 
 
 def _source(tmp_path):
@@ -21,9 +21,9 @@ def _source(tmp_path):
     return source
 
 
-def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch, any_backend):
     source = _source(tmp_path)
-    repo = new_repository(tmp_path / "repo")
+    repo = engine.Repository.init(any_backend, KEY)
     first = repo.backup(source, source="volume:1")
     assert first.stats["files_read"] == 21
 

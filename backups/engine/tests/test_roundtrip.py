@@ -117,12 +117,12 @@ def test_sparse_file_stays_sparse_and_restores_exactly(tmp_path):
     assert allocated < 12 * 1024 * 1024, f"{allocated} bytes allocated: holes were filled"
 
 
-def test_sub_path_restore_and_browse(tmp_path):
+def test_sub_path_restore_and_browse(tmp_path, any_backend):
     source = tmp_path / "source"
     (source / "etc" / "app").mkdir(parents=True)
     (source / "etc" / "app" / "conf").write_text("x=1\n")
     (source / "top").write_bytes(os.urandom(2 * 1024 * 1024))
-    repo = new_repository(tmp_path / "repo")
+    repo = engine.Repository.init(any_backend, KEY)
     snapshot = repo.backup(source, source="volume:7").snapshot_id
     repo.restore(snapshot, tmp_path / "only-etc", sub_path="etc")
     assert (tmp_path / "only-etc" / "app" / "conf").read_text() == "x=1\n"

@@ -103,16 +103,6 @@ def test_unknown_manifest_version_and_bad_magic_are_format_errors(tmp_path):
         engine.Repository.open(repo.backend, KEY)
 
 
-@pytest.fixture(params=["local", "s3"])
-def any_backend(request, tmp_path):
-    if request.param == "local":
-        return engine.LocalBackend(str(tmp_path / "repo"))
-    bucket = request.getfixturevalue("s3_bucket")
-    from backups.engine.backends.s3 import S3Backend
-
-    return S3Backend(bucket.name, "repo", client=bucket.client)
-
-
 def test_flipped_byte_in_a_pack_is_caught_by_restore(tmp_path, any_backend):
     source = tmp_path / "source"
     source.mkdir()
