@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from django.http import QueryDict
 
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def actor_of(request) -> str:
-    """Who is calling, for job rows and log lines: the token's name or the user name (never a secret)."""
-    token = getattr(request, "auth", None)
-    if token is not None and hasattr(token, "name"):
-        return f"token:{token.name}"
-    user = getattr(request, "user", None)
-    if user is not None and getattr(user, "is_authenticated", False):
-        return f"user:{user.get_username()}"
-    return "anonymous"
 
 
 def request_body(request):

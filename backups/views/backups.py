@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.actors import actor_of
 from accounts.roles import Role
 from backups import services
 from backups.errors import BackupNotFound, BackupNotRestorable
@@ -30,7 +31,7 @@ from backups.serializers import (
     TriggerSerializer,
     VerifySerializer,
 )
-from backups.views import actor_of, idempotency_key, request_body
+from backups.views import idempotency_key, request_body
 from storage_platform.errors import BadRequest
 
 LIST_PARAMETERS = [

@@ -15,12 +15,12 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from accounts.actors import actor_of
 from accounts.permissions import request_role
 from accounts.roles import Role, role_allows
 from backups import services
 from backups.models import Job, JobKind, JobStatus
 from backups.serializers import JobSerializer
-from backups.views import actor_of
 from storage_platform.errors import BadRequest, NotFound
 
 CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP}

@@ -8,10 +8,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.actors import actor_of
 from accounts.roles import Role
 from backups import services
 from backups.serializers import BackupSerializer, JobSerializer, VerifySerializer, VolumeReferenceSerializer
-from backups.views import actor_of, request_body
+from backups.views import request_body
 from backups.views.backups import IDEMPOTENCY_PARAMETER, trigger_response
 
 

@@ -15,12 +15,12 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.actors import actor_of
 from accounts.roles import Role
 from volumes import services
 from volumes.filters import filter_volumes
 from volumes.models import Volume
 from volumes.serializers import VolumeSerializer, VolumeWriteSerializer
-from volumes.views import actor_of
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Volume UUID or name.")
 LIST_PARAMETERS = [
