@@ -13,10 +13,12 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.faults.tcp_proxy import TcpProxy
 from tests.support.services import free_port, require_service, wait_for_port
 
 HEARTBEAT_SECONDS = 1
@@ -28,6 +30,41 @@ FAST_WORKER_ENV = {
     "JOB_STALE_AFTER_SECONDS": str(STALE_AFTER_SECONDS),
     "JOB_RESEND_AFTER_SECONDS": str(RESEND_AFTER_SECONDS),
 }
+
+
+# The repository lives in a real S3 server (moto) reached through a 4 MB/s link, so a backup of
+# a few tens of MB lasts seconds however fast the engine is: long enough to kill, cut or stop
+# something half-way, with small test data.
+SLOW_LINK_BYTES_PER_SECOND = 4 * 1024 * 1024
+
+
+@dataclass
+class SlowS3:
+    server: object
+    bucket: str
+    proxy: TcpProxy
+
+    def worker_environment(self) -> dict[str, str]:
+        """S3_* settings for a worker: the repository through the slow (cuttable) link."""
+        return dict(self.server.environment(self.bucket), S3_ENDPOINT_URL=self.proxy.url)
+
+    def open_repository(self):
+        """The repository opened directly (not through the link), for checks after the fact."""
+        from django.conf import settings
+
+        from backups.engine.backends.s3 import S3Backend
+        from backups.engine.repository import Repository
+
+        return Repository.open(S3Backend(self.bucket, "repository", client=self.server.client()),
+                               settings.REPOSITORY_KEY)
+
+
+@pytest.fixture
+def slow_s3(private_s3_server):
+    bucket = private_s3_server.create_bucket()
+    proxy = TcpProxy(private_s3_server.port, bytes_per_second=SLOW_LINK_BYTES_PER_SECOND).up()
+    yield SlowS3(server=private_s3_server, bucket=bucket, proxy=proxy)
+    proxy.down()
 
 
 @pytest.fixture

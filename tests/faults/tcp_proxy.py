@@ -4,6 +4,10 @@
 lose the repository. Putting this proxy between the worker and moto lets a test make S3
 refuse connections (`down()`: the listening socket closes, open connections are reset) and
 come back (`up()`: listening again on the same port), with moto's data intact.
+
+`bytes_per_second` caps the bandwidth of all connections together (both directions): a
+backup through a slow link lasts long enough to be interrupted half-way, whatever the speed of
+the engine, without test data of gigabytes.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ _PORT_RANGE = (20000, 32000)
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1", *, bytes_per_second: float = 0):
         self.target = (target_host, target_port)
+        self.bytes_per_second = bytes_per_second
+        self._pace_lock = threading.Lock()
+        self._link_free_at = 0.0
         self.port = self._pick_port()
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
@@ -101,12 +108,23 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
+    def _pace(self, size: int) -> None:
+        """Wait until the shared link has carried `size` more bytes at `bytes_per_second`."""
+        if not self.bytes_per_second:
+            return
+        with self._pace_lock:
+            now = time.monotonic()
+            self._link_free_at = max(now, self._link_free_at) + size / self.bytes_per_second
+            wait = self._link_free_at - now
+        time.sleep(wait)
+
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while True:
-                data = source.recv(65536)
+                data = source.recv(16384)
                 if not data:
                     break
+                self._pace(len(data))
                 sink.sendall(data)
         except OSError:
             pass

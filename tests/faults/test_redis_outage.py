@@ -18,13 +18,14 @@ OUTAGE_SECONDS = 20
 
 
 def test_no_job_is_lost_when_redis_stops_for_20_seconds(celery_worker_factory, private_redis, random_volume,
-                                                        fast_jobs):
+                                                        slow_s3, fast_jobs):
     from backups.models import Job
     from backups.scheduling.reconciler import reconcile
 
-    celery_worker_factory(queues=("backup",), broker_url=private_redis.url, env=FAST_WORKER_ENV)
-    running_volume, _ = random_volume("during", total_mb=200)
-    waiting_volume, _ = random_volume("after", total_mb=5)
+    celery_worker_factory(queues=("backup",), broker_url=private_redis.url,
+                          env={**FAST_WORKER_ENV, **slow_s3.worker_environment()})
+    running_volume, _ = random_volume("during", total_mb=20)
+    waiting_volume, _ = random_volume("after", total_mb=2)
     during = services.trigger_backup(running_volume, trigger="api")
     wait_for(lambda: Job.objects.get(pk=during.job_id).status == JobStatus.RUNNING, timeout=30,
              message="the first backup to start")

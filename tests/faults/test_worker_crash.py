@@ -23,28 +23,25 @@ def wait_until_mid_backup(job_id) -> Job:
     """Until the job runs and its heartbeat reported some, but not all, bytes."""
     def mid_way():
         job = Job.objects.get(pk=job_id)
+        assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING), f"finished before the fault: {job.status}"
         return job if job.status == JobStatus.RUNNING and 0 < job.progress_done < job.progress_total else None
 
     return wait_for(mid_way, timeout=40, interval=0.1, message="the backup to be half-way")
 
 
-def test_backup_survives_kill_9_of_its_whole_worker(celery_worker_factory, random_volume, fast_jobs):
-    from backups.storage import open_repository
-
-    worker = celery_worker_factory(queues=("backup",), env=FAST_WORKER_ENV)
-    volume, digests = random_volume("big", total_mb=250)
+def test_backup_survives_kill_9_of_its_whole_worker(celery_worker_factory, random_volume, slow_s3, fast_jobs):
+    worker = celery_worker_factory(queues=("backup",), env={**FAST_WORKER_ENV, **slow_s3.worker_environment()})
+    volume, digests = random_volume("big", total_mb=30)
     backup = services.trigger_backup(volume, trigger="api")
-    running = wait_until_mid_backup(backup.job_id)
-    first_worker = running.worker
+    first_worker = wait_until_mid_backup(backup.job_id).worker
 
     worker.kill(signal.SIGKILL)  # parent and pool: the message stays unacked in Redis
     assert Job.objects.get(pk=backup.job_id).status == JobStatus.RUNNING  # orphaned...
     worker.start()  # ...until a worker is back and the reconciler notices the silence
 
-    jobs = run_reconciler_until_finished([backup.job_id], timeout=60)
-    job = jobs[str(backup.job_id)]
+    job = run_reconciler_until_finished([backup.job_id], timeout=60)[str(backup.job_id)]
     backup.refresh_from_db()
-    repository = open_repository()
+    repository = slow_s3.open_repository()
     try:
         snapshots = repository.snapshots(tags=[f"job:{job.pk}"])
         if job.status == JobStatus.SUCCEEDED:
