@@ -20,7 +20,7 @@ from backups.models import BackupTrigger, Job, JobStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-DATA_BYTES = 200 * 1024 * 1024  # random, so the engine needs a few seconds for it
+DATA_BYTES = 768 * 1024 * 1024  # random, so the engine (~300 MB/s on it) needs a few seconds
 
 
 def wait_until(predicate, timeout: float, what: str):
