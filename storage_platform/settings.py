@@ -136,6 +136,10 @@ S3_REGION = env_str("S3_REGION", "us-east-1")
 S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID") or env_str("AWS_ACCESS_KEY_ID")
 S3_SECRET_ACCESS_KEY = env_str("S3_SECRET_ACCESS_KEY") or env_str("AWS_SECRET_ACCESS_KEY")
 REPOSITORY_DIR = Path(env_str("REPOSITORY_DIR", str(DATA_DIR / "repository"))).expanduser().resolve()
+# Bandwidth caps of the backup engine towards the repository, KiB/s (restic's --limit-upload
+# / --limit-download); 0 = unlimited.
+BACKUP_UPLOAD_LIMIT_KIB = env_int("BACKUP_UPLOAD_LIMIT_KIB", 0, minimum=0)
+BACKUP_DOWNLOAD_LIMIT_KIB = env_int("BACKUP_DOWNLOAD_LIMIT_KIB", 0, minimum=0)
 
 if S3_BUCKET:
     _backups_storage = {
@@ -237,6 +241,8 @@ SPECTACULAR_SETTINGS = {
 # --- static files, i18n ------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise warns on every start when the folder is missing (before the first collectstatic).
+STATIC_ROOT.mkdir(exist_ok=True)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
