@@ -8,7 +8,8 @@ configuration surface. This module turns that storage into an engine backend:
                                      client=storage.connection.meta.client)`
 
 so S3/MinIO endpoint, region and credentials are whatever django-storages was given, and the
-engine never reads Django settings itself. Both are wrapped in `RetryingBackend`.
+engine never reads Django settings itself. Both are wrapped in `RetryingBackend`, and in
+`RateLimitedBackend` when `BACKUP_UPLOAD_LIMIT_KIB` / `BACKUP_DOWNLOAD_LIMIT_KIB` are set.
 
 `open_repository()` returns an opened engine `Repository` (initialised on first use with
 `settings.REPOSITORY_KEY`). Unwrapping the repository key costs a key derivation (scrypt for
@@ -89,16 +90,25 @@ def engine_backend(*, retry: bool = True) -> Backend:
         raise UnsupportedStorage(
             f"the backups storage {type(storage).__name__} is not supported; use "
             "FileSystemStorage (REPOSITORY_DIR) or S3Storage (S3_* settings)")
+    limits = {"upload_limit": _limit_bytes_per_second("BACKUP_UPLOAD_LIMIT_KIB"),
+              "download_limit": _limit_bytes_per_second("BACKUP_DOWNLOAD_LIMIT_KIB")}
     if attempts is None:
-        return open_backend(backend, retry=retry)
-    return open_backend(backend, retry=retry, attempts=attempts)
+        return open_backend(backend, retry=retry, **limits)
+    return open_backend(backend, retry=retry, attempts=attempts, **limits)
+
+
+def _limit_bytes_per_second(setting: str) -> int:
+    """A KiB/s setting as bytes per second; 0 (the default) means unlimited."""
+    return int(getattr(settings, setting, 0) or 0) * 1024
 
 
 def _cache_key() -> tuple:
     storage_config = repr(sorted(settings.STORAGES[STORAGE_ALIAS].items()))
     # Only a digest of the key is kept, so the cache never holds the secret as a key.
     key_digest = hashlib.sha256(str(settings.REPOSITORY_KEY).encode()).hexdigest()
-    return storage_config, key_digest, os.getpid()
+    limits = (_limit_bytes_per_second("BACKUP_UPLOAD_LIMIT_KIB"),
+              _limit_bytes_per_second("BACKUP_DOWNLOAD_LIMIT_KIB"))
+    return storage_config, key_digest, limits, os.getpid()
 
 
 def _open_or_init(backend: Backend):

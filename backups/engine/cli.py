@@ -59,8 +59,14 @@ def _read_key(path: str | None):
     return load_key_encryption_key(text_secret)
 
 
+def _backend(arguments):
+    """The repository backend, paced by `--limit-upload` / `--limit-download` (KiB/s)."""
+    return open_backend(arguments.repo, upload_limit=(arguments.limit_upload or 0) * 1024,
+                        download_limit=(arguments.limit_download or 0) * 1024)
+
+
 def _open(arguments) -> Repository:
-    return Repository.open(open_backend(arguments.repo), _read_key(arguments.key_file))
+    return Repository.open(_backend(arguments), _read_key(arguments.key_file))
 
 
 def _print_json(document) -> None:
@@ -80,7 +86,7 @@ def _report(value):
 
 # --- verbs ---------------------------------------------------------------------------------------
 def command_init(arguments) -> int:
-    repo = Repository.init(open_backend(arguments.repo), _read_key(arguments.key_file))
+    repo = Repository.init(_backend(arguments), _read_key(arguments.key_file))
     print(f"created repository {repo.config['id']} at {repo.backend.location}")
     return 0
 
@@ -188,9 +194,24 @@ def command_stats(arguments) -> int:
     return 0
 
 
+def _kibibytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of KiB/s: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a bandwidth limit must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m backups.engine",
                                      description="Backup engine disaster-recovery CLI.")
+    # Global (before the verb), as in restic: 0 or absent = unlimited.
+    parser.add_argument("--limit-upload", type=_kibibytes, default=0, metavar="KIB",
+                        help="limit uploads to the repository to KIB KiB/s")
+    parser.add_argument("--limit-download", type=_kibibytes, default=0, metavar="KIB",
+                        help="limit downloads from the repository to KIB KiB/s")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--repo", required=True,
                         help="repository directory or s3://bucket/prefix")

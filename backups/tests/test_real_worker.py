@@ -20,7 +20,16 @@ from backups.models import BackupTrigger, Job, JobStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-DATA_BYTES = 768 * 1024 * 1024  # random, so the engine (~300 MB/s on it) needs a few seconds
+MIB = 1024 * 1024
+#: Random (incompressible) data spanning six 16 MiB packs. The engine reads ~80 MiB ahead of
+#: storage (2 packs uploading, a full pack waiting for an upload slot, the open pack, 16 MiB
+#: queued for the workers: measured), so the file must be above that for the backup to be
+#: still *reading* (progress_done < progress_total, cancel checked per chunk) when the test acts.
+DATA_BYTES = 96 * MIB
+#: The worker uploads at 8 MiB/s (BACKUP_UPLOAD_LIMIT_KIB): its first two packs are stored
+#: only after ~4 s, so reading stops at ~80 MiB until then, and the whole backup lasts ~12 s
+#: however fast the machine is. The first 1 s heartbeat records progress well inside that.
+WORKER_ENV = {"JOB_HEARTBEAT_SECONDS": "1", "BACKUP_UPLOAD_LIMIT_KIB": str(8 * 1024)}
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -67,7 +76,7 @@ def snapshots_of_job(job_id) -> list[str]:
 
 def test_a_backup_whose_worker_process_is_killed_is_redelivered_and_succeeds_once(make_volume,
                                                                                   celery_worker_factory):
-    worker = celery_worker_factory(env={"JOB_HEARTBEAT_SECONDS": "1"})
+    worker = celery_worker_factory(env=WORKER_ENV)
     backup = services.trigger_backup(big_volume(make_volume, "vol-kill"), trigger=BackupTrigger.API)
     running = wait_mid_backup(backup)
     killed = worker.kill_children(signal.SIGKILL)
@@ -85,7 +94,7 @@ def test_a_backup_whose_worker_process_is_killed_is_redelivered_and_succeeds_onc
 
 def test_a_running_backup_cancelled_through_the_api_stops_and_leaves_no_snapshot(make_volume, api,
                                                                                  celery_worker_factory):
-    celery_worker_factory(env={"JOB_HEARTBEAT_SECONDS": "1"})
+    celery_worker_factory(env=WORKER_ENV)
     backup = services.trigger_backup(big_volume(make_volume, "vol-cancel"), trigger=BackupTrigger.API)
     wait_mid_backup(backup)
     response = api("backup").post(f"/api/v1/jobs/{backup.job_id}/cancel")

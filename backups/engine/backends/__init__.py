@@ -2,6 +2,8 @@
 
 `open_backend("/srv/repo")` or `open_backend("s3://bucket/prefix")` returns a backend wrapped
 in `RetryingBackend`, so callers see transient failures only after the retries ran out.
+With `upload_limit` / `download_limit` (bytes per second) it is also rate limited
+(`RateLimitedBackend`, inside the retries so a retried put is paced again).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from ..backend import Backend
 from ..errors import BackendError
 from .local import LocalBackend
 from .retry import DEFAULT_ATTEMPTS, DEFAULT_BASE_DELAY, DEFAULT_MAX_DELAY, RetryingBackend
+from .throttle import RateLimitedBackend
 
-__all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "open_backend",
-           "parse_location"]
+__all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "RateLimitedBackend",
+           "open_backend", "parse_location"]
 
 
 def __getattr__(name):
@@ -49,7 +52,8 @@ def parse_location(url_or_path: str) -> tuple[str, str, str]:
 
 
 def open_backend(url_or_path, *, retry: bool = True, attempts: int = DEFAULT_ATTEMPTS, base_delay: float = DEFAULT_BASE_DELAY,
-                 max_delay: float = DEFAULT_MAX_DELAY, **options) -> Backend:
+                 max_delay: float = DEFAULT_MAX_DELAY, upload_limit: float | None = None,
+                 download_limit: float | None = None, **options) -> Backend:
     """Open the backend for a location (see `parse_location`), wrapped in `RetryingBackend`.
 
     For S3, `options` go to `S3Backend` (`client`, `endpoint_url`, `region`, `access_key_id`,
@@ -58,6 +62,7 @@ def open_backend(url_or_path, *, retry: bool = True, attempts: int = DEFAULT_ATT
     `S3_ACCESS_KEY_ID`/`AWS_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`/`AWS_SECRET_ACCESS_KEY`.
     For a local path, `options` go to `LocalBackend` (`fsync`).
     An already-built `Backend` passes through (wrapped if `retry` and not wrapped yet).
+    `upload_limit` / `download_limit` are bytes per second (None or 0: unlimited).
     """
     if isinstance(url_or_path, Backend):
         backend = url_or_path
@@ -69,7 +74,10 @@ def open_backend(url_or_path, *, retry: bool = True, attempts: int = DEFAULT_ATT
             backend = S3Backend(first, second, **_s3_options_from_environment(options))
         else:
             backend = LocalBackend(first, **options)
-    if retry and not isinstance(backend, RetryingBackend):
+    already_retrying = isinstance(backend, RetryingBackend)
+    if upload_limit or download_limit:
+        backend = RateLimitedBackend(backend, upload_limit, download_limit)
+    if retry and not already_retrying:
         backend = RetryingBackend(backend, attempts=attempts, base_delay=base_delay,
                                   max_delay=max_delay)
     return backend
