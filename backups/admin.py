@@ -176,7 +176,7 @@ class PolicyAdminForm(forms.ModelForm):
     class Meta:
         model = Policy
         fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "rpo_hours",
-                  "verify_schedule", "verify_percent", "prune_schedule", "is_default"]
+                  "verify_schedule", "verify_percent", "prune_schedule"]
 
     def clean(self):
         cleaned = super().clean()
@@ -199,6 +199,8 @@ class PolicyAdmin(admin.ModelAdmin):
     list_display = ["name", "enabled", "schedule", "timezone", "rpo_hours", "verify_schedule", "prune_schedule",
                     "is_default"]
     list_filter = ["enabled", "is_default"]
+    # Exactly one default policy exists (a database constraint); it is chosen by migration.
+    readonly_fields = ["is_default"]
     search_fields = ["name", "description"]
     actions = ["prune_now", "prune_dry_run"]
 

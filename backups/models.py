@@ -39,6 +39,11 @@ class Policy(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "policies"
+        constraints = [
+            # Volumes without a policy follow the default one: there must never be two.
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True),
+                                    name="one_default_policy"),
+        ]
 
     def __str__(self) -> str:
         return self.name
