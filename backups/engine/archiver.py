@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .chunker import Chunker
-from .errors import Cancelled, SourceError
+from .errors import Cancelled, SnapshotNotFound, SourceError
 from .memory import without_cyclic_gc
 from .pipeline import Batch, BlobPipeline
 from .progress import ProgressReporter, check_cancelled
@@ -462,7 +462,8 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
 
     `source` names what is backed up (default: the absolute path) and selects the parent
     when `parent="auto"` (the latest snapshot with the same source); `parent=None` reads
-    everything. Files that vanish or change while read become warnings in the result and
+    everything. A `parent` given as a full snapshot id that no longer exists also reads
+    everything (it was forgotten meanwhile); that is not an error. Files that vanish or change while read become warnings in the result and
     the snapshot's stats. `Cancelled` (from `cancel()`) or any error leaves no snapshot.
     """
     started = time.monotonic()
@@ -475,7 +476,14 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
         candidates = repo.snapshots(source=source)
         parent_info = candidates[-1] if candidates else None
     elif parent:
-        parent_info = repo.resolve_snapshot(parent)
+        try:
+            parent_info = repo.resolve_snapshot(parent)
+        except SnapshotNotFound:
+            if len(parent) != 64:
+                raise  # a prefix or "latest" that names nothing is the caller's mistake
+            # A full id that is gone (forgotten by prune since the caller looked it up):
+            # the parent only saves reading unchanged files, so back up without one.
+            parent_info = None
     repo.load_index(reload=True)
     with without_cyclic_gc():
         return _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname,

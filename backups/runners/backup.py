@@ -4,6 +4,10 @@ Idempotent: the snapshot is tagged `job:<job id>`; a redelivered job (its worker
 the engine committed the snapshot but before the catalog was updated) finds it and adopts it
 instead of writing a second one. A crash before the commit point leaves only unreferenced
 packs, which prune removes.
+
+The parent snapshot comes from the catalog (the volume's newest completed backup), not from
+a scan of every manifest in the repository, which made backup-all O(volumes²) (see
+bench/RESULTS.md, "Worker scaling").
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from django.utils import timezone
 
 from backups import volume_access
 from backups.errors import VolumeNotFound
-from backups.models import Backup
+from backups.models import Backup, BackupStatus
 from backups.runners.results import backup_stats, snapshot_id_of
 
 
@@ -22,6 +26,22 @@ def job_tag(job) -> str:
 
 def volume_tag(volume_id) -> str:
     return f"volume:{volume_id}"
+
+
+def catalog_parent(volume_id, *, exclude=None) -> str | None:
+    """The snapshot id of the volume's newest completed, not forgotten backup, or None.
+
+    The catalog already knows it, so the engine need not scan every manifest for the
+    newest one with this source (`parent="auto"`). No completed backup means a full read,
+    as "auto" would do on a repository in step with the catalog; an id prune removed from
+    the repository meanwhile also means a full read (see `archiver.backup`).
+    """
+    newest = (Backup.objects.filter(volume_id=volume_id, status=BackupStatus.COMPLETED,
+                                    forgotten_at__isnull=True)
+              .exclude(snapshot_id="").exclude(pk=exclude)
+              .order_by("-completed_at", "-created_at").values_list("snapshot_id", flat=True)
+              .first())
+    return newest or None
 
 
 def run(job, context) -> dict:
@@ -49,6 +69,7 @@ def run(job, context) -> dict:
             started = timezone.now()
             outcome = repository.backup(
                 str(source), source=volume_tag(volume.pk), tags=tags,
+                parent=catalog_parent(volume.pk, exclude=backup.pk),
                 progress=context.progress, cancel=context.cancel,
             )
             snapshot_id, stats, adopted = snapshot_id_of(outcome), backup_stats(outcome), False
