@@ -5,9 +5,10 @@ the engine committed the snapshot but before the catalog was updated) finds it a
 instead of writing a second one. A crash before the commit point leaves only unreferenced
 packs, which prune removes.
 
-The parent snapshot comes from the catalog (the volume's newest completed backup), not from
-a scan of every manifest in the repository, which made backup-all O(volumes²) (see
-bench/RESULTS.md, "Worker scaling").
+Neither step scans every manifest of the repository on a first attempt, because those scans
+made backup-all O(volumes²) (bench/RESULTS.md, "Worker scaling"): the job-tag search runs
+only from the second attempt on, and the parent snapshot comes from the catalog (the
+volume's newest completed backup).
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ def job_tag(job) -> str:
 
 def volume_tag(volume_id) -> str:
     return f"volume:{volume_id}"
+
+
+def adoptable_snapshots(repository, job) -> list:
+    """Snapshots an earlier attempt of `job` committed (normally none).
+
+    `jobs.claim` counts every claim in `attempts` before a runner starts, so on attempt 1 no
+    earlier run of this job can have reached the engine and the scan, which reads every
+    manifest of the repository, is skipped. Redeliveries, take-overs and retries (attempt
+    2+) scan, so a snapshot a dead worker committed is adopted instead of duplicated.
+    """
+    if job.attempts <= 1:
+        return []
+    return repository.snapshots(tags=[job_tag(job)])
 
 
 def catalog_parent(volume_id, *, exclude=None) -> str | None:
@@ -61,7 +75,7 @@ def run(job, context) -> dict:
     tags = [volume_tag(volume.pk), job_tag(job)]
     repository = open_repository()
     try:
-        earlier = repository.snapshots(tags=[job_tag(job)])
+        earlier = adoptable_snapshots(repository, job)
         if earlier:
             snapshot = earlier[0]
             snapshot_id, stats, adopted = snapshot_id_of(snapshot), backup_stats(snapshot), True
