@@ -9,6 +9,7 @@ Internals meant for verify.py / prune.py are documented as contracts below (sect
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -42,6 +43,9 @@ MAX_BLOB_SIZE = 16 * 1024 * 1024
 MAX_TREE_SIZE = MAX_TREE_BYTES
 TREE_CACHE_SIZE = 512
 TREE_PACK_CACHE_BYTES = 48 * 1024 * 1024
+#: Decoded snapshot manifests kept per process (~1-2 KiB each), shared by every Repository
+#: object of the same repository; see `_ManifestCache`.
+MANIFEST_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -59,6 +63,57 @@ class RepositoryStats:
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+
+class _ManifestCache:
+    """Decoded, authenticated snapshot manifests, keyed by (repository id, snapshot id).
+
+    Safe without invalidation: a manifest is immutable and its name is the SHA-256 of its
+    stored bytes, so whatever is stored under that name later is the same manifest; the
+    repository id (from the authenticated config) keeps two repositories apart. Deletion is
+    seen because listings (`list_snapshot_ids`) always ask the storage; only listing-driven
+    reads use the cache, while `load_snapshot` (verify, prune, lookups by id) always reads
+    storage. Process-wide (the platform opens a fresh `Repository` per job around one
+    backend), bounded (LRU), thread-safe; callers get copies they may mutate.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], SnapshotInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> SnapshotInfo | None:
+        with self._lock:
+            info = self._entries.get(key)
+            if info is None:
+                return None
+            self._entries.move_to_end(key)
+        return _copy_snapshot_info(info)
+
+    def put(self, key: tuple[str, str], info: SnapshotInfo) -> None:
+        info = _copy_snapshot_info(info)
+        with self._lock:
+            self._entries[key] = info
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _copy_snapshot_info(info: SnapshotInfo) -> SnapshotInfo:
+    return dataclasses.replace(info, tags=list(info.tags), paths=list(info.paths),
+                               stats=dict(info.stats), warnings=list(info.warnings))
+
+
+_manifest_cache = _ManifestCache(MANIFEST_CACHE_SIZE)
+
+
+def forget_cached_manifests() -> None:
+    """Empty the process-wide manifest cache (tests that count storage reads)."""
+    _manifest_cache.clear()
 
 
 _thread_state = threading.local()
@@ -341,18 +396,35 @@ class Repository:
         return sorted(name.rsplit("/", 1)[-1] for name in self.backend.list("snapshots/"))
 
     def load_snapshot(self, snapshot_id: str) -> SnapshotInfo:
-        """One manifest, authenticated; `SnapshotNotFound` when missing."""
+        """One manifest, read from storage and authenticated; `SnapshotNotFound` when missing.
+        Never answered from the manifest cache (verify and prune must see the stored bytes),
+        but what it reads is cached for listings."""
         name = f"snapshots/{snapshot_id}"
         try:
             data = self.backend.get(name)
         except ObjectNotFound:
             raise SnapshotNotFound(f"no snapshot {snapshot_id}") from None
-        return decode_snapshot(snapshot_id, self.cipher.open_envelope(
+        info = decode_snapshot(snapshot_id, self.cipher.open_envelope(
             data, ObjectType.SNAPSHOT, name))
+        if hashlib.sha256(data).hexdigest() == snapshot_id:
+            _manifest_cache.put(self._manifest_key(snapshot_id), info)
+        return info
+
+    def _manifest_key(self, snapshot_id: str) -> tuple[str, str]:
+        return str(self.config.get("id", "")), snapshot_id
 
     def iter_snapshots(self) -> Iterator[SnapshotInfo]:
-        """Every snapshot (unordered). A manifest deleted meanwhile is skipped."""
+        """Every snapshot (unordered). A manifest deleted meanwhile is skipped.
+
+        The names come from a fresh listing; manifests already decoded in this process are
+        taken from the manifest cache (see `_ManifestCache`), so listing is one
+        `backend.list` plus a read of each manifest this process has not seen yet.
+        """
         for snapshot_id in self.list_snapshot_ids():
+            cached = _manifest_cache.get(self._manifest_key(snapshot_id))
+            if cached is not None:
+                yield cached
+                continue
             try:
                 yield self.load_snapshot(snapshot_id)
             except SnapshotNotFound:
@@ -363,6 +435,9 @@ class Repository:
         data = self.cipher.seal_envelope(ObjectType.SNAPSHOT, encode_snapshot(info))
         info.id = hashlib.sha256(data).hexdigest()
         self.backend.put(f"snapshots/{info.id}", data)
+        # Cached as a reader would decode it, not as the caller's object.
+        _manifest_cache.put(self._manifest_key(info.id),
+                            decode_snapshot(info.id, encode_snapshot(info)))
         return info.id
 
     def delete_objects(self, names: Iterable[str]) -> int:
