@@ -6,12 +6,19 @@ import json
 import os
 import stat
 
+import pytest
+
 from backups import engine
 from backups.engine.format import BlobType, Compression
 from backups.engine.packer import PackBuilder, blob_associated_data, pack_name
 from backups.engine.snapshot import SnapshotInfo
 
 KEY = "11" * 32  # 64 hex digits: the HKDF path, fast for tests
+
+#: Logic that does not depend on the storage: the local directory is enough (S3 runs are
+#: the slow part of the suite, kept for what touches storage behaviour). Parametrizes the
+#: `any_backend` fixture of conftest.py.
+LOCAL_ONLY = pytest.mark.parametrize("any_backend", ["local"], indirect=True)
 
 
 def new_repository(path, key=KEY) -> engine.Repository:
@@ -70,3 +77,10 @@ def file_entry(name, content_ids=(), size=0, **extra) -> dict:
              "size": size, "inode": 1, "ctime_ns": 0, "content": [c.hex() for c in content_ids]}
     entry.update(extra)
     return entry
+
+
+def write_files(directory, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)

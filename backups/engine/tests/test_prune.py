@@ -17,41 +17,21 @@ from backups.engine.locking import LockInfo, encode_lock, process_namespace, rep
 from backups.engine.packer import PackBuilder, pack_name
 from backups.engine.prune import ForgetResult, PruneResult, forget_snapshots, prune_repository
 from backups.engine.retention import RetentionPolicy
+from backups.engine.tests.helpers import LOCAL_ONLY, write_files
 from backups.engine.verify import verify_repository
 
 pytestmark = pytest.mark.engine
 
-#: Logic that does not depend on the storage: the local directory is enough (S3 runs are
-#: the slow part of the suite, kept for what touches storage behaviour).
-LOCAL_ONLY = pytest.mark.parametrize("backend", ["local"], indirect=True)
-
 KEY = "33" * 32
 
 
-@pytest.fixture(params=["local", "s3"])
-def backend(request, tmp_path):
-    if request.param == "local":
-        return engine.LocalBackend(str(tmp_path / "repo"))
-    bucket = request.getfixturevalue("s3_bucket")
-    from backups.engine.backends.s3 import S3Backend
-
-    return S3Backend(bucket.name, "repo", client=bucket.client)
-
-
 @pytest.fixture
-def repo(backend):
-    return engine.Repository.init(backend, KEY)
+def repo(any_backend):
+    return engine.Repository.init(any_backend, KEY)
 
 
-def write_files(directory, files: dict[str, bytes]) -> None:
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-
-
-def all_objects(backend) -> dict[str, int]:
-    return {name: backend.size(name) for name in backend.list("")}
+def all_objects(any_backend) -> dict[str, int]:
+    return {name: any_backend.size(name) for name in any_backend.list("")}
 
 
 def tree_contents(root) -> dict[str, bytes]:
@@ -129,22 +109,22 @@ def test_forget_uses_the_injected_clock_for_keep_within_from_now(repo, history):
 
 
 # --- prune ---------------------------------------------------------------------------------
-def test_prune_removes_only_unreferenced_data_and_restores_stay_identical(repo, backend,
+def test_prune_removes_only_unreferenced_data_and_restores_stay_identical(repo, any_backend,
                                                                           history, tmp_path):
     source, (first, second, third) = history
     before = tmp_path / "before"
     repo.restore(third, before)
-    size_before = sum(all_objects(backend).values())
+    size_before = sum(all_objects(any_backend).values())
 
     forget_snapshots(repo, RetentionPolicy(keep_last=2))  # drops snapshot 1 (big.bin)
     result = prune_repository(repo)
     assert isinstance(result, PruneResult)
     assert result.packs_repacked >= 1  # snapshot 1's pack: keep.txt used, big.bin not
     assert result.bytes_freed > 300_000
-    assert sum(all_objects(backend).values()) < size_before - 300_000
+    assert sum(all_objects(any_backend).values()) < size_before - 300_000
     assert len(repo.list_index_names()) == 1  # indexes merged into one
 
-    fresh = engine.Repository.open(backend, KEY)  # as another process would
+    fresh = engine.Repository.open(any_backend, KEY)  # as another process would
     after = tmp_path / "after"
     fresh.restore(third, after)
     assert tree_contents(after) == tree_contents(before) == tree_contents(source)
@@ -156,42 +136,42 @@ def test_prune_removes_only_unreferenced_data_and_restores_stay_identical(repo, 
 
 
 @LOCAL_ONLY
-def test_prune_with_nothing_to_do_keeps_everything(repo, backend, history):
+def test_prune_with_nothing_to_do_keeps_everything(repo, any_backend, history):
     prune_repository(repo)  # merges the per-backup indexes
-    objects = all_objects(backend)
+    objects = all_objects(any_backend)
     result = prune_repository(repo)
     assert result.packs_deleted == result.packs_repacked == 0 and result.bytes_freed == 0
-    assert all_objects(backend) == objects
+    assert all_objects(any_backend) == objects
 
 
-def test_prune_dry_run_deletes_nothing(repo, backend, history):
+def test_prune_dry_run_deletes_nothing(repo, any_backend, history):
     forget_snapshots(repo, RetentionPolicy(keep_last=1))
-    objects = all_objects(backend)
+    objects = all_objects(any_backend)
     result = prune_repository(repo, dry_run=True)
     assert result.dry_run
     assert result.packs_deleted + result.packs_repacked >= 1 and result.bytes_freed > 0
-    assert all_objects(backend) == objects
+    assert all_objects(any_backend) == objects
 
 
-def test_prune_refuses_while_a_backup_holds_a_shared_lock(repo, backend, history):
+def test_prune_refuses_while_a_backup_holds_a_shared_lock(repo, any_backend, history):
     forget_snapshots(repo, RetentionPolicy(keep_last=1))
-    objects = all_objects(backend)
-    with repository_lock(backend, exclusive=False, holder="backup of vol"):
+    objects = all_objects(any_backend)
+    with repository_lock(any_backend, exclusive=False, holder="backup of vol"):
         started = time.monotonic()
         with pytest.raises(RepositoryLocked) as caught:
             prune_repository(repo, lock_wait=0.3)
         assert time.monotonic() - started < 10
     assert caught.value.transient and "backup of vol" in caught.value.message
-    after = all_objects(backend)
+    after = all_objects(any_backend)
     assert {name for name in after if not name.startswith("locks/")} == \
         {name for name in objects if not name.startswith("locks/")}
     prune_repository(repo)  # once the backup is done, prune goes ahead
 
 
-def test_a_backup_cannot_start_while_prune_holds_the_repository(repo, backend, tmp_path):
+def test_a_backup_cannot_start_while_prune_holds_the_repository(repo, any_backend, tmp_path):
     source = tmp_path / "s"
     write_files(source, {"f": b"x"})
-    with repository_lock(backend, exclusive=True, holder="prune"):
+    with repository_lock(any_backend, exclusive=True, holder="prune"):
         with pytest.raises(RepositoryLocked):
             repo.backup(source, source="vol")
 
@@ -203,9 +183,9 @@ def _dead_pid() -> int:
 
 
 def test_crash_mid_backup_leaves_leftovers_that_verify_tolerates_and_prune_removes(
-        repo, backend, history, tmp_path):
+        repo, any_backend, history, tmp_path):
     _, snapshots = history
-    objects = all_objects(backend)
+    objects = all_objects(any_backend)
     # What a backup killed before its index and manifest leaves behind: packs in no index,
     # its lock (its process is gone), and an interrupted upload.
     leftovers = []
@@ -217,22 +197,22 @@ def test_crash_mid_backup_leaves_leftovers_that_verify_tolerates_and_prune_remov
         builder.add(blob_id, 1, 0, repo.cipher.seal(payload, blob_associated_data(blob_id, 1, 0)),
                     len(payload))
         pack_id, data, _ = builder.finish(repo.cipher)
-        backend.put(pack_name(pack_id), data)
+        any_backend.put(pack_name(pack_id), data)
         leftovers.append(pack_name(pack_id))
     dead = LockInfo(name="locks/crashed", holder="backup of vol", host=socket.gethostname(),
                     pid=_dead_pid(), exclusive=False, created=time.time(), time=time.time(),
                     process_namespace=process_namespace())
-    backend.put(dead.name, encode_lock(dead))
-    if isinstance(backend, engine.LocalBackend):
-        partial = os.path.join(backend.root, "data", "ab", ".tmp-0123456789abcdef")
+    any_backend.put(dead.name, encode_lock(dead))
+    if isinstance(any_backend, engine.LocalBackend):
+        partial = os.path.join(any_backend.root, "data", "ab", ".tmp-0123456789abcdef")
         os.makedirs(os.path.dirname(partial), exist_ok=True)
         open(partial, "wb").write(b"half a pack")
         os.utime(partial, (time.time() - 7200, time.time() - 7200))  # crashed two hours ago
-        young = os.path.join(backend.root, "locks", ".tmp-fedcba9876543210")
+        young = os.path.join(any_backend.root, "locks", ".tmp-fedcba9876543210")
         os.makedirs(os.path.dirname(young), exist_ok=True)
         open(young, "wb").write(b"a lock being written right now")
     else:
-        backend.client.create_multipart_upload(Bucket=backend.bucket, Key="repo/data/ab/half")
+        any_backend.client.create_multipart_upload(Bucket=any_backend.bucket, Key="repo/data/ab/half")
 
     report = verify_repository(repo, read_data_percent=100)
     assert report.ok, report.errors
@@ -242,40 +222,40 @@ def test_crash_mid_backup_leaves_leftovers_that_verify_tolerates_and_prune_remov
     result = prune_repository(repo)
     assert result.leftover_packs_deleted == 2
     assert result.temporary_files_removed + result.incomplete_uploads_aborted == 1
-    remaining = all_objects(backend)
+    remaining = all_objects(any_backend)
     assert not any(name in remaining for name in leftovers)
     assert "locks/crashed" not in remaining
     assert set(remaining) - set(objects) <= {name for name in remaining
                                              if name.startswith("index/")}
-    if isinstance(backend, engine.LocalBackend):
+    if isinstance(any_backend, engine.LocalBackend):
         # only the old leftover went; the young one may be a put in progress
-        assert list(backend.list_temporary()) == ["locks/.tmp-fedcba9876543210"]
+        assert list(any_backend.list_temporary()) == ["locks/.tmp-fedcba9876543210"]
     else:
-        assert list(backend.list_incomplete_uploads()) == []
+        assert list(any_backend.list_incomplete_uploads()) == []
     assert verify_repository(repo, read_data_percent=100).ok
     assert len(repo.snapshots()) == len(snapshots)
 
 
-def test_a_backup_after_prune_still_deduplicates_and_restores(repo, backend, history, tmp_path):
+def test_a_backup_after_prune_still_deduplicates_and_restores(repo, any_backend, history, tmp_path):
     source, _ = history
     forget_snapshots(repo, RetentionPolicy(keep_last=1))
     prune_repository(repo)
-    fresh = engine.Repository.open(backend, KEY)
+    fresh = engine.Repository.open(any_backend, KEY)
     result = fresh.backup(source, source="vol", parent=None)  # read every file again
     assert result.stats["blobs_new"] == 0  # all found in the index prune rewrote
     fresh.restore(result.snapshot_id, tmp_path / "out")
     assert tree_contents(tmp_path / "out") == tree_contents(source)
 
 
-def test_prune_refuses_to_run_on_a_damaged_repository(repo, backend, history):
+def test_prune_refuses_to_run_on_a_damaged_repository(repo, any_backend, history):
     _, (first, second, third) = history
     index = repo.load_index(reload=True)
     pack_ids = sorted({entry.pack_id for _, entry in index.items()})
-    backend.delete(pack_name(pack_ids[0]))  # a pack some snapshot needs
-    objects = all_objects(backend)
+    any_backend.delete(pack_name(pack_ids[0]))  # a pack some snapshot needs
+    objects = all_objects(any_backend)
     with pytest.raises(IntegrityError, match="prune refused"):
         prune_repository(repo)
-    assert {n for n in all_objects(backend) if not n.startswith("locks/")} == \
+    assert {n for n in all_objects(any_backend) if not n.startswith("locks/")} == \
         {n for n in objects if not n.startswith("locks/")}
 
 
@@ -295,12 +275,12 @@ def test_prune_reports_progress_while_repacking(repo, history):
 
 
 @LOCAL_ONLY
-def test_prune_through_a_repository_opened_before_the_backups(backend, tmp_path):
+def test_prune_through_a_repository_opened_before_the_backups(any_backend, tmp_path):
     """A long-lived process (a worker) opened the repository before other backups ran."""
-    engine.Repository.init(backend, KEY)
-    early = engine.Repository.open(backend, KEY)
+    engine.Repository.init(any_backend, KEY)
+    early = engine.Repository.open(any_backend, KEY)
     early.load_index()
-    writer = engine.Repository.open(backend, KEY)
+    writer = engine.Repository.open(any_backend, KEY)
     source = tmp_path / "s"
     for number in range(3):
         write_files(source, {"f": os.urandom(10_000), f"g{number}": b"x"})
@@ -308,4 +288,4 @@ def test_prune_through_a_repository_opened_before_the_backups(backend, tmp_path)
     early.forget(RetentionPolicy(keep_last=1))
     result = early.prune()
     assert result.snapshots == 1 and result.packs_deleted + result.packs_repacked >= 1
-    assert verify_repository(engine.Repository.open(backend, KEY), read_data_percent=100).ok
+    assert verify_repository(engine.Repository.open(any_backend, KEY), read_data_percent=100).ok

@@ -13,37 +13,17 @@ import pytest
 from backups import engine
 from backups.engine.format import BlobType
 from backups.engine.packer import pack_name
+from backups.engine.tests.helpers import LOCAL_ONLY, write_files
 from backups.engine.verify import VerifyReport, verify_repository
 
 pytestmark = pytest.mark.engine
 
-#: Logic that does not depend on the storage: the local directory is enough (S3 runs are
-#: the slow part of the suite, kept for what touches storage behaviour).
-LOCAL_ONLY = pytest.mark.parametrize("backend", ["local"], indirect=True)
-
 KEY = "22" * 32  # 64 hex digits: the fast HKDF path
 
 
-@pytest.fixture(params=["local", "s3"])
-def backend(request, tmp_path):
-    if request.param == "local":
-        return engine.LocalBackend(str(tmp_path / "repo"))
-    bucket = request.getfixturevalue("s3_bucket")
-    from backups.engine.backends.s3 import S3Backend
-
-    return S3Backend(bucket.name, "repo", client=bucket.client)
-
-
 @pytest.fixture
-def repo(backend):
-    return engine.Repository.init(backend, KEY)
-
-
-def write_files(directory, files: dict[str, bytes]) -> None:
-    for name, content in files.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+def repo(any_backend):
+    return engine.Repository.init(any_backend, KEY)
 
 
 def packs_of(repo) -> set[str]:
@@ -63,10 +43,10 @@ def file_blobs(repo, snapshot_id, path) -> list[bytes]:
     return next(entry.content for entry in entries if entry.name == name)
 
 
-def flip_byte(backend, name, offset) -> None:
-    data = bytearray(backend.get(name))
+def flip_byte(any_backend, name, offset) -> None:
+    data = bytearray(any_backend.get(name))
     data[offset] ^= 0x01
-    backend.put(name, bytes(data))
+    any_backend.put(name, bytes(data))
 
 
 @pytest.fixture
@@ -97,10 +77,10 @@ def test_repository_verify_delegates_here(repo, two_snapshots):
     assert report.ok and report.packs_read == 0
 
 
-def test_a_flipped_byte_is_caught_and_names_the_broken_snapshot(repo, backend, two_snapshots):
+def test_a_flipped_byte_is_caught_and_names_the_broken_snapshot(repo, any_backend, two_snapshots):
     first, second, b_pack = two_snapshots
     entry = repo.index.get(file_blobs(repo, second, "b.bin")[0])
-    flip_byte(backend, pack_name(b_pack), entry.offset + 40)
+    flip_byte(any_backend, pack_name(b_pack), entry.offset + 40)
     structural = verify_repository(repo, read_data_percent=0)
     assert structural.ok  # structure alone does not read data blobs
     report = verify_repository(repo, read_data_percent=100)
@@ -111,9 +91,9 @@ def test_a_flipped_byte_is_caught_and_names_the_broken_snapshot(repo, backend, t
     assert any(second[:12] in error for error in report.errors)
 
 
-def test_a_missing_pack_breaks_the_snapshots_that_use_it(repo, backend, two_snapshots):
+def test_a_missing_pack_breaks_the_snapshots_that_use_it(repo, any_backend, two_snapshots):
     first, second, b_pack = two_snapshots
-    backend.delete(pack_name(b_pack))
+    any_backend.delete(pack_name(b_pack))
     report = verify_repository(repo)
     assert not report.ok
     assert report.damaged_packs == [b_pack]
@@ -121,38 +101,38 @@ def test_a_missing_pack_breaks_the_snapshots_that_use_it(repo, backend, two_snap
     assert any("missing" in error for error in report.errors)
 
 
-def test_a_missing_tree_pack_breaks_every_snapshot_through_it(repo, backend, two_snapshots):
+def test_a_missing_tree_pack_breaks_every_snapshot_through_it(repo, any_backend, two_snapshots):
     first, second, _ = two_snapshots
     # dir/ is the same in both snapshots: its tree blob is shared
     subtree = next(e.subtree for e in repo.list_dir(first, "/") if e.name == "dir")
     tree_pack = data_pack_holding(repo, [subtree])
-    backend.delete(pack_name(tree_pack))
+    any_backend.delete(pack_name(tree_pack))
     report = verify_repository(repo)
     assert not report.ok
     assert report.broken_snapshots == sorted([first, second])
 
 
-def test_a_truncated_pack_is_damage(repo, backend, two_snapshots):
+def test_a_truncated_pack_is_damage(repo, any_backend, two_snapshots):
     _, second, b_pack = two_snapshots
     name = pack_name(b_pack)
-    backend.put(name, backend.get(name)[:1000])
+    any_backend.put(name, any_backend.get(name)[:1000])
     report = verify_repository(repo)
     assert not report.ok and b_pack in report.damaged_packs
     assert second in report.broken_snapshots
     assert any("truncated" in error for error in report.errors)
 
 
-def test_a_damaged_index_object_is_reported(repo, backend, two_snapshots):
+def test_a_damaged_index_object_is_reported(repo, any_backend, two_snapshots):
     name = repo.list_index_names()[0]
-    flip_byte(backend, name, 20)
+    flip_byte(any_backend, name, 20)
     report = verify_repository(repo)
     assert not report.ok
     assert any(name in error and "damaged" in error for error in report.errors)
 
 
-def test_an_unreadable_snapshot_manifest_is_reported(repo, backend, two_snapshots):
+def test_an_unreadable_snapshot_manifest_is_reported(repo, any_backend, two_snapshots):
     first, _, _ = two_snapshots
-    flip_byte(backend, f"snapshots/{first}", 30)
+    flip_byte(any_backend, f"snapshots/{first}", 30)
     report = verify_repository(repo)
     assert not report.ok and report.broken_snapshots == [first]
 
@@ -174,7 +154,7 @@ def test_read_data_percent_reads_that_share_of_the_packs(repo, tmp_path):
 
 
 @LOCAL_ONLY
-def test_a_sample_finds_damage_only_in_packs_it_reads(repo, backend, tmp_path):
+def test_a_sample_finds_damage_only_in_packs_it_reads(repo, any_backend, tmp_path):
     source = tmp_path / "many"
     for number in range(4):
         write_files(source, {f"file{number}": os.urandom(5000)})
@@ -182,7 +162,7 @@ def test_a_sample_finds_damage_only_in_packs_it_reads(repo, backend, tmp_path):
     index = repo.load_index(reload=True)
     victim = sorted({e.pack_id for _, e in index.items() if e.blob_type == BlobType.DATA})[0]
     first_entry = next(e for _, e in index.items() if e.pack_id == victim)
-    flip_byte(backend, pack_name(victim), first_entry.offset + 20)
+    flip_byte(any_backend, pack_name(victim), first_entry.offset + 20)
     reports = [verify_repository(repo, read_data_percent=25, random=random.Random(seed))
                for seed in range(8)]
     caught = [report for report in reports if not report.ok]
@@ -209,11 +189,11 @@ def test_verify_reports_progress(repo, two_snapshots):
 
 
 @pytest.mark.parametrize("where", ["header", "trailer"])
-def test_damage_outside_the_blob_records_is_caught_too(repo, backend, two_snapshots, where):
+def test_damage_outside_the_blob_records_is_caught_too(repo, any_backend, two_snapshots, where):
     _, second, b_pack = two_snapshots
     name = pack_name(b_pack)
-    offset = 1 if where == "header" else backend.size(name) - 10
-    flip_byte(backend, name, offset)
+    offset = 1 if where == "header" else any_backend.size(name) - 10
+    flip_byte(any_backend, name, offset)
     report = verify_repository(repo, read_data_percent=100)
     assert not report.ok and report.damaged_packs == [b_pack]
     assert report.broken_snapshots == []  # every blob still authenticates: data intact
