@@ -54,3 +54,43 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the backend must not be used afterwards."""
+
+
+class BackendWrapper(Backend):
+    """A backend that adds one concern (retries, rate limits, logging) around another.
+
+    Every method passes through to `inner` unless the wrapper overrides it, and attributes
+    a wrapper does not have (backend-specific extras such as `LocalBackend.list_temporary`
+    or `S3Backend.list_incomplete_uploads`) are looked up on `inner`, so wrappers stack in
+    any order without hiding what is underneath.
+    """
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.location = inner.location
+
+    def put(self, name: str, data: bytes) -> None:
+        return self.inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.get(name, offset, length)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        return self.inner.delete(name)
+
+    def exists(self, name: str) -> bool:
+        return self.inner.exists(name)
+
+    def size(self, name: str) -> int:
+        return self.inner.size(name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, attribute):
+        if attribute == "inner":  # not set yet (failed __init__): avoid endless recursion
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)

@@ -19,7 +19,7 @@ import random as random_module
 import time
 from collections.abc import Callable, Iterator
 
-from ..backend import Backend
+from ..backend import Backend, BackendWrapper
 from ..errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ DEFAULT_BASE_DELAY = 0.25
 DEFAULT_MAX_DELAY = 30.0
 
 
-class RetryingBackend(Backend):
+class RetryingBackend(BackendWrapper):
     """Wraps `inner`; each operation is tried up to `attempts` times in all."""
 
     def __init__(self, inner: Backend, attempts: int = DEFAULT_ATTEMPTS, base_delay: float = DEFAULT_BASE_DELAY,
@@ -43,13 +43,12 @@ class RetryingBackend(Backend):
             raise ValueError("attempts must be at least 1")
         if base_delay < 0 or max_delay < 0:
             raise ValueError("delays must not be negative")
-        self.inner = inner
+        super().__init__(inner)
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._sleep = sleep
         self._random = random
-        self.location = inner.location
         #: Count of retries done (for tests and metrics).
         self.retries = 0
 
@@ -107,16 +106,6 @@ class RetryingBackend(Backend):
 
     def size(self, name: str) -> int:
         return self._call("size", name, self.inner.size, name)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attribute):
-        if attribute == "inner":  # not set yet (failed __init__): avoid endless recursion
-            raise AttributeError(attribute)
-        # Backend-specific extras (LocalBackend.list_temporary, S3Backend.list_uploads...)
-        # stay reachable through the wrapper.
-        return getattr(self.inner, attribute)
 
     def __repr__(self) -> str:
         return f"RetryingBackend({self.inner!r}, attempts={self.attempts})"

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from ..backend import Backend
+from ..backend import Backend, BackendWrapper
 
 #: Pacing step: small enough that concurrent uploads interleave smoothly, large enough that
 #: a 16 MiB pack costs only 256 sleeps.
@@ -69,19 +69,18 @@ def _bucket(rate, clock, sleep) -> TokenBucket | None:
     return TokenBucket(rate, clock=clock, sleep=sleep)
 
 
-class RateLimitedBackend(Backend):
+class RateLimitedBackend(BackendWrapper):
     """Wraps `inner`; `None` or 0 for a direction means unlimited."""
 
     def __init__(self, inner: Backend, upload_bytes_per_second: float | None = None,
                  download_bytes_per_second: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        self.inner = inner
+        super().__init__(inner)
         self.upload_bytes_per_second = upload_bytes_per_second or None
         self.download_bytes_per_second = download_bytes_per_second or None
         self._upload = _bucket(upload_bytes_per_second, clock, sleep)
         self._download = _bucket(download_bytes_per_second, clock, sleep)
-        self.location = inner.location
 
     def put(self, name: str, data: bytes) -> None:
         if self._upload is not None:
@@ -93,28 +92,6 @@ class RateLimitedBackend(Backend):
         if self._download is not None:
             self._download.take(len(data))
         return data
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def delete(self, name: str) -> None:
-        return self.inner.delete(name)
-
-    def exists(self, name: str) -> bool:
-        return self.inner.exists(name)
-
-    def size(self, name: str) -> int:
-        return self.inner.size(name)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attribute):
-        if attribute == "inner":  # not set yet (failed __init__): avoid endless recursion
-            raise AttributeError(attribute)
-        # Backend-specific extras (LocalBackend.list_temporary, RetryingBackend.retries...)
-        # stay reachable through the wrapper.
-        return getattr(self.inner, attribute)
 
     def __repr__(self) -> str:
         return (f"RateLimitedBackend({self.inner!r}, upload={self.upload_bytes_per_second}, "
