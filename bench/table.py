@@ -88,7 +88,7 @@ def main(folders):
             else:  # time, size: smaller is better
                 ratios.append(f"{raw[peer] / raw['engine']:.2f}x")
         print(f"| {label} | " + " | ".join(cells) + "".join(f" | {r}" for r in ratios) + " |")
-    print(f"| restore byte-identical | " + " | ".join(metrics[t]["identical"] for t in tools)
+    print("| restore byte-identical | " + " | ".join(metrics[t]["identical"] for t in tools)
           + " |" * (len(peers) + 1))
     print("\nRatios: >1 means the engine is better (faster, smaller); for the incremental "
           "backup, repository size and RSS, the ratio is peer/engine.")
