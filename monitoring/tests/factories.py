@@ -9,7 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus, Policy
 from volumes.models import Volume
 
-NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+#: The tests' "now": the real clock, read once. Rows are aged relative to it, and live
+#: servers (test client, gunicorn, Prometheus) judge them by the real clock, so a fixed
+#: date here would make every age grow by a day for each day since it was written.
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 def hours_ago(hours: float) -> datetime.datetime:
