@@ -11,8 +11,9 @@ so S3/MinIO endpoint, region and credentials are whatever django-storages was gi
 engine never reads Django settings itself. Both are wrapped in `RetryingBackend`, and in
 `RateLimitedBackend` when `BACKUP_UPLOAD_LIMIT_KIB` / `BACKUP_DOWNLOAD_LIMIT_KIB` are set.
 
-`open_repository()` returns an opened engine `Repository` (initialised on first use with
-`settings.REPOSITORY_KEY`). Unwrapping the repository key costs a key derivation (scrypt for
+`initialise_repository()` creates the repository at start (`manage.py init_repository`);
+`open_repository()` returns an opened engine `Repository` (and still initialises a missing
+one, race-free, unless the catalog says a repository existed). Unwrapping the repository key costs a key derivation (scrypt for
 passphrase-like keys, ~0.1 s and 32 MiB), so the unwrapped key is cached per process; every
 call still returns a NEW `Repository` object, because an index cached for long would miss
 packs other processes wrote since. Callers `close()` what they get; that is cheap.
@@ -35,7 +36,8 @@ from django.core.files.storage import FileSystemStorage, storages
 
 from backups.engine.backend import Backend
 from backups.engine.backends import LocalBackend, open_backend
-from backups.engine.errors import EngineError, RepositoryExists, RepositoryNotFound
+from backups.engine.errors import (EngineError, ObjectNotFound, RepositoryExists,
+                                   RepositoryNotFound)
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +120,53 @@ def _open_or_init(backend: Backend):
         return Repository.open(backend, settings.REPOSITORY_KEY)
     except RepositoryNotFound:
         pass
+    _refuse_to_replace_a_lost_repository(backend)
     try:
         repository = Repository.init(backend, settings.REPOSITORY_KEY)
-        log.info("initialised a new backup repository at %s", backend.location)
-        return repository
     except RepositoryExists:
-        # another process initialised it between our open and our init
+        # another process initialised it first: open what it wrote
         return Repository.open(backend, settings.REPOSITORY_KEY)
+    log.info("initialised a new backup repository at %s", backend.location)
+    return repository
+
+
+def _refuse_to_replace_a_lost_repository(backend: Backend) -> None:
+    """No repository at the location, but the catalog has completed backups: the storage
+    settings point somewhere else, or the repository was deleted. Creating a fresh, empty
+    repository there would hide that until someone tries to restore."""
+    from backups.models import Backup, BackupStatus
+
+    if Backup.objects.filter(status=BackupStatus.COMPLETED).exclude(snapshot_id="").exists():
+        raise RepositoryNotFound(
+            f"no repository at {backend.location}, but the catalog has completed backups: "
+            "check the backups storage settings; a new repository is not created over a "
+            "lost one (manage.py init_repository --force does, after a decision)")
+
+
+def initialise_repository(*, force: bool = False) -> tuple[str, bool]:
+    """Open the configured repository, creating it when there is none; (location, created).
+
+    What the platform runs once at start (`manage.py init_repository`), before any worker
+    takes a job, so that no backup ever has to create the repository. Safe to run from
+    several hosts at once: one creates it, the others open it.
+    """
+    from backups.engine.repository import Repository
+
+    backend = engine_backend()
+    try:
+        Repository.open(backend, settings.REPOSITORY_KEY).close()
+        return backend.location, False
+    except RepositoryNotFound:
+        pass
+    if not force:
+        _refuse_to_replace_a_lost_repository(backend)
+    try:
+        Repository.init(backend, settings.REPOSITORY_KEY).close()
+    except RepositoryExists:
+        Repository.open(backend, settings.REPOSITORY_KEY).close()
+        return backend.location, False
+    forget_cached_repository()
+    return backend.location, True
 
 
 def open_repository():
@@ -132,18 +174,32 @@ def open_repository():
 
     Raises `WrongKey` when `REPOSITORY_KEY` does not open the existing repository, and
     storage errors (`BackendUnavailable`, ...) when the storage cannot be reached.
-    """
-    from backups.engine.repository import Repository
 
+    The opened repository is cached per process, and each call checks that the config in
+    storage is still the one it was opened with (one small read): if the repository was
+    replaced (re-initialised, restored from elsewhere), the cache is dropped and the
+    repository opened again, so a process never keeps using a key that opens nothing.
+    """
     key = _cache_key()
     with _cache_lock:
         template = _opened.get(key)
+        if template is not None and not _still_current(template):
+            log.warning("the repository at %s was replaced since this process opened it; "
+                        "opening it again", template.backend.location)
+            template = None
         if template is None:
             template = _open_or_init(engine_backend())
             _opened.clear()  # settings changed (tests) or first use: keep only the current one
             _opened[key] = template
     # A fresh object (fresh index, fresh tree cache) sharing the unwrapped key and the backend.
-    return Repository(template.backend, template._master, template.config, template.key_name)
+    return template.clone()
+
+
+def _still_current(template) -> bool:
+    try:
+        return template.backend.get("config") == template.sealed_config
+    except ObjectNotFound:
+        return False
 
 
 def forget_cached_repository() -> None:

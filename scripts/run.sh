@@ -59,6 +59,8 @@ done
 # --- database, static files (bootstrap tokens are synced by the post-migrate hook) ----------
 "$PYTHON" manage.py migrate --noinput >/dev/null
 "$PYTHON" manage.py collectstatic --noinput >/dev/null
+# The backup repository, created once here rather than by whichever worker takes the first job.
+say "$("$PYTHON" manage.py init_repository)"
 
 # --- the three processes --------------------------------------------------------------------
 pids=()
@@ -83,7 +85,8 @@ trap 'say "stopping"; stop_all; exit 0' INT TERM
   storage_platform.wsgi:application &
 pids+=($!)
 "$BIN/celery" -A storage_platform worker --loglevel "${LOG_LEVEL:-INFO}" \
-  -Q "backup,backup.${NODE_NAME:-local},maintenance,default" --hostname "worker@%h" &
+  -Q "backup,backup.${NODE_NAME:-local},maintenance,default" --hostname "worker@%h" \
+  --concurrency "${WORKER_CONCURRENCY:-2}" &
 pids+=($!)
 "$BIN/celery" -A storage_platform beat --loglevel "${LOG_LEVEL:-INFO}" \
   --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile= &

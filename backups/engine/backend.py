@@ -12,6 +12,13 @@ every implementation):
   same name twice with the same bytes is harmless and a retried put is always safe.
 * `get(name, offset=0, length=None)` returns exactly `length` bytes from `offset` (or to the
   end); a short read is an error (`ObjectCorrupt`), a missing object `ObjectNotFound`.
+* `create(name, data)` is `put` that never replaces: it stores the object only if no object
+  of that name exists, atomically with respect to concurrent `create`s (exclusive hard link
+  on local disk, `If-None-Match: *` on S3), and answers whether it stored it. Only the
+  repository `config` is written this way: it is the one object whose name is not derived
+  from its content, so two processes initialising the same location race for it. A retried
+  `create` whose first attempt succeeded unseen answers False: callers read the object back
+  to learn whose it is.
 * `list(prefix)` yields every name under `prefix` (a type directory like `"data/"`), each once,
   in no particular order, across any number of pages.
 * `delete(name)` removes the object; deleting a missing object is not an error (prune may
@@ -36,6 +43,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def put(self, name: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def create(self, name: str, data: bytes) -> bool: ...
 
     @abc.abstractmethod
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes: ...
@@ -71,6 +81,9 @@ class BackendWrapper(Backend):
 
     def put(self, name: str, data: bytes) -> None:
         return self.inner.put(name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self.inner.create(name, data)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.get(name, offset, length)

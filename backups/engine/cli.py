@@ -194,6 +194,13 @@ def command_stats(arguments) -> int:
     return 0
 
 
+def command_repair_orphans(arguments) -> int:
+    from .orphans import remove_orphan_objects
+    report = remove_orphan_objects(_open(arguments), dry_run=arguments.dry_run)
+    _print_json(report.to_json())
+    return 0
+
+
 def _kibibytes(text: str) -> int:
     try:
         value = int(text)
@@ -261,12 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name", help="keys/<id> as shown by `key list`")
 
     verbs.add_parser("stats", parents=[common], help="repository totals")
+
+    repair = verbs.add_parser("repair-orphans", parents=[common],
+                              help="remove index objects and snapshots sealed with an orphan "
+                                   "key (see docs/runbook.md)")
+    repair.add_argument("--dry-run", action="store_true", help="only list them")
     return parser
 
 
 COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command_snapshots,
             "restore": command_restore, "verify": command_verify, "prune": command_prune,
-            "key": command_key, "stats": command_stats}
+            "key": command_key, "stats": command_stats,
+            "repair-orphans": command_repair_orphans}
 
 
 def main(argv: list[str] | None = None) -> int:

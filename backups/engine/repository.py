@@ -8,7 +8,6 @@ Internals meant for verify.py / prune.py are documented as contracts below (sect
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -27,6 +26,7 @@ from .errors import (FormatError, IntegrityError, ObjectNotFound, RepositoryExis
 from .format import BlobType, Compression, ObjectType
 from .index import Index, IndexEntry, write_index
 from .memory import limit_malloc_arenas
+from .locking import repository_lock
 from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_encryption_key,
                    unwrap_master_key, wrap_master_key)
 from .packer import PackEntry, blob_associated_data, pack_name, read_pack_entries
@@ -46,6 +46,14 @@ TREE_PACK_CACHE_BYTES = 48 * 1024 * 1024
 #: Decoded snapshot manifests kept per process (~1-2 KiB each), shared by every Repository
 #: object of the same repository; see `_ManifestCache`.
 MANIFEST_CACHE_SIZE = 10_000
+#: How long `Repository.init` queues behind another process's initialisation lock.
+INIT_LOCK_WAIT_SECONDS = 60.0
+#: How long a backup or restore waits for an exclusive lock to go before failing with the
+#: transient `RepositoryLocked`: long enough for an initialisation finishing (a process
+#: can open the config a moment before its creator releases the lock), short enough that
+#: a job blocked by a long prune gives its worker back and is retried later.
+SHARED_LOCK_WAIT_SECONDS = 10.0
+LOCK_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -128,13 +136,10 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
-def _lock(backend, exclusive: bool, holder: str):
-    """The repository lock from locking.py (storage engineer), or no lock before it exists."""
-    try:
-        from .locking import repository_lock
-    except ImportError:  # LOCK CALL SITE: locking.py has not landed yet
-        return contextlib.nullcontext()
-    return repository_lock(backend, exclusive=exclusive, holder=holder)
+def _lock(backend, exclusive: bool, holder: str, wait: float = 0.0):
+    # Waits here are short (an initialisation, the tail of a lock release): poll often.
+    return repository_lock(backend, exclusive=exclusive, holder=holder, wait=wait,
+                           poll_interval=LOCK_POLL_SECONDS)
 
 
 class Repository:
@@ -154,30 +159,57 @@ class Repository:
         self._tree_cache: OrderedDict[bytes, list[TreeEntry]] = OrderedDict()
         self._tree_lock = threading.Lock()
         self._tree_packs: OrderedDict[str, bytes] = OrderedDict()
+        #: {key object name: cipher} of key objects that unwrap with the secret but do not
+        #: open the config (see `open`); verify names objects sealed with them.
+        self.orphan_ciphers: dict[str, RepositoryCipher] = {}
+        #: The config object's stored bytes when opened (callers that cache an opened
+        #: repository compare them with storage to notice a replaced repository).
+        self.sealed_config: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Repository({getattr(self.backend, 'location', '')!r})"
 
     # --- lifecycle ----------------------------------------------------------------------------
     @classmethod
-    def init(cls, backend, kek: KeyEncryptionKey | str | bytes) -> "Repository":
-        """Create a new repository; `RepositoryExists` when one is already there."""
+    def init(cls, backend, kek: KeyEncryptionKey | str | bytes, *,
+             lock_wait: float = INIT_LOCK_WAIT_SECONDS) -> "Repository":
+        """Create a new repository; `RepositoryExists` when one is already there.
+
+        Safe when several processes initialise the same empty location at once (every
+        worker of a fresh deployment does, on its first job): exactly one creates it and
+        every other gets `RepositoryExists`, then opens what the winner wrote. Three layers,
+        because a lost race here means two master keys and data nobody can read:
+        the exclusive repository lock (so processes queue), the config written with
+        `backend.create` (exclusive on local disk, `If-None-Match: *` on S3), and a read
+        back of the config (for an S3 server that ignores the condition, and for a
+        retried create whose first attempt succeeded unseen).
+        """
         kek = load_key_encryption_key(kek)
         if backend.exists("config"):
             raise RepositoryExists(f"a repository already exists at {backend.location}")
-        master = MasterKey.generate()
-        config = {"version": CONFIG_VERSION, "id": secrets.token_hex(16),
-                  "created": dt.datetime.now(dt.timezone.utc).isoformat(),
-                  "chunker": dict(DEFAULT_CHUNKER), "pack_size": DEFAULT_PACK_SIZE,
-                  "blob_id": "hmac-sha256", "cipher": "aes-256-gcm", "compression": "zstd"}
-        key_object = wrap_master_key(master, kek)
-        key_name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
-        backend.put(key_name, key_object)
-        cipher = RepositoryCipher(master.data_key, master.id_key)
-        # config last: its presence is what makes the location a repository.
-        backend.put("config", cipher.seal_envelope(ObjectType.CONFIG,
-                                                   json.dumps(config).encode()))
-        return cls(backend, master, config, key_name)
+        with _lock(backend, True, "init", wait=lock_wait):
+            if backend.exists("config"):
+                raise RepositoryExists(f"a repository already exists at {backend.location}")
+            master = MasterKey.generate()
+            config = {"version": CONFIG_VERSION, "id": secrets.token_hex(16),
+                      "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+                      "chunker": dict(DEFAULT_CHUNKER), "pack_size": DEFAULT_PACK_SIZE,
+                      "blob_id": "hmac-sha256", "cipher": "aes-256-gcm", "compression": "zstd"}
+            key_object = wrap_master_key(master, kek)
+            key_name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
+            # The key object first: whoever sees the config can then find its key.
+            backend.put(key_name, key_object)
+            cipher = RepositoryCipher(master.data_key, master.id_key)
+            sealed = cipher.seal_envelope(ObjectType.CONFIG, json.dumps(config).encode())
+            backend.create("config", sealed)
+            if backend.get("config") != sealed:
+                # Another process's config: ours was never the repository's. Our key
+                # object wraps a master key that opens nothing; remove it.
+                backend.delete(key_name)
+                raise RepositoryExists(f"a repository already exists at {backend.location}")
+        repository = cls(backend, master, config, key_name)
+        repository.sealed_config = sealed
+        return repository
 
     @classmethod
     def open(cls, backend, kek: KeyEncryptionKey | str | bytes) -> "Repository":
@@ -185,26 +217,53 @@ class Repository:
 
         `RepositoryNotFound` when there is no repository, `WrongKey` when no key object
         opens with this secret, `FormatError` for an unsupported format.
+
+        A key object can unwrap with the secret and still not open the config: a process
+        that lost a concurrent initialisation under an older version of this code wrote
+        one. Such keys are skipped here, and kept in `orphan_ciphers` so that verify can
+        name objects sealed with them.
         """
         kek = load_key_encryption_key(kek)
         if not backend.exists("config"):
             raise RepositoryNotFound(f"no repository at {backend.location}")
-        master, key_name = None, None
+        sealed_config = backend.get("config")
+        opened, orphans = None, {}
         for name in sorted(backend.list("keys/")):
             try:
                 master = unwrap_master_key(backend.get(name), kek, name)
-                key_name = name
-                break
             except (WrongKey, FormatError, ObjectNotFound):
                 continue
-        if master is None:
+            cipher = RepositoryCipher(master.data_key, master.id_key)
+            try:
+                plain = cipher.open_envelope(sealed_config, ObjectType.CONFIG, "config")
+            except IntegrityError:
+                orphans[name] = cipher
+                continue
+            if opened is None:
+                opened = (master, name, plain)
+        if opened is None:
+            if orphans:
+                raise IntegrityError(
+                    "config: no key object that opens with this secret authenticates the "
+                    "config (damaged config, or every key is an orphan)")
             raise WrongKey()
-        cipher = RepositoryCipher(master.data_key, master.id_key)
-        config = json.loads(cipher.open_envelope(backend.get("config"), ObjectType.CONFIG,
-                                                 "config"))
+        master, key_name, plain = opened
+        config = json.loads(plain)
         if config.get("version") != CONFIG_VERSION:
             raise FormatError(f"config: unsupported repository version {config.get('version')!r}")
-        return cls(backend, master, config, key_name)
+        repository = cls(backend, master, config, key_name)
+        repository.orphan_ciphers = orphans
+        repository.sealed_config = sealed_config
+        return repository
+
+    def clone(self) -> "Repository":
+        """A fresh object for the same opened repository: same backend and keys (no key
+        derivation), empty index and tree caches. For callers that keep one opened
+        repository per process and hand each job its own view of storage."""
+        copy = type(self)(self.backend, self._master, self.config, self.key_name)
+        copy.orphan_ciphers = dict(self.orphan_ciphers)
+        copy.sealed_config = self.sealed_config
+        return copy
 
     def close(self) -> None:
         """Release the backend. The repository must not be used afterwards."""
@@ -448,9 +507,9 @@ class Repository:
             count += 1
         return count
 
-    def lock(self, *, exclusive: bool, holder: str):
+    def lock(self, *, exclusive: bool, holder: str, wait: float = 0.0):
         """The repository lock context manager (shared for backup/restore, exclusive prune)."""
-        return _lock(self.backend, exclusive, holder)
+        return _lock(self.backend, exclusive, holder, wait)
 
     # --- snapshots ----------------------------------------------------------------------------
     def snapshots(self, source: str | None = None, tags: Iterable[str] | None = None
@@ -485,7 +544,8 @@ class Repository:
         """Back up `source_dir`; see `archiver.backup`."""
         from .archiver import backup
         limit_malloc_arenas()
-        with self.lock(exclusive=False, holder=f"backup {source or source_dir}"):
+        with self.lock(exclusive=False, holder=f"backup {source or source_dir}",
+                       wait=SHARED_LOCK_WAIT_SECONDS):
             return backup(self, source_dir, source=source, tags=tags, parent=parent,
                           progress=progress, cancel=cancel, hostname=hostname)
 
@@ -494,7 +554,8 @@ class Repository:
         """Restore a snapshot (or `sub_path` of it) into `target_dir`; see `restorer.restore`."""
         from .restorer import restore
         limit_malloc_arenas()
-        with self.lock(exclusive=False, holder=f"restore {snapshot}"):
+        with self.lock(exclusive=False, holder=f"restore {snapshot}",
+                       wait=SHARED_LOCK_WAIT_SECONDS):
             return restore(self, snapshot, target_dir, sub_path=sub_path, progress=progress,
                            cancel=cancel)
 

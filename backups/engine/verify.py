@@ -142,7 +142,8 @@ def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
         except BackendUnavailable:
             raise
         except EngineError as error:
-            report.errors.append(f"index {name} is damaged: {error.message}")
+            report.errors.append(_orphan_message(repo, name, ObjectType.INDEX)
+                                 or f"index {name} is damaged: {error.message}")
             continue
         merged.load(name, payload)
         for blob_id, entry in entries:
@@ -150,6 +151,24 @@ def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
             packs.blobs.add(blob_id)
     install_index(repo, merged)
     return packs
+
+
+def _orphan_message(repo, name: str, object_type: int) -> str | None:
+    """The error for an object sealed with an orphan key (see `Repository.open`), or None.
+
+    Such objects come from a process that lost a concurrent initialisation of the
+    repository under an older version and kept using its own master key: they are intact,
+    but this repository's key cannot read them. docs/runbook.md says what to do.
+    """
+    for key_name, cipher in sorted(repo.orphan_ciphers.items()):
+        try:
+            cipher.open_envelope(repo.backend.get(name), object_type, name)
+        except EngineError:
+            continue
+        return (f"{name} is sealed with key {key_name}, which does not open this "
+                "repository's config (written by a process that lost a concurrent "
+                "initialisation; see the runbook, 'Objects sealed with an orphan key')")
+    return None
 
 
 def pack_sizes(repo, names: dict[str, str]) -> dict[str, int]:
@@ -200,7 +219,9 @@ def _check_structure(repo, packs: _PackIndex, report: VerifyReport,
         except BackendUnavailable:
             raise
         except EngineError as error:
-            report.errors.append(f"snapshot {snapshot_id} is unreadable: {error.message}")
+            name = f"snapshots/{snapshot_id}"
+            report.errors.append(_orphan_message(repo, name, ObjectType.SNAPSHOT)
+                                 or f"snapshot {snapshot_id} is unreadable: {error.message}")
             report.broken_snapshots.append(snapshot_id)
     report.snapshots = len(snapshots)
     trees = TreeReader(repo, repo.index.get)

@@ -8,7 +8,11 @@ from backups import storage as storage_adapter
 from backups.engine.backends import LocalBackend
 from backups.engine.backends.retry import RetryingBackend
 from backups.engine.backends.s3 import S3Backend
-from backups.engine.errors import WrongKey
+from backups.engine.errors import RepositoryNotFound, WrongKey
+from backups.engine.repository import Repository
+
+# open_repository asks the catalog before it ever creates a repository.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
@@ -83,6 +87,66 @@ def test_open_repository_round_trips_a_backup(kind, request, tmp_path):
     target = tmp_path / "target"
     storage_adapter.open_repository().restore(result.snapshot_id, target)
     assert (target / "file.txt").read_bytes() == b"kept safe"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_process_whose_repository_was_replaced_reopens_instead_of_failing(kind, request,
+                                                                           tmp_path, settings):
+    request.getfixturevalue(f"{kind}_storage")
+    cached = storage_adapter.open_repository()
+    backend = cached.backend
+    # Another process re-creates the repository at the same place with the same secret,
+    # as the loser of a concurrent initialisation would see it: a config this process's
+    # cached master key does not open.
+    for name in list(backend.list("")):
+        backend.delete(name)
+    replacement = Repository.init(backend, settings.REPOSITORY_KEY)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file.txt").write_bytes(b"after the replacement")
+    reopened = storage_adapter.open_repository()
+    assert reopened.config["id"] == replacement.config["id"] != cached.config["id"]
+    snapshot = reopened.backup(source, source="volume:test").snapshot_id
+    assert b"".join(Repository.open(backend, settings.REPOSITORY_KEY)
+                    .open_file(snapshot, "/file.txt")) == b"after the replacement"
+
+
+def test_a_lost_repository_is_not_silently_replaced_by_an_empty_one(local_storage, make_volume):
+    from backups.models import Backup, BackupStatus
+
+    volume = make_volume("kept")
+    Backup.objects.create(volume=volume, volume_name=volume.name,
+                          status=BackupStatus.COMPLETED, snapshot_id="ab" * 32)
+    with pytest.raises(RepositoryNotFound, match="catalog has completed backups"):
+        storage_adapter.open_repository()
+    assert not (local_storage / "config").exists()
+    with pytest.raises(RepositoryNotFound):
+        storage_adapter.initialise_repository()
+    location, created = storage_adapter.initialise_repository(force=True)
+    assert created and (local_storage / "config").exists()
+
+
+def test_init_repository_command_creates_once_then_opens(local_storage):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    first, second = StringIO(), StringIO()
+    call_command("init_repository", stdout=first)
+    call_command("init_repository", stdout=second)
+    assert first.getvalue().startswith("backup repository: initialised a new repository at ")
+    assert second.getvalue().startswith("backup repository: opened the existing repository at ")
+    assert len(list((local_storage / "keys").iterdir())) == 1
+
+
+def test_init_repository_command_fails_in_one_line_on_a_wrong_key(local_storage, settings):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    storage_adapter.initialise_repository()
+    settings.REPOSITORY_KEY = "not the key the repository was made with"
+    with pytest.raises(CommandError, match="^backup repository: "):
+        call_command("init_repository")
 
 
 def test_a_wrong_repository_key_is_a_clear_error(local_storage, settings):

@@ -5,7 +5,8 @@
 #   api      gunicorn on 0.0.0.0:$PORT (static files collected into $DATA_DIR/static first)
 #   worker   Celery worker on the backup (+ node-routed), maintenance and default queues
 #   beat     Celery beat with the database scheduler (run exactly one)
-#   migrate  apply migrations; the post-migrate hook syncs the bootstrap tokens
+#   migrate  apply migrations (the post-migrate hook syncs the bootstrap tokens), then
+#            create or open the backup repository (manage.py init_repository)
 #
 # Configuration comes from the environment only (docs/configuration.md); secrets arrive as
 # *_FILE paths under /run/secrets and are never printed.
@@ -32,7 +33,9 @@ case "${1:-api}" in
     ;;
   migrate)
     shift
-    exec python manage.py migrate --noinput "$@"
+    # then the backup repository, once, before any worker starts (race-free if repeated)
+    python manage.py migrate --noinput "$@"
+    exec python manage.py init_repository
     ;;
   *)
     exec "$@"

@@ -81,6 +81,15 @@ class LocalBackend(Backend):
 
     # -- contract -------------------------------------------------------------------------
     def put(self, name: str, data: bytes) -> None:
+        self._write(name, data, replace=True)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self._write(name, data, replace=False)
+
+    def _write(self, name: str, data: bytes, *, replace: bool) -> bool:
+        """Write `data` to a fsynced temporary file, then give it its name: `os.replace`
+        for `put`, `os.link` for `create` (a hard link fails with EEXIST when the name is
+        taken, atomically, also on NFS). False when `create` found the name taken."""
         path = self._path(name)
         directory = os.path.dirname(path)
         temporary = os.path.join(directory, f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}")
@@ -99,8 +108,17 @@ class LocalBackend(Backend):
                     os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-            os.replace(temporary, path)
+            if replace:
+                os.replace(temporary, path)
+            else:
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:
+                    os.unlink(temporary)
+                    return False
+                os.unlink(temporary)
             self._fsync_directory(directory)
+            return True
         except BaseException as error:
             # Any failure (including an interrupt) must not leave the temporary file behind.
             try:

@@ -75,6 +75,9 @@ class RetryingBackend(BackendWrapper):
     def put(self, name: str, data: bytes) -> None:
         return self._call("put", name, self.inner.put, name, data)
 
+    def create(self, name: str, data: bytes) -> bool:
+        return self._call("create", name, self.inner.create, name, data)
+
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call("get", name, self.inner.get, name, offset, length)
 

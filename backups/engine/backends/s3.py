@@ -160,6 +160,26 @@ class S3Backend(Backend):
         except Exception as error:
             raise map_boto_error(error, self._what("put", name)) from error
 
+    def create(self, name: str, data: bytes) -> bool:
+        key = self._key(name)
+        try:
+            # S3 (since 2024), MinIO and Ceph RGW refuse the write with 412 when the key
+            # exists. A server that ignores the header overwrites instead: the repository
+            # also holds its exclusive lock and reads the object back, see Repository.init.
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data),
+                                   IfNoneMatch="*")
+        except Exception as error:
+            mapped = map_boto_error(error, self._what("create", name))
+            if mapped.detail.get("http_status") == 412 or \
+                    mapped.detail.get("s3_code") == "PreconditionFailed":
+                return False
+            if mapped.detail.get("http_status") == 409:
+                # ConditionalRequestConflict: another conditional write of this key is in
+                # flight; retried, it answers 412 or succeeds.
+                raise BackendUnavailable(mapped.message, detail=mapped.detail) from error
+            raise mapped from error
+        return True
+
     def _put_multipart(self, name: str, key: str, data: bytes) -> None:
         # The object appears only at CompleteMultipartUpload, so a crash or an error midway
         # leaves no partial object (only an upload to abort, which we try to do at once;

@@ -87,6 +87,11 @@ class RateLimitedBackend(BackendWrapper):
             self._upload.take(len(data))
         return self.inner.put(name, data)
 
+    def create(self, name: str, data: bytes) -> bool:
+        if self._upload is not None:
+            self._upload.take(len(data))
+        return self.inner.create(name, data)
+
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         data = self.inner.get(name, offset, length)
         if self._download is not None:

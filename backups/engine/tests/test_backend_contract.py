@@ -151,6 +151,36 @@ def test_concurrent_puts_of_distinct_objects_all_land(backend):
     assert backend.get("data/cc/0031") == b"31"
 
 
+def test_create_stores_only_when_the_name_is_free(backend):
+    assert backend.create("config", b"first") is True
+    assert backend.create("config", b"second") is False
+    assert backend.get("config") == b"first"
+
+
+def test_concurrent_creates_of_one_name_have_exactly_one_winner(backend):
+    results, start = {}, threading.Barrier(8)
+
+    def creator(number):
+        start.wait()
+        results[number] = backend.create("config", f"writer {number}".encode())
+
+    threads = [threading.Thread(target=creator, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [number for number, created in results.items() if created]
+    assert len(winners) == 1
+    assert backend.get("config") == f"writer {winners[0]}".encode()
+
+
+def test_local_create_leaves_no_temporary_file_either_way(tmp_path):
+    store = LocalBackend(tmp_path / "repo")
+    store.create("config", b"one")
+    store.create("config", b"two")
+    assert list(store.list_temporary()) == []
+
+
 def test_invalid_names_are_refused(backend):
     for bad in ("", "/abs", "data/../config"):
         with pytest.raises(BackendError):
