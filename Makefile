@@ -18,7 +18,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	VENV=$(VENV) bash scripts/run.sh
 
-## make test: the whole suite (SQLite, then the API suite on PostgreSQL, then promtool)
+## make test: the whole suite in parallel lanes (SQLite, PostgreSQL, real workers), then promtool
 test: $(STAMP)
 	VENV=$(VENV) bash scripts/test.sh
 

@@ -1,39 +1,80 @@
 #!/usr/bin/env bash
-# The whole suite: every test on SQLite, the Django/API tests again on PostgreSQL, then the
-# Prometheus rule checks. Called by `make test` (and so by .ci/run).
+# The whole suite, in parallel lanes, then the Prometheus rule checks. Called by `make test`
+# (and so by .ci/run).
 #
-# The PostgreSQL pass runs at the same time as the SQLite pass: the SQLite pass spends much
-# of its time waiting on real worker, S3 and Prometheus processes, so the two overlap well
-# on two cores. Each pass gets its own DATA_DIR so neither sees the other's volumes.
+# Most of the suite's time is spent waiting on real processes (Celery workers, gunicorn,
+# moto_server, Prometheus, Chromium), so independent lanes overlap well even on two cores.
+# Each lane is its own pytest process with its own DATA_DIR and its own Redis database, so no
+# lane sees another's volumes or steals another's queued messages:
+#
+#   engine    pure backup-engine tests (no Django database)               Redis db 10
+#   django    every other quick test, on SQLite                           Redis db 11
+#   faults    slow tests that kill, cut or restart things, fresh deploys  Redis db 12
+#   slow      the other slow tests (real workers, live servers, browser)  Redis db 13
+#   postgres  the quick Django/API tests again, on PostgreSQL             Redis db 9
+#
+# Extra arguments go to every lane's pytest (`bash scripts/test.sh -x`). Each lane's output is
+# printed whole, lane after lane, as the lanes finish; the last line totals them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
 export PATH="$PWD/$BIN:$PATH"
 SCRATCH=$(mktemp -d /tmp/sp-test.XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
-mkdir -p "$SCRATCH/sqlite" "$SCRATCH/postgres"
-
-echo "== 2/3 Django and API tests on PostgreSQL (started in the background; output below)"
 PG_NAME="sp_test_$$"
-# Its own Redis database too, so its queued messages never reach the SQLite pass's workers.
-DATA_DIR="$SCRATCH/postgres" CELERY_BROKER_URL=redis://127.0.0.1:6379/9 TEST_REDIS_URL=redis://127.0.0.1:6379/9 \
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" \
-  "$BIN/pytest" -q -m "not engine and not slow" \
-  accounts volumes backups monitoring storage_platform tests "$@" >"$SCRATCH/postgres.log" 2>&1 &
-postgres_pid=$!
+FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py)
 
-echo "== 1/3 whole suite on SQLite"
-sqlite_status=0
-DATA_DIR="$SCRATCH/sqlite" "$BIN/pytest" -q --durations=15 "$@" || sqlite_status=$?
+declare -A lane_pid lane_started
+start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
+  local name=$1 db=$2
+  shift 2
+  local environment=()
+  while [ "$1" != "--" ]; do environment+=("$1"); shift; done
+  shift
+  mkdir -p "$SCRATCH/$name"
+  lane_started[$name]=$(date +%s)
+  env DATA_DIR="$SCRATCH/$name" CELERY_BROKER_URL="redis://127.0.0.1:6379/$db" \
+    TEST_REDIS_URL="redis://127.0.0.1:6379/$db" "${environment[@]}" \
+    "$BIN/pytest" -q --durations=5 "$@" >"$SCRATCH/$name.log" 2>&1 &
+  lane_pid[$name]=$!
+  echo "== lane $name started (pid ${lane_pid[$name]})"
+}
 
-postgres_status=0
-wait "$postgres_pid" || postgres_status=$?
-echo "== 2/3 Django and API tests on PostgreSQL (output)"
-cat "$SCRATCH/postgres.log"
+start_lane faults 12 -- -m slow "${FAULT_TESTS[@]}" "$@"
+start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}") "$@"
+start_lane django 11 -- -m "not engine and not slow" "$@"
+start_lane engine 10 -- -m "engine and not slow" "$@"
+start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
+  -m "not engine and not slow" accounts volumes backups monitoring storage_platform tests "$@"
 
-echo "== 3/3 Prometheus rules (promtool)"
+failed=0
+total_passed=0
+total_failed=0
+summary=()
+for name in faults slow django engine postgres; do
+  status=0
+  wait "${lane_pid[$name]}" || status=$?
+  echo
+  echo "== lane $name (exit $status, $(( $(date +%s) - ${lane_started[$name]} )) s)"
+  cat "$SCRATCH/$name.log"
+  # pytest's own closing line, e.g. "== 12 failed, 700 passed, 3 warnings in 61.2s ==".
+  last=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$SCRATCH/$name.log" | tail -1 || true)
+  passed=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
+  lane_failed=$(( $(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0) \
+                + $(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0) ))
+  # A lane that ran no test (pytest exits 5) is a broken lane, not a pass.
+  if [ "$status" != 0 ] || [ "$passed" -eq 0 ]; then failed=1; fi
+  total_passed=$(( total_passed + passed ))
+  total_failed=$(( total_failed + lane_failed ))
+  summary+=("$name=$status")
+done
+
+echo
+echo "== Prometheus rules (promtool)"
 promtool_status=0
 bash monitoring/prometheus/check.sh || promtool_status=$?
+[ "$promtool_status" = 0 ] || failed=1
 
-echo "== summary: sqlite=$sqlite_status postgres=$postgres_status promtool=$promtool_status"
-[ "$sqlite_status" = 0 ] && [ "$postgres_status" = 0 ] && [ "$promtool_status" = 0 ]
+echo "== summary: ${summary[*]} promtool=$promtool_status"
+echo "$total_passed passed, $total_failed failed"
+exit $failed

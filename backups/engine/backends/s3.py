@@ -173,6 +173,17 @@ class S3Backend(Backend):
             if mapped.detail.get("http_status") == 412 or \
                     mapped.detail.get("s3_code") == "PreconditionFailed":
                 return False
+            if mapped.detail.get("http_status") == 501 or \
+                    mapped.detail.get("s3_code") == "NotImplemented":
+                # An S3 server without conditional writes: a plain put, under the
+                # repository's exclusive lock and followed by its read-back (see
+                # Repository.init), which is what keeps the race out on such servers.
+                log.warning("%s: the server does not support If-None-Match; relying on the "
+                            "repository lock", self._what("create", name))
+                if self.exists(name):
+                    return False
+                self.put(name, data)
+                return True
             if mapped.detail.get("http_status") == 409:
                 # ConditionalRequestConflict: another conditional write of this key is in
                 # flight; retried, it answers 412 or succeeds.
