@@ -332,10 +332,11 @@ def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | N
                 reservation.hold(content_length - old_size)
             except NoRoom as refused:
                 detail = _room_detail(refused.room, old_size)
+                held = (f"; {detail['reserved_bytes']} more are held by uploads in progress"
+                        if detail["reserved_bytes"] else "")
                 raise UploadTooLarge(
                     f"The upload ({content_length} bytes) is larger than the volume's free space "
-                    f"({detail['available_bytes']} bytes; {detail['reserved_bytes']} more are held by uploads "
-                    "in progress).",
+                    f"({detail['available_bytes']} bytes{held}).",
                     detail={"content_length": content_length, **detail},
                 ) from None
         created_directories = _missing_directories(root_fd, components)

@@ -41,8 +41,10 @@ READ_ONLY_FIELDS = ("id", "status", "status_message", "path", "used_bytes", "quo
 # NUL, newline, DEL, the C1 range), format characters (Cf: bidi overrides such as U+202E,
 # zero-width space/joiners, U+FEFF, soft hyphen, tag characters) and the line and paragraph
 # separators (Zl, Zp). They are invisible or reorder text, so they make one name look like
-# another in listings, logs and terminals, or break a log line in two.
-REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# another in listings, logs and terminals, or break a log line in two. Lone surrogates (Cs,
+# from a JSON "\ud800") are not text at all, and PostgreSQL refuses them in JSON.
+REFUSED_CATEGORIES = {"Cc": "control character", "Cf": "format character", "Cs": "surrogate",
+                      "Zl": "line separator", "Zp": "paragraph separator"}
 
 
 def first_refused_character(text: str) -> tuple[int, str] | None:
@@ -55,7 +57,8 @@ def first_refused_character(text: str) -> tuple[int, str] | None:
 
 def describe_character(character: str) -> str:
     """`U+202E RIGHT-TO-LEFT OVERRIDE`: how messages name a character without printing it."""
-    return f"U+{ord(character):04X} {unicodedata.name(character, 'control character')}"
+    name = unicodedata.name(character, "") or REFUSED_CATEGORIES.get(unicodedata.category(character), "character")
+    return f"U+{ord(character):04X} {name}"
 
 
 def escape_refused(text: str) -> str:

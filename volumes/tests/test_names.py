@@ -190,6 +190,12 @@ def test_label_values_with_control_format_or_separator_characters_are_400(admin,
     assert Volume.objects.get(name="labelled").labels == {}
 
 
+def test_a_label_value_with_a_lone_surrogate_is_400_not_a_database_error(admin):
+    body = b'{"name": "named", "size_gb": 1, "labels": {"owner": "ops\\ud800"}}'
+    response = admin.post("/api/v1/volumes", body, content_type="application/json")
+    assert "U+D800 surrogate" in assert_error(response, 400, "validation_error")["detail"]["labels"][0]
+
+
 def test_label_values_may_hold_other_unicode(admin):
     labels = {"owner": "Zo\u00eb \u6771\u4eac \uff46\uff55\uff4c\uff4c"}
     response = post_volume(admin, labels=labels)

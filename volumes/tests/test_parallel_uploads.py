@@ -196,8 +196,9 @@ def test_the_room_of_a_killed_worker_is_reclaimed_by_the_next_upload(gunicorn_se
                        sent=UPLOAD_SIZE // 2)
     try:
         worker_pid = wait_until(lambda: reservation_of(volume), "the upload's reservation").owner_pid
-        assert worker_pid not in (os.getpid(), gunicorn_server.process.pid)
-        os.kill(worker_pid, signal.SIGKILL)  # a worker of the gunicorn this module started
+        parent_pid = int(Path(f"/proc/{worker_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert parent_pid == gunicorn_server.process.pid  # a worker of the gunicorn this module started
+        os.kill(worker_pid, signal.SIGKILL)
         wait_until(lambda: not Path(f"/proc/{worker_pid}").exists(), "gunicorn to reap the killed worker")
     finally:
         upload.close()
