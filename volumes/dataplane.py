@@ -8,11 +8,17 @@ Contracts callers rely on:
   temporary file and any directory it created, so readers and backups see the old file or
   the new one, never a half-written one.
 * Memory stays flat: the body is read in `CHUNK_SIZE` pieces and never held whole.
-* The quota is `volume.quota_bytes` against `used_bytes` (apparent size of regular files).
-  A declared `Content-Length` larger than the free room is refused before any byte is read
-  (413 `payload_too_large`); a body that turns out larger than the room while streaming
-  (no length declared, or another upload took the room meanwhile) is refused with 507
-  `quota_exceeded`. `used_bytes` moves by the exact difference on each write and delete.
+* The quota is `volume.quota_bytes` against `used_bytes` (apparent size of regular files)
+  plus the room other uploads in progress hold (`volumes.reservations`). An upload holds
+  its room in the database before it streams: all of a declared `Content-Length` at once
+  (413 `payload_too_large` before any byte is read when it does not fit), or exactly what
+  has arrived of an undeclared (chunked) body, one hold per read, before writing it (413
+  `quota_exceeded` once it outgrows the room).
+  Success turns the reservation into `used_bytes`; any failure releases it. So concurrent
+  uploads can never together exceed the quota.
+* Names are NFC and free of control, format and line-separator characters
+  (`volumes.validation.clean_file_path`). A name stored on disk in another normalisation form
+  (written by a host tool, or before names were normalised) is reached through its NFC form.
 * Every path is confined to the volume (see `volumes.confinement`); symlinks are listed but
   never followed, and can be deleted (the link, not its target).
 """
@@ -27,6 +33,7 @@ import os
 import secrets
 import shutil
 import stat
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -34,6 +41,7 @@ from decimal import Decimal, InvalidOperation
 from django.db.models import F
 
 from volumes.confinement import (
+    DIRECTORY_FLAGS,
     is_symlink_at,
     open_child_directory,
     open_directory,
@@ -53,6 +61,8 @@ from volumes.errors import (
     VolumeNotAvailable,
 )
 from volumes.models import Volume, VolumeStatus
+from volumes.reservations import NoRoom, QuotaReservation, Room
+from volumes.validation import clean_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +76,16 @@ class IncompleteUpload(InvalidHeader):
     """The request body ended before the declared Content-Length."""
 
     code = "incomplete_upload"
+
+
+class OverQuota(UploadTooLarge):
+    """The upload grew past the volume's free room while streaming; nothing was written.
+
+    413 like `payload_too_large`, not 507: the client asked for more than its quota, and
+    repeating the request will not help until something is deleted.
+    """
+
+    code = "quota_exceeded"
 
 
 @dataclass(frozen=True)
@@ -153,9 +173,66 @@ def _require_status(volume: Volume, allowed) -> None:
         )
 
 
-def _current_used_bytes(volume: Volume) -> int:
-    # Read fresh: another upload may have moved the counter since the volume was loaded.
-    return Volume.objects.filter(pk=volume.pk).values_list("used_bytes", flat=True).first() or 0
+def _path_components(raw_path, *, allow_root: bool = False) -> list[str]:
+    """The NFC components of a client's path (name rules first, then confinement's syntax)."""
+    return split_relative_path(clean_file_path(raw_path), allow_root=allow_root)
+
+
+def _stored_name(directory_fd: int, name: str) -> str:
+    """`name` as stored in the directory: itself when present, else the entry whose NFC form
+    it is (sorted first if several), else itself (a new name)."""
+    try:
+        os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+        return name
+    except FileNotFoundError:
+        pass
+    with os.scandir(directory_fd) as entries:
+        twins = sorted(entry.name for entry in entries
+                       if not entry.name.isascii() and unicodedata.normalize("NFC", entry.name) == name)
+    return twins[0] if twins else name
+
+
+def _on_disk_components(root_fd: int, components: list[str]) -> list[str]:
+    """The components as stored on disk, so an NFC path reaches a file whose stored name is
+    in another normalisation form. ASCII components are their own NFC and are not looked up;
+    a missing directory, a file or a symlink on the way ends the lookup (the operation that
+    follows reports it)."""
+    if all(component.isascii() for component in components):
+        return components
+    resolved: list[str] = []
+    directory_fd = os.dup(root_fd)
+    try:
+        for index, name in enumerate(components):
+            resolved.append(name if name.isascii() else _stored_name(directory_fd, name))
+            if index == len(components) - 1:
+                break
+            try:
+                next_fd = os.open(resolved[-1], DIRECTORY_FLAGS, dir_fd=directory_fd)
+            except OSError:
+                return resolved + components[index + 1:]
+            os.close(directory_fd)
+            directory_fd = next_fd
+    finally:
+        os.close(directory_fd)
+    return resolved
+
+
+def _open_path(volume: Volume, raw_path, *, allow_root: bool = False) -> tuple[int, list[str], str]:
+    """(fd on the volume's root, the path's components as stored on disk, the NFC path to
+    show the client). The caller closes the fd."""
+    components = _path_components(raw_path, allow_root=allow_root)
+    root_fd = open_volume_root(volume.path)
+    try:
+        return root_fd, _on_disk_components(root_fd, components), "/".join(components)
+    except BaseException:
+        os.close(root_fd)
+        raise
+
+
+def _room_detail(room: Room, old_size: int) -> dict:
+    """What a quota refusal tells the client; `available_bytes` counts the replaced file."""
+    available = max(room.quota_bytes - room.used_bytes - room.reserved_bytes + old_size, 0)
+    return {**room.as_detail(), "available_bytes": available}
 
 
 def _add_usage(volume: Volume, delta: int) -> None:
@@ -242,27 +319,32 @@ def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | N
     quota rules.
     """
     _require_status(volume, (VolumeStatus.AVAILABLE,))
-    components = split_relative_path(raw_path)
-    shown_path = "/".join(components)
-    root_fd = open_volume_root(volume.path)
+    root_fd, components, shown_path = _open_path(volume, raw_path)
+    reservation = QuotaReservation(volume, shown_path)
     try:
         try:
             old_size, _ = _existing_size(root_fd, components)
         except (PathConflict, InvalidPath) as error:
             error.detail.setdefault("path", shown_path)
             raise
-        room = volume.quota_bytes - _current_used_bytes(volume) + old_size
-        if content_length is not None and content_length > room:
-            raise UploadTooLarge(
-                f"The upload ({content_length} bytes) is larger than the volume's free space ({max(room, 0)} bytes).",
-                detail={"content_length": content_length, "available_bytes": max(room, 0),
-                        "quota_bytes": volume.quota_bytes},
-            )
+        if content_length is not None:
+            try:
+                reservation.hold(content_length - old_size)
+            except NoRoom as refused:
+                detail = _room_detail(refused.room, old_size)
+                held = (f"; {detail['reserved_bytes']} more are held by uploads in progress"
+                        if detail["reserved_bytes"] else "")
+                raise UploadTooLarge(
+                    f"The upload ({content_length} bytes) is larger than the volume's free space "
+                    f"({detail['available_bytes']} bytes{held}).",
+                    detail={"content_length": content_length, **detail},
+                ) from None
         created_directories = _missing_directories(root_fd, components)
         parent_fd = open_parent_directory(root_fd, components, create=True)
         try:
-            return _stream_into_place(volume, parent_fd, components[-1], shown_path, stream,
-                                      content_length=content_length, room=room, mode=mode, mtime_ns=mtime_ns)
+            return _stream_into_place(volume, reservation, parent_fd, components[-1], shown_path, stream,
+                                      content_length=content_length, old_size=old_size, mode=mode,
+                                      mtime_ns=mtime_ns)
         except BaseException:
             os.close(parent_fd)
             parent_fd = -1
@@ -272,10 +354,17 @@ def write_file(volume: Volume, raw_path: str, stream, *, content_length: int | N
             if parent_fd >= 0:
                 os.close(parent_fd)
     finally:
+        reservation.release()  # nothing left to release after a successful commit
         os.close(root_fd)
 
 
-def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_length, room, mode, mtime_ns):
+def _over_quota(volume: Volume, refused: NoRoom, old_size: int) -> OverQuota:
+    return OverQuota(f"Volume {volume.name!r} ran out of quota while receiving the upload; nothing was written.",
+                     detail=_room_detail(refused.room, old_size))
+
+
+def _stream_into_place(volume, reservation, parent_fd, name, shown_path, stream, *, content_length, old_size,
+                       mode, mtime_ns):
     temporary_name = f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}"
     file_fd = os.open(temporary_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                       0o600, dir_fd=parent_fd)
@@ -295,11 +384,13 @@ def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_l
             if not chunk:
                 break
             size += len(chunk)
-            if size > room:
-                raise QuotaExceeded(
-                    f"Volume {volume.name!r} ran out of quota while receiving the upload; nothing was written.",
-                    detail={"quota_bytes": volume.quota_bytes, "available_bytes": max(room, 0)},
-                )
+            try:
+                if content_length is None and size - old_size > reservation.held:
+                    reservation.hold(size - old_size)
+                else:
+                    reservation.renew_if_due()
+            except NoRoom as refused:
+                raise _over_quota(volume, refused, old_size) from None
             hasher.update(chunk)
             try:
                 _write_all(file_fd, chunk)
@@ -317,8 +408,14 @@ def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_l
         os.close(file_fd)
         file_fd = -1
         # Measure what we replace right before replacing it; the rename itself never follows
-        # a symlink at the target (it replaces the link), so it cannot write outside.
-        old_size, existed = _regular_size_at(parent_fd, name)
+        # a symlink at the target (it replaces the link), so it cannot write outside. The
+        # file may have changed since the upload started (replaced or deleted meanwhile), so
+        # the reservation must cover the real difference before the new file appears.
+        old_size_now, existed = _regular_size_at(parent_fd, name)
+        try:
+            reservation.ensure(size - old_size_now)
+        except NoRoom as refused:
+            raise _over_quota(volume, refused, old_size_now) from None
         try:
             os.rename(temporary_name, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         except IsADirectoryError:
@@ -337,7 +434,8 @@ def _stream_into_place(volume, parent_fd, name, shown_path, stream, *, content_l
                 os.unlink(temporary_name, dir_fd=parent_fd)
             except FileNotFoundError:
                 pass
-    _add_usage(volume, size - old_size)
+    reservation.commit(size - old_size_now)
+    volume.used_bytes += size - old_size_now
     return WriteResult(path=shown_path, size=size, sha256=hasher.hexdigest(), created=not existed)
 
 
@@ -356,9 +454,7 @@ def open_file(volume: Volume, raw_path: str) -> OpenedFile:
     """Open a regular file for reading; a symlink or a special file is refused, a directory
     raises `PathConflict` (callers list it instead)."""
     _require_status(volume, READABLE_STATUSES)
-    components = split_relative_path(raw_path)
-    shown_path = "/".join(components)
-    root_fd = open_volume_root(volume.path)
+    root_fd, components, shown_path = _open_path(volume, raw_path)
     try:
         parent_fd = open_parent_directory(root_fd, components)
     finally:
@@ -385,14 +481,13 @@ def open_file(volume: Volume, raw_path: str) -> OpenedFile:
                            detail={"path": shown_path, "type": kind})
     os.set_blocking(file_fd, True)
     return OpenedFile(file=os.fdopen(file_fd, "rb"), size=info.st_size, mode=stat.S_IMODE(info.st_mode),
-                      mtime_ns=info.st_mtime_ns, name=components[-1])
+                      mtime_ns=info.st_mtime_ns, name=shown_path.rsplit("/", 1)[-1])
 
 
 @_storage_errors_as_platform_errors
 def is_directory(volume: Volume, raw_path: str) -> bool:
     """True when `raw_path` names a directory inside the volume (never through a symlink)."""
-    components = split_relative_path(raw_path, allow_root=True)
-    root_fd = open_volume_root(volume.path)
+    root_fd, components, _ = _open_path(volume, raw_path, allow_root=True)
     try:
         directory_fd = open_directory(root_fd, components)
     except (FileNotFound, PathConflict):
@@ -422,13 +517,11 @@ def list_directory(volume: Volume, raw_path: str) -> list[dict]:
     Uploads in progress (their hidden temporary files) are not listed.
     """
     _require_status(volume, READABLE_STATUSES)
-    components = split_relative_path(raw_path or "", allow_root=True)
-    root_fd = open_volume_root(volume.path)
+    root_fd, components, shown_path = _open_path(volume, raw_path or "", allow_root=True)
     try:
         directory_fd = open_directory(root_fd, components)
     except FileNotFound:
-        raise FileNotFound(f"No directory {'/'.join(components)!r} in the volume.",
-                           detail={"path": "/".join(components)}) from None
+        raise FileNotFound(f"No directory {shown_path!r} in the volume.", detail={"path": shown_path}) from None
     finally:
         os.close(root_fd)
     entries = []
@@ -466,10 +559,8 @@ def list_directory(volume: Volume, raw_path: str) -> list[dict]:
 def delete_path(volume: Volume, raw_path: str, *, recursive: bool = False) -> DeleteResult:
     """Delete a file, a symlink (the link itself) or a directory (empty, or with `recursive`)."""
     _require_status(volume, (VolumeStatus.AVAILABLE,))
-    components = split_relative_path(raw_path)
-    shown_path = "/".join(components)
+    root_fd, components, shown_path = _open_path(volume, raw_path)
     name = components[-1]
-    root_fd = open_volume_root(volume.path)
     try:
         parent_fd = open_parent_directory(root_fd, components)
     finally:

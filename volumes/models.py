@@ -6,9 +6,11 @@ import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 # RFC 1123 DNS label: lower-case letters, digits and '-', 1..63, no leading/trailing '-'.
-DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# `\Z`, not `$`: Python's `$` also matches before a trailing newline, so "db-1\n" would pass.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z"
 dns_label_validator = RegexValidator(
     DNS_LABEL_PATTERN,
     "Use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit.",
@@ -68,3 +70,25 @@ class Volume(models.Model):
         if self.policy_id is not None and self.policy is not None:
             return self.policy.rpo_hours
         return 24
+
+
+class UploadReservation(models.Model):
+    """Quota room held by one upload while its body streams in (rules in `volumes/reservations.py`).
+
+    A row exists only while an upload is in progress. `owner_host`, `owner_namespace` (boot id
+    and pid namespace, as in repository locks) and `owner_pid` name the API process streaming
+    it, so a reservation whose process was killed can be recognised; `expires_at` bounds how
+    long a reservation nobody renews can block room.
+    """
+
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="upload_reservations")
+    reserved_bytes = models.BigIntegerField(default=0)
+    path = models.CharField(max_length=1024, blank=True, default="", help_text="The file being uploaded.")
+    owner_host = models.CharField(max_length=255)
+    owner_namespace = models.CharField(max_length=100, blank=True, default="")
+    owner_pid = models.IntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.reserved_bytes} bytes of {self.volume_id} for {self.path!r}"

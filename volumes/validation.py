@@ -5,13 +5,19 @@ clean values, or raises `VolumeValidationError` (400 `validation_error`) whose `
 maps each bad field to a list of messages, like DRF's validation errors. Types are strict
 (a JSON number for `size_gb`, not `true` or `1.5`) because automation that sends the wrong
 type should hear about it rather than get a guess.
+
+`clean_file_path(raw)` applies the name rules of the file data plane (see `docs/volumes.md`):
+no invisible or line-breaking characters, NFC, and no component that compatibility
+normalisation would turn into `.`, `..` or a separator.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from storage_platform.errors import BadRequest
+from volumes.errors import InvalidPath
 from volumes.models import DNS_LABEL_PATTERN, MAX_SIZE_GB
 
 MAX_RPO_HOURS = 24 * 366
@@ -21,7 +27,7 @@ MAX_LABEL_VALUE_LENGTH = 255
 # letters, digits, '-', '_' and '.', starting and ending with a letter or digit (1-63).
 LABEL_KEY_PATTERN = re.compile(
     r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z"
 )
 NAME_PATTERN = re.compile(DNS_LABEL_PATTERN)
 # Fields a client may write, and fields it may send back unchanged from a GET (ignored), so
@@ -29,6 +35,69 @@ NAME_PATTERN = re.compile(DNS_LABEL_PATTERN)
 WRITABLE_FIELDS = ("name", "size_gb", "labels", "policy", "rpo_hours", "pool", "node")
 READ_ONLY_FIELDS = ("id", "status", "status_message", "path", "used_bytes", "quota_bytes", "created_at",
                     "updated_at", "policy_id", "last_backup")
+
+
+# Unicode general categories refused in names, label values and file paths: controls (Cc:
+# NUL, newline, DEL, the C1 range), format characters (Cf: bidi overrides such as U+202E,
+# zero-width space/joiners, U+FEFF, soft hyphen, tag characters) and the line and paragraph
+# separators (Zl, Zp). They are invisible or reorder text, so they make one name look like
+# another in listings, logs and terminals, or break a log line in two. Lone surrogates (Cs,
+# from a JSON "\ud800") are not text at all, and PostgreSQL refuses them in JSON.
+REFUSED_CATEGORIES = {"Cc": "control character", "Cf": "format character", "Cs": "surrogate",
+                      "Zl": "line separator", "Zp": "paragraph separator"}
+
+
+def first_refused_character(text: str) -> tuple[int, str] | None:
+    """(index, character) of the first character of a refused category, or None."""
+    for index, character in enumerate(text):
+        if unicodedata.category(character) in REFUSED_CATEGORIES:
+            return index, character
+    return None
+
+
+def describe_character(character: str) -> str:
+    """`U+202E RIGHT-TO-LEFT OVERRIDE`: how messages name a character without printing it."""
+    name = unicodedata.name(character, "") or REFUSED_CATEGORIES.get(unicodedata.category(character), "character")
+    return f"U+{ord(character):04X} {name}"
+
+
+def escape_refused(text: str) -> str:
+    """`text` with every refused character written as `\\uXXXX`, safe to echo and log."""
+    return "".join(f"\\u{ord(character):04x}" if unicodedata.category(character) in REFUSED_CATEGORIES
+                   else character for character in text)
+
+
+def clean_file_path(raw_path) -> str:
+    """A data-plane path in NFC, or `InvalidPath` (400 `invalid_path`).
+
+    Refused: characters of `REFUSED_CATEGORIES`, and components whose NFKC form is `.` or `..`
+    or contains `/` or `\\` (full-width `．．`, the one- and two-dot leaders `․`/`‥`, the
+    full-width solidus `／`): NFC keeps them, but a tool that applies compatibility
+    normalisation later would turn them into a traversal or a separator. Other full-width
+    characters, a full-width dot inside a name included (`report．pdf`), are accepted.
+    Syntax (absolute paths, `..`, backslashes, lengths) is `volumes.confinement`'s job.
+    """
+    if not isinstance(raw_path, str):
+        raise InvalidPath("The path must be a string.")
+    refused = first_refused_character(raw_path)
+    if refused is not None:
+        index, character = refused
+        raise InvalidPath(
+            f"The path contains {describe_character(character)} at position {index}; control, format and "
+            "line-separator characters are not allowed in names.",
+            detail={"path": escape_refused(raw_path)[:4096], "character": f"U+{ord(character):04X}",
+                    "position": index})
+    path = unicodedata.normalize("NFC", raw_path)
+    for component in path.split("/"):
+        if component.isascii():
+            continue  # NFKC leaves ASCII alone; confinement judges '.', '..' and '\\'
+        folded = unicodedata.normalize("NFKC", component)
+        if folded in (".", "..") or "/" in folded or "\\" in folded:
+            raise InvalidPath(
+                f"The name {component[:255]!r} looks like {folded[:255]!r} (it becomes that under Unicode "
+                "compatibility normalisation); dot-only names and separator look-alikes are not allowed.",
+                detail={"path": path[:4096], "component": component[:255]})
+    return path
 
 
 class VolumeValidationError(BadRequest):
@@ -60,7 +129,7 @@ def validate_name(value, errors: dict) -> str | None:
     if not isinstance(value, str):
         errors["name"] = ["Must be a string."]
         return None
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.match(value):  # ASCII only, so no invisible or look-alike characters
         errors["name"] = ["Use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit."]
         return None
     return value
@@ -80,8 +149,11 @@ def validate_labels(value, errors: dict) -> dict | None:
                             "optionally prefixed by a DNS name and '/').")
         elif not isinstance(label_value, str):
             problems.append(f"The value of {key!r} must be a string, not {type(label_value).__name__}.")
-        elif len(label_value) > MAX_LABEL_VALUE_LENGTH or any(ord(c) < 0x20 for c in label_value):
-            problems.append(f"The value of {key!r} must be at most {MAX_LABEL_VALUE_LENGTH} printable characters.")
+        elif len(label_value) > MAX_LABEL_VALUE_LENGTH:
+            problems.append(f"The value of {key!r} must be at most {MAX_LABEL_VALUE_LENGTH} characters.")
+        elif (refused := first_refused_character(label_value)) is not None:
+            problems.append(f"The value of {key!r} contains {describe_character(refused[1])}; control, format and "
+                            "line-separator characters are not allowed.")
     if problems:
         errors["labels"] = problems
         return None

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from volumes import dataplane
-from volumes.errors import QuotaExceeded
-from volumes.models import Volume
+from volumes.models import UploadReservation, Volume
 from volumes.tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -137,14 +136,15 @@ def test_upload_larger_than_free_quota_is_413_before_reading(admin, volume):
     assert used_bytes(volume) == quota
 
 
-def test_body_that_outgrows_the_quota_while_streaming_is_507_and_leaves_nothing(admin, volume):
+def test_body_that_outgrows_the_quota_while_streaming_is_413_and_leaves_nothing(admin, volume):
     volume_row = Volume.objects.get(pk=volume["id"])
     Volume.objects.filter(pk=volume_row.pk).update(used_bytes=volume_row.quota_bytes - 3 * dataplane.CHUNK_SIZE)
     stream = io.BytesIO(b"q" * (3 * dataplane.CHUNK_SIZE + 1))
-    with pytest.raises(QuotaExceeded) as raised:
+    with pytest.raises(dataplane.OverQuota) as raised:
         dataplane.write_file(volume_row, "deep/er/stream.bin", stream, content_length=None)
-    assert raised.value.http_status == 507 and raised.value.code == "quota_exceeded"
+    assert raised.value.http_status == 413 and raised.value.code == "quota_exceeded"
     assert leftovers(volume["path"]) == []
+    assert not UploadReservation.objects.exists()
     assert Volume.objects.get(pk=volume_row.pk).used_bytes == volume_row.quota_bytes - 3 * dataplane.CHUNK_SIZE
 
 
@@ -257,14 +257,14 @@ def chunked_put(client, volume, path, content: bytes):
                                                           "wsgi.input_terminated": True})
 
 
-def test_chunked_upload_streams_to_eof_and_507_when_it_outgrows_the_quota(admin, volume):
+def test_chunked_upload_streams_to_eof_and_413_when_it_outgrows_the_quota(admin, volume):
     content = os.urandom(3 * dataplane.CHUNK_SIZE // 2)
     response = chunked_put(admin, volume, "chunked/one.bin", content)
     assert response.status_code == 201, response.content
     assert Path(volume["path"], "chunked", "one.bin").read_bytes() == content
     quota = Volume.objects.get(pk=volume["id"]).quota_bytes
     Volume.objects.filter(pk=volume["id"]).update(used_bytes=quota - dataplane.CHUNK_SIZE)
-    body = assert_error(chunked_put(admin, volume, "chunked/new/two.bin", content), 507, "quota_exceeded")
+    body = assert_error(chunked_put(admin, volume, "chunked/new/two.bin", content), 413, "quota_exceeded")
     assert body["detail"]["available_bytes"] == dataplane.CHUNK_SIZE
     assert leftovers(volume["path"]) == ["chunked", "chunked/one.bin"]
 

@@ -8,7 +8,8 @@
 * `GET  files/?path=dir`: the directory's entries, paginated like every list.
 * `DELETE files/{path}[?recursive=true]`: a file, a symlink, or a directory. 204.
 
-Reading needs the `read` role; writing and deleting need `admin` (the issue gives volumes to
+Paths are NFC and refuse control, format and line-separator characters (400 `invalid_path`,
+rules in `volumes.validation.clean_file_path`). Reading needs the `read` role; writing and deleting need `admin` (the issue gives volumes to
 admin; see docs/volumes.md). The body is never parsed by DRF: the view reads the underlying
 Django request in 1 MiB chunks so a large upload never sits in memory.
 """
@@ -16,6 +17,7 @@ Django request in 1 MiB chunks so a large upload never sits in memory.
 from __future__ import annotations
 
 import mimetypes
+import re
 from email.utils import formatdate
 
 from django.http import FileResponse
@@ -80,7 +82,8 @@ def upload_stream(request):
     meta = request.META
     raw_length = meta.get("CONTENT_LENGTH")
     if raw_length not in (None, ""):
-        if not raw_length.strip().isdigit():
+        # fullmatch, not isdigit(): isdigit() accepts digits such as '²' that int() refuses.
+        if not re.fullmatch(r"[0-9]{1,19}", raw_length.strip()):
             raise InvalidHeader("Content-Length must be a number of bytes.", detail={"header": "Content-Length"})
         return request._request, int(raw_length)
     if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -160,8 +163,11 @@ class VolumeFileView(FilesViewBase):
                                      description="Modification time: Unix seconds or ISO 8601.")],
         request={"application/octet-stream": OpenApiTypes.BINARY},
         responses={201: FileWriteResultSerializer, 200: FileWriteResultSerializer,
-                   413: OpenApiResponse(description="Larger than the free quota"),
-                   507: OpenApiResponse(description="Quota exhausted while streaming")},
+                   400: OpenApiResponse(description="invalid_path: escapes the volume, or a name with control, "
+                                                    "format or line-separator characters or a dot look-alike"),
+                   413: OpenApiResponse(description="payload_too_large: the declared length does not fit the "
+                                                    "free quota; quota_exceeded: the body outgrew it"),
+                   507: OpenApiResponse(description="pool_full: the storage pool itself is full")},
     )
     def put(self, request, id, file_path: str):
         volume = services.find_volume(id)
