@@ -65,6 +65,3 @@ class InvalidRestoreTarget(BadRequest):
 class JobCancelled(Exception):
     """Raised inside a runner when its job was cancelled (or taken over by another worker)."""
 
-
-class WorkerLost(Exception):
-    """Marker for a job whose worker stopped heartbeating too many times."""

@@ -11,7 +11,7 @@ import uuid
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-DEFAULT_SCHEDULE = "0 18 * * *"  # the brief's daily backup at 18:00
+DEFAULT_SCHEDULE = "0 18 * * *"  # a daily backup at 18:00
 DEFAULT_RETENTION = {"keep_last": 7, "keep_daily": 14, "keep_weekly": 8, "keep_monthly": 12}
 
 

@@ -99,7 +99,7 @@ class TriggerSerializer(serializers.Serializer):
 
 
 class VolumeReferenceSerializer(serializers.Serializer):
-    """`POST /backup` (the brief's endpoint): `{"volume": "<id or name>"}`."""
+    """`POST /backup` (the short trigger endpoint): `{"volume": "<id or name>"}`."""
 
     volume = StrictCharField(max_length=255)
 

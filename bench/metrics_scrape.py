@@ -7,7 +7,7 @@ with bulk inserts, then times (a) the catalog collector with our exposition and 
 GET /metrics through Django (+ django-prometheus metrics, middleware, readiness gauge), and
 prints the median and range of `--runs` scrapes in wall-clock and CPU time, plus the number
 of SQL queries of one scrape.
-Target (issue 5): the whole scrape under 250 ms.
+Target: the whole scrape under 250 ms.
 """
 
 from __future__ import annotations

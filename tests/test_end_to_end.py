@@ -1,4 +1,4 @@
-"""The user story of issue 2, end to end, with a real Celery worker on real Redis:
+"""The main user story, end to end, with a real Celery worker on real Redis:
 
 create a volume, write files into it, trigger a backup, poll the job to `succeeded`, delete
 the files, restore the backup into a NEW volume and get byte-identical files back (content,

@@ -66,11 +66,6 @@ class ForgetResult:
     reasons: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
 
-    @property
-    def removed(self) -> list[str]:
-        """Alias of `remove` (what was, or in a dry run would be, deleted)."""
-        return self.remove
-
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -416,5 +411,3 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
 
 
 #: The names `Repository.forget` / `Repository.prune` call.
-forget = forget_snapshots
-prune = prune_repository

@@ -112,8 +112,6 @@ class RetentionPolicy:
                                          f"known: {', '.join(RULES)}")
         return cls(**values)
 
-    parse = from_dict
-
     def to_dict(self) -> dict[str, Any]:
         """The non-default rules, JSON-ready (`keep_within` as a duration string)."""
         result: dict[str, Any] = {}

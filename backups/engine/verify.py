@@ -444,6 +444,4 @@ def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable |
 
 
 #: The name `Repository.verify` calls.
-verify = verify_repository
-
-__all__ = ["VerifyReport", "TreeReader", "verify_repository", "verify"]
+__all__ = ["VerifyReport", "TreeReader", "verify_repository"]

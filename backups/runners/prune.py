@@ -8,32 +8,10 @@ deletes its backups silently); an admin deletes them explicitly.
 
 from __future__ import annotations
 
-import dataclasses
-
 from django.utils import timezone
 
 from backups.models import Backup
 from backups.runners.results import to_jsonable
-
-
-def retention_policy(retention: dict):
-    """The engine's RetentionPolicy from a Policy's `retention` JSON (unknown keys ignored)."""
-    from backups import engine
-
-    if hasattr(engine.RetentionPolicy, "from_dict"):
-        return engine.RetentionPolicy.from_dict(retention)
-    if dataclasses.is_dataclass(engine.RetentionPolicy):
-        known = {item.name for item in dataclasses.fields(engine.RetentionPolicy)}
-        retention = {key: value for key, value in retention.items() if key in known}
-    return engine.RetentionPolicy(**retention)
-
-
-def removed_snapshot_ids(forget_result) -> list[str]:
-    for name in ("removed", "forgotten", "remove", "deleted"):
-        items = getattr(forget_result, name, None)
-        if items is not None:
-            return [str(getattr(item, "id", None) or getattr(item, "snapshot_id", None) or item) for item in items]
-    return []
 
 
 def run(job, context) -> dict:
@@ -42,7 +20,9 @@ def run(job, context) -> dict:
 
     dry_run = bool(job.params.get("dry_run", False))
     policy = job.policy
-    retention = retention_policy(policy.retention if policy else {})
+    from backups.engine import RetentionPolicy
+
+    retention = RetentionPolicy.from_dict(policy.retention if policy else {})
     volumes = list(Volume.objects.filter(policy=policy)) if policy else []
     now = timezone.now()
     forgotten: dict[str, list[str]] = {}
@@ -51,7 +31,7 @@ def run(job, context) -> dict:
         for volume in volumes:
             context.check_cancel()
             outcome = repository.forget(retention, source=f"volume:{volume.pk}", dry_run=dry_run, now=now)
-            removed = removed_snapshot_ids(outcome)
+            removed = list(outcome.remove)
             forgotten[volume.name] = removed
             if removed and not dry_run:
                 Backup.objects.filter(snapshot_id__in=removed, forgotten_at__isnull=True).update(forgotten_at=now)

@@ -5,22 +5,20 @@ Validation answers 400 `validation_error` naming the field, never a 500.
 
 from __future__ import annotations
 
-import re
-
 from rest_framework import serializers
 
+from backups.engine.errors import InvalidRetentionPolicy
+from backups.engine.retention import RULES as RETENTION_RULES
+from backups.engine.retention import RetentionPolicy
 from backups.models import DEFAULT_SCHEDULE, Policy
 from backups.scheduling import clock, cron
 
-RETENTION_COUNT_KEYS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-RETENTION_KEYS = RETENTION_COUNT_KEYS + ("keep_within",)
-MAX_KEEP_COUNT = 1_000_000
-# keep_within: a duration such as "7d", "36h", "2w", "1y6m" (restic's notation: y m w d h).
-KEEP_WITHIN_PATTERN = re.compile(r"^(?:\d+[ymwdh])+$")
+RETENTION_KEYS = RETENTION_RULES
 
 
 def validate_retention(value) -> dict:
-    """Check a retention dict; use the engine's RetentionPolicy parser when it is available."""
+    """Check a retention dict with the engine's own parser (`RetentionPolicy.from_dict`), the
+    one definition of the rules prune applies; refuse a rule that keeps nothing."""
     if not isinstance(value, dict):
         raise serializers.ValidationError("Retention must be an object such as {\"keep_daily\": 7}.")
     unknown = sorted(set(value) - set(RETENTION_KEYS))
@@ -28,38 +26,14 @@ def validate_retention(value) -> dict:
         raise serializers.ValidationError(
             f"Unknown retention key(s) {', '.join(unknown)}; use {', '.join(RETENTION_KEYS)}."
         )
-    for key in RETENTION_COUNT_KEYS:
-        if key in value:
-            count = value[key]
-            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_KEEP_COUNT:
-                raise serializers.ValidationError(f"{key} must be a whole number from 0 to {MAX_KEEP_COUNT}.")
-    if "keep_within" in value:
-        within = value["keep_within"]
-        if not isinstance(within, str) or not KEEP_WITHIN_PATTERN.match(within):
-            raise serializers.ValidationError("keep_within must be a duration such as \"7d\", \"36h\" or \"1y6m\".")
-    if not any(value.get(key) for key in RETENTION_KEYS):
+    try:
+        policy = RetentionPolicy.from_dict(value)
+    except InvalidRetentionPolicy as error:
+        raise serializers.ValidationError(error.message) from None
+    if policy.empty:
         # An empty rule would let prune forget every snapshot of every volume of the policy.
         raise serializers.ValidationError("Retention must keep something (e.g. keep_last >= 1).")
-    _engine_check(value)
     return value
-
-
-def _engine_check(value: dict) -> None:
-    try:
-        from backups.engine.retention import RetentionPolicy
-    except ImportError:  # the engine's parser has not landed: the checks above stand alone
-        return
-    parse = getattr(RetentionPolicy, "from_dict", None) or getattr(RetentionPolicy, "parse", None)
-    if parse is None:
-        return
-    try:
-        parse(value)
-    except (ValueError, TypeError) as error:
-        raise serializers.ValidationError(str(error)) from None
-    except Exception as error:  # the engine's own error hierarchy
-        if hasattr(error, "code"):
-            raise serializers.ValidationError(str(error)) from None
-        raise
 
 
 class PolicySerializer(serializers.ModelSerializer):

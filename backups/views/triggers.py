@@ -1,4 +1,4 @@
-"""Trigger endpoints outside `/backups`: the brief's `POST /api/v1/backup` (`{"volume": ...}`)
+"""Trigger endpoints outside `/backups`: the short `POST /api/v1/backup` (`{"volume": ...}`)
 and repository-wide `POST /api/v1/verify` (`{"read_data_percent": n}`). Both answer 202."""
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def build() -> dict:
         "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
                                   "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
                                   "type": "dashboard"}]},
-        "description": "Storage & Backup Platform: RPO, backups, bytes, queue, repository, workers (issue 5).",
+        "description": "Storage & Backup Platform: RPO, backups, bytes, queue, repository, workers.",
         "editable": True,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reading the catalog for automation: which backup to use, RPO status, content checksums.
 
-RPO follows the platform's definition (DESIGN.md, "Metrics"): a volume is in violation when
+RPO follows the platform's definition (docs/metrics.md): a volume is in violation when
 it has no completed backup within its RPO — the age of the newest completed backup, not the
 outcome of the last trigger.
 

@@ -38,7 +38,7 @@ API_PREFIX = "/api/v1"
 TERMINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
 RETRYABLE_STATUSES = (502, 503, 504)
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-# Largest page the API serves (issue 2); fewer round trips when listing everything.
+# Largest page the API serves; fewer round trips when listing everything.
 MAX_PAGE_SIZE = 500
 
 
