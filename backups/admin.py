@@ -13,8 +13,8 @@ from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
-from backups import services
-from backups.models import Backup, BackupStatus, BackupTrigger, Job, JobStatus, Policy
+from backups import selectors, services
+from backups.models import Backup, BackupTrigger, Job, JobStatus, Policy
 from backups.serializers import job_progress
 from storage_platform.errors import PlatformError
 
@@ -53,8 +53,7 @@ def back_up_now(model_admin, request, queryset):
 def restore_latest_to_new_volume(model_admin, request, queryset):
     done, problems = [], []
     for volume in queryset:
-        latest = (Backup.objects.filter(volume_id=volume.pk, status=BackupStatus.COMPLETED, forgotten_at__isnull=True)
-                  .order_by("-completed_at").first())
+        latest = selectors.newest_completed_backup(volume.pk)
         if latest is None:
             problems.append(f"{volume.name}: no completed backup to restore.")
             continue

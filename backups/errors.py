@@ -14,18 +14,6 @@ class BackupInProgress(Conflict):
     code = "backup_in_progress"
 
 
-class VolumeNotAvailable(Conflict):
-    """The volume is not available for this operation."""
-
-    code = "volume_not_available"
-
-
-class VolumeNotFound(NotFound):
-    """The volume does not exist."""
-
-    code = "volume_not_found"
-
-
 class BackupNotFound(NotFound):
     """The backup does not exist."""
 

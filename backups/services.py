@@ -15,53 +15,34 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
+from collections.abc import Iterator
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from backups import jobs, routing
+from backups import jobs, routing, selectors, volume_access
 from backups.errors import (
     BackupActive,
     BackupInProgress,
     BackupNotRestorable,
     IdempotencyKeyReused,
     InvalidRestoreTarget,
-    VolumeNotAvailable,
-    VolumeNotFound,
 )
-from backups.models import ACTIVE_JOB_STATUSES, Backup, BackupStatus, BackupTrigger, Job, JobKind, Policy
+from backups.models import Backup, BackupStatus, BackupTrigger, Job, JobKind, Policy
+from backups.volume_access import VolumeNotAvailable
 from storage_platform.errors import BadRequest
 
 logger = logging.getLogger(__name__)
 
-DATA_JOB_KINDS = (JobKind.BACKUP, JobKind.RESTORE)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
 # --- lookups -------------------------------------------------------------------------------
-def find_volume(reference):
-    """The volume with this id (UUID) or name; `VolumeNotFound` (404) otherwise."""
-    from volumes.models import Volume
-
-    text = str(reference).strip() if reference is not None else ""
-    if not text:
-        raise VolumeNotFound("No volume was given.")
-    volume = None
-    try:
-        volume = Volume.objects.filter(pk=uuid.UUID(text)).first()
-    except ValueError:
-        pass
-    if volume is None:
-        volume = Volume.objects.filter(name=text).first()
-    if volume is None:
-        raise VolumeNotFound(f"Volume {text!r} does not exist.", detail={"volume": text})
-    return volume
+find_volume = volume_access.find_volume  # the volumes app's lookup (id or name; 404 otherwise)
 
 
 def active_data_job(volume) -> Job | None:
     """The queued or running backup/restore of `volume`, if any."""
-    return Job.objects.filter(volume_id=volume.pk, kind__in=DATA_JOB_KINDS, status__in=ACTIVE_JOB_STATUSES).first()
+    return selectors.active_data_job(volume.pk)
 
 
 def _in_progress(volume, job: Job | None) -> BackupInProgress:
@@ -129,8 +110,6 @@ def trigger_backup(volume, *, trigger: str, actor: str = "", idempotency_key: st
     or restore of the volume is queued or running, `VolumeNotAvailable` (409) when the volume
     is being created, deleted or is in error, `IdempotencyKeyReused` (409) when the key was
     used for another request."""
-    from volumes.models import VolumeStatus
-
     key = _clean_key(idempotency_key)
     if trigger not in BackupTrigger.values:
         raise BadRequest(f"Unknown trigger {trigger!r}.")
@@ -143,7 +122,7 @@ def trigger_backup(volume, *, trigger: str, actor: str = "", idempotency_key: st
             if active is not None:
                 raise _in_progress(volume, active)
             volume.refresh_from_db(fields=["status", "node", "name"])
-            if volume.status not in (VolumeStatus.AVAILABLE,):
+            if not volume_access.is_available(volume):
                 raise VolumeNotAvailable(f"Volume {volume.name} is {volume.status}; it cannot be backed up now.",
                                          detail={"volume": str(volume.pk), "status": volume.status})
             job = _save_data_job(Job(
@@ -167,10 +146,8 @@ def trigger_backup_all(*, trigger: str, actor: str = "", volumes=None) -> tuple[
     Returns (queued backups, skipped) where each skipped entry is
     `{"volume", "volume_name", "code", "reason", "detail"}`: volumes with a backup or restore
     already active, or not available. Never raises for one volume's conflict."""
-    from volumes.models import Volume, VolumeStatus
-
     if volumes is None:
-        volumes = Volume.objects.filter(status=VolumeStatus.AVAILABLE).order_by("name")
+        volumes = volume_access.available_volumes()
     queued, skipped = [], []
     for volume in volumes:
         try:
@@ -203,7 +180,7 @@ def delete_backup(backup: Backup, *, actor: str = "") -> None:
 
 # --- restores ------------------------------------------------------------------------------
 def _restorable(backup: Backup) -> None:
-    if backup.status != BackupStatus.COMPLETED or not backup.snapshot_id or backup.forgotten_at is not None:
+    if not selectors.is_completed(backup):
         raise BackupNotRestorable(
             f"Backup {backup.pk} is {backup.status}" + (" and its snapshot was removed" if backup.forgotten_at else "")
             + "; only a completed backup can be restored.",
@@ -228,7 +205,6 @@ def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | 
     `restoring` until the job ends. Raises `BackupNotRestorable` (409) for a backup that is
     not completed or whose snapshot was removed, `BackupInProgress` (409) when the target has
     an active backup or restore, `InvalidRestoreTarget` (400) for contradictory targets."""
-    from volumes.models import Volume, VolumeStatus
 
     key = _clean_key(idempotency_key)
     existing = _job_for_key(key, kind=JobKind.RESTORE, backup_id=backup.pk)
@@ -237,11 +213,9 @@ def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | 
     _restorable(backup)
     if target_volume is not None and new_volume_name:
         raise InvalidRestoreTarget("Give either a target volume or new_volume_name, not both.")
-    source_volume = Volume.objects.filter(pk=backup.volume_id).first()
+    source_volume = volume_access.get_volume(backup.volume_id) if backup.volume_id else None
     new_volume = False
     if new_volume_name:
-        from backups import volume_access
-
         target_volume = volume_access.create_volume_for_restore(
             name=new_volume_name, size_gb=size_gb or _size_for_restore(backup, source_volume), actor=actor,
             source_volume=source_volume,
@@ -266,20 +240,62 @@ def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | 
                         "source_volume": str(backup.volume_id), "new_volume": new_volume,
                         "in_place": not new_volume},
             ), target_volume)
-            if not Volume.objects.filter(pk=target_volume.pk, status=VolumeStatus.AVAILABLE).update(
-                status=VolumeStatus.RESTORING, updated_at=timezone.now()
-            ):
-                target_volume.refresh_from_db(fields=["status"])
-                raise VolumeNotAvailable(
-                    f"Volume {target_volume.name} is {target_volume.status}; it cannot be restored into now.",
-                    detail={"volume": str(target_volume.pk), "status": target_volume.status},
-                )
+            volume_access.start_restoring(target_volume)
             jobs.enqueue(job)
     except _RetryWithKey:
         return _job_for_key(key, kind=JobKind.RESTORE, backup_id=backup.pk)
     logger.info("restore of backup %s into volume %s queued (job %s, by %s)", backup.pk, target_volume.name,
                 job.pk, actor or "system")
     return job
+
+
+# --- reading a snapshot --------------------------------------------------------------------
+def ensure_readable(backup: Backup) -> None:
+    """`BackupNotRestorable` (409) unless the backup has a snapshot to read."""
+    if not selectors.is_completed(backup):
+        raise BackupNotRestorable(f"Backup {backup.pk} has no snapshot to read ({backup.status}).",
+                                  detail={"backup": str(backup.pk), "status": backup.status})
+
+
+def list_backup_dir(backup: Backup, path: str) -> list:
+    """The entries of directory `path` in the backup's snapshot (engine `TreeEntry` values).
+    `BackupNotRestorable` (409) when the backup has no snapshot to read; the engine's
+    not-found errors for a missing path."""
+    from backups.storage import open_repository
+
+    ensure_readable(backup)
+    repository = open_repository()
+    try:
+        return list(repository.list_dir(backup.snapshot_id, path))
+    finally:
+        repository.close()
+
+
+def open_backup_file(backup: Backup, path: str) -> Iterator[bytes]:
+    """The content of file `path` in the backup's snapshot, as a stream of chunks.
+
+    The first chunk is read before this returns, so a missing path or damaged data raises
+    here (a clean error response) instead of breaking a stream already started. The
+    repository stays open until the stream is exhausted or closed."""
+    from backups.storage import open_repository
+
+    ensure_readable(backup)
+    repository = open_repository()
+    try:
+        chunks = iter(repository.open_file(backup.snapshot_id, path))
+        first = next(chunks, b"")
+    except BaseException:
+        repository.close()
+        raise
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield first
+            yield from chunks
+        finally:
+            repository.close()
+
+    return stream()
 
 
 # --- maintenance ---------------------------------------------------------------------------

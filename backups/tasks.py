@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from backups.jobs.publish import RUN_JOB_TASK
+from backups.runners import execute
 
-@shared_task(name="backups.tasks.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+
+# Published by name (`jobs.publish`), so no module below this one imports it.
+@shared_task(name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> str:
     """Run one delivery of the job `job_id` (backup, restore, verify or prune)."""
-    from backups.runners import execute
-
     return execute(job_id)

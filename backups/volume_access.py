@@ -1,6 +1,9 @@
-"""The backups app's narrow view of volumes: where a volume's data is, its usage, and making
-a new volume for a restore. Everything goes through the volumes app's services and pool
-drivers, so pool details stay in `volumes/`.
+"""The backups app's one way into volumes: finding a volume, where its data is, its usage,
+making a new volume for a restore, and the `restoring` status a restore holds.
+
+Everything goes through the volumes app's services and pool drivers, which own the volume
+rows: no other module of `backups/` reads pools or writes a volume's status. The volumes
+app's errors are re-exported here for the same reason.
 """
 
 from __future__ import annotations
@@ -8,7 +11,64 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from volumes.errors import VolumeNotAvailable, VolumeNotFound
+
 logger = logging.getLogger(__name__)
+
+__all__ = ["VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path", "find_volume",
+           "finish_restore", "get_volume", "is_available", "available_volumes", "keep_restoring", "refresh_usage", "start_restoring"]
+
+
+def find_volume(reference):
+    """The volume with this id or name; `VolumeNotFound` (404) otherwise."""
+    from volumes import services as volume_services
+
+    return volume_services.find_volume(reference)
+
+
+def get_volume(volume_id):
+    """The volume with this id, or None (a job's volume may have been deleted since)."""
+    from volumes import services as volume_services
+
+    return volume_services.get_volume(volume_id)
+
+
+def is_available(volume) -> bool:
+    """True when `volume` (as last read) may be backed up or restored into."""
+    from volumes.models import VolumeStatus
+
+    return volume.status == VolumeStatus.AVAILABLE
+
+
+def available_volumes():
+    """Every available volume, by name."""
+    from volumes import services as volume_services
+
+    return volume_services.available_volumes()
+
+
+def start_restoring(volume) -> None:
+    """Mark an available `volume` `restoring` (inside the caller's transaction);
+    `VolumeNotAvailable` (409) when it is in any other status."""
+    from volumes import services as volume_services
+
+    volume_services.start_restoring(volume)
+
+
+def keep_restoring(volume_id) -> None:
+    """Mark the volume `restoring` whatever its status (a restore that runs again after its
+    worker died finds it so already)."""
+    from volumes import services as volume_services
+
+    volume_services.keep_restoring(volume_id)
+
+
+def finish_restore(volume_id, *, succeeded: bool, new_volume: bool, error: str = "") -> None:
+    """The restore into `volume_id` ended: it leaves `restoring` (see
+    `volumes.services.finish_restore`)."""
+    from volumes import services as volume_services
+
+    volume_services.finish_restore(volume_id, succeeded=succeeded, new_volume=new_volume, error=error)
 
 
 def data_path(volume) -> Path:

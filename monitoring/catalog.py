@@ -16,6 +16,7 @@ from django.db import connections
 from django.db.models import Count, F, FloatField, Func, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
+from backups import selectors
 from backups.models import Backup, BackupStatus, Job, JobStatus
 from monitoring import counters, totals
 from monitoring.models import WorkerHeartbeat
@@ -106,8 +107,7 @@ def read_volumes() -> list[VolumeRow]:
     """
     backups = Backup.objects.filter(volume=OuterRef("pk")).order_by()
     newest_success = (
-        backups.filter(status=BackupStatus.COMPLETED, completed_at__isnull=False)
-        .order_by("-completed_at").values(at=EpochSeconds("completed_at"))[:1]
+        selectors.newest_completed_backups(volume=OuterRef("pk")).values(at=EpochSeconds("completed_at"))[:1]
     )
     # A failed backup may never have set completed_at: fall back to when it started or was made.
     newest_failure = (

@@ -30,10 +30,9 @@ class VolumeSerializer(serializers.ModelSerializer):
     def get_last_backup(self, volume: Volume) -> dict | None:
         if not hasattr(volume, "last_backup_at"):
             # Not annotated (a volume just created or updated): one query for this one row.
-            from backups.models import Backup, BackupStatus
+            from backups import selectors
 
-            newest = (Backup.objects.filter(volume_id=volume.pk, status=BackupStatus.COMPLETED)
-                      .order_by("-completed_at").values("id", "completed_at").first())
+            newest = selectors.newest_completed_backups(volume_id=volume.pk).values("id", "completed_at").first()
             volume.last_backup_id = newest["id"] if newest else None
             volume.last_backup_at = newest["completed_at"] if newest else None
         if volume.last_backup_id is None:

@@ -9,6 +9,10 @@ Contracts:
 * `delete_volume` refuses a volume with an active backup/restore job (409 `volume_busy`),
   marks it `deleting`, removes the storage, then the row. Backups and jobs of the volume are
   kept: their `volume_id`/`volume_name` go on naming it (see backups/models.py).
+* Volume status has one writer, this module. A restore holds its target `restoring`:
+  `start_restoring` (available → restoring, else 409), `keep_restoring` (a redelivered
+  restore), `finish_restore` (→ available, or → error for a new volume whose restore did not
+  complete, which holds no usable data).
 * `refresh_usage` walks the volume's storage and stores `used_bytes`; it is O(files), so
   lists never call it. Uploads and deletes keep `used_bytes` current between walks.
 """
@@ -19,8 +23,9 @@ import logging
 import uuid
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from volumes.errors import PoolError, QuotaBelowUsage, VolumeBusy, VolumeExists, VolumeNotFound
+from volumes.errors import PoolError, QuotaBelowUsage, VolumeBusy, VolumeExists, VolumeNotAvailable, VolumeNotFound
 from volumes.models import Volume, VolumeStatus
 from volumes.pools import DEFAULT_POOL, get_pool
 from volumes.validation import NAME_PATTERN, VolumeValidationError, clean_volume_fields
@@ -53,15 +58,24 @@ def find_volume(identifier) -> Volume:
     return volume
 
 
+def get_volume(volume_id) -> Volume | None:
+    """The volume with this id, or None."""
+    return Volume.objects.filter(pk=volume_id).first()
+
+
+def available_volumes():
+    """Every available volume, by name."""
+    return Volume.objects.filter(status=VolumeStatus.AVAILABLE).order_by("name")
+
+
 def with_last_backup(queryset):
     """Annotate each volume with its newest completed backup (`last_backup_id`,
     `last_backup_at`): two indexed subqueries per page, never a query per row."""
     from django.db.models import OuterRef, Subquery
 
-    from backups.models import Backup, BackupStatus
+    from backups import selectors
 
-    newest = (Backup.objects.filter(volume_id=OuterRef("pk"), status=BackupStatus.COMPLETED)
-              .order_by("-completed_at"))
+    newest = selectors.newest_completed_backups(volume_id=OuterRef("pk"))
     return queryset.annotate(last_backup_id=Subquery(newest.values("id")[:1]),
                              last_backup_at=Subquery(newest.values("completed_at")[:1]))
 
@@ -149,9 +163,7 @@ def update_volume(volume: Volume, fields: dict, *, actor: str = "") -> Volume:
 
 def delete_volume(volume: Volume, *, actor: str = "") -> None:
     """Delete the volume's storage and row; its backups stay (see the module docstring)."""
-    from django.utils import timezone
-
-    from backups.models import ACTIVE_JOB_STATUSES, Job
+    from backups import selectors
 
     previous_status = volume.status
     # Mark `deleting` first, then look for active jobs: a backup or restore trigger checks the
@@ -161,8 +173,7 @@ def delete_volume(volume: Volume, *, actor: str = "") -> None:
               .update(status=VolumeStatus.DELETING, status_message="", updated_at=timezone.now()))
     if not marked:
         raise VolumeBusy(f"Volume {volume.name!r} is being restored.", detail={"status": VolumeStatus.RESTORING})
-    active_job = (Job.objects.filter(volume_id=volume.pk, status__in=ACTIVE_JOB_STATUSES)
-                  .order_by("created_at").first())
+    active_job = selectors.oldest_active_job(volume.pk)
     if active_job is not None:
         Volume.objects.filter(pk=volume.pk, status=VolumeStatus.DELETING).update(status=previous_status)
         raise VolumeBusy(
@@ -179,6 +190,36 @@ def delete_volume(volume: Volume, *, actor: str = "") -> None:
     # DO_NOTHING, so this deletes the row alone and they keep the volume's id and name.
     Volume.objects.filter(pk=volume.pk).delete()
     logger.info("volume %s (%s) deleted by %s", volume.name, volume.id, actor or "system")
+
+
+def start_restoring(volume: Volume) -> None:
+    """available → restoring, conditionally (inside the caller's transaction, which holds the
+    restore job's row); `VolumeNotAvailable` (409) from any other status."""
+    if not Volume.objects.filter(pk=volume.pk, status=VolumeStatus.AVAILABLE).update(
+        status=VolumeStatus.RESTORING, updated_at=timezone.now()
+    ):
+        volume.refresh_from_db(fields=["status"])
+        raise VolumeNotAvailable(
+            f"Volume {volume.name} is {volume.status}; it cannot be restored into now.",
+            detail={"volume": str(volume.pk), "status": volume.status},
+        )
+    volume.status = VolumeStatus.RESTORING
+
+
+def keep_restoring(volume_id) -> None:
+    """→ restoring from whatever status: a restore that runs again after its worker died."""
+    Volume.objects.filter(pk=volume_id).exclude(status=VolumeStatus.RESTORING).update(status=VolumeStatus.RESTORING)
+
+
+def finish_restore(volume_id, *, succeeded: bool, new_volume: bool, error: str = "") -> None:
+    """restoring → available; or → error when a restore into a new volume did not complete
+    (the volume holds no usable data). A volume no longer `restoring` is left alone."""
+    status, message = VolumeStatus.AVAILABLE, ""
+    if not succeeded and new_volume:
+        status, message = VolumeStatus.ERROR, f"Restore did not complete: {error}"[:1024]
+    Volume.objects.filter(pk=volume_id, status=VolumeStatus.RESTORING).update(
+        status=status, status_message=message, updated_at=timezone.now()
+    )
 
 
 def refresh_usage(volume: Volume) -> int:

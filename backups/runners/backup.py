@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from backups import volume_access
-from backups.errors import VolumeNotFound
-from backups.models import Backup, BackupStatus
+from backups import selectors, volume_access
+from backups.models import Backup
 from backups.runners.results import backup_stats, snapshot_id_of
 
 
@@ -50,25 +49,20 @@ def catalog_parent(volume_id, *, exclude=None) -> str | None:
     as "auto" would do on a repository in step with the catalog; an id prune removed from
     the repository meanwhile also means a full read (see `archiver.backup`).
     """
-    newest = (Backup.objects.filter(volume_id=volume_id, status=BackupStatus.COMPLETED,
-                                    forgotten_at__isnull=True)
-              .exclude(snapshot_id="").exclude(pk=exclude)
-              .order_by("-completed_at", "-created_at").values_list("snapshot_id", flat=True)
-              .first())
-    return newest or None
+    newest = selectors.newest_completed_backup(volume_id, exclude=exclude)
+    return newest.snapshot_id if newest is not None else None
 
 
 def run(job, context) -> dict:
     from backups.storage import open_repository
-    from volumes.models import Volume
 
     backup = Backup.objects.get(job=job)
-    volume = Volume.objects.filter(pk=job.volume_id).first()
+    volume = volume_access.get_volume(job.volume_id)
     if volume is None:
-        raise VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
+        raise volume_access.VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
     source = volume_access.data_path(volume)
     if not source.is_dir():
-        raise VolumeNotFound(f"The data folder of volume {volume.name} is missing.",
+        raise volume_access.VolumeNotFound(f"The data folder of volume {volume.name} is missing.",
                              detail={"volume": str(volume.pk)})
     used_bytes = volume_access.refresh_usage(volume)
     context.progress(0, used_bytes, "backing up")

@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 from backups import volume_access
-from backups.errors import BackupNotRestorable, VolumeNotFound
+from backups import selectors
+from backups.errors import BackupNotRestorable
 from backups.models import Backup
 from backups.runners.results import to_jsonable
 
@@ -40,16 +41,15 @@ def swap_in(staging: Path, target: Path, replaced: Path) -> None:
 
 def run(job, context) -> dict:
     from backups.storage import open_repository
-    from volumes.models import Volume, VolumeStatus
 
     backup = Backup.objects.filter(pk=job.params.get("backup")).first()
-    if backup is None or not backup.snapshot_id or backup.forgotten_at is not None:
+    if backup is None or not selectors.is_completed(backup):
         raise BackupNotRestorable("The backup to restore no longer exists or its snapshot was removed.")
-    volume = Volume.objects.filter(pk=job.volume_id).first()
+    volume = volume_access.get_volume(job.volume_id)
     if volume is None:
-        raise VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
+        raise volume_access.VolumeNotFound(f"Volume {job.volume_id} no longer exists.")
     # A redelivered restore finds the volume already restoring; a first run marks it.
-    Volume.objects.filter(pk=volume.pk).exclude(status=VolumeStatus.RESTORING).update(status=VolumeStatus.RESTORING)
+    volume_access.keep_restoring(volume.pk)
 
     target = volume_access.data_path(volume)
     staging, replaced = staging_paths(target, job)

@@ -67,7 +67,8 @@ def start_keyed_backup(policy: Policy, volume, key: str, result: FanOutResult) -
     """Start a scheduled backup of `volume` with idempotency `key`, unless a job with that key
     exists or the volume is busy or not available; records what happened in `result`."""
     from backups import services
-    from backups.errors import BackupInProgress, VolumeNotAvailable
+    from backups.errors import BackupInProgress
+    from backups.volume_access import VolumeNotAvailable
     from volumes.models import VolumeStatus
 
     if volume.status != VolumeStatus.AVAILABLE:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db.models import Max, Q
+from django.db.models import OuterRef, Subquery
 
-from backups.models import BackupStatus, Job, Policy
+from backups import selectors
+from backups.models import Job, Policy
 from backups.scheduling import clock, cron, fanout
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ def catch_up(*, now: datetime | None = None) -> fanout.FanOutResult:
     volumes = (
         Volume.objects.filter(status=VolumeStatus.AVAILABLE)
         .select_related("policy")
-        .annotate(newest_completed=Max("backups__completed_at", filter=Q(backups__status=BackupStatus.COMPLETED)))
+        .annotate(newest_completed=Subquery(
+            selectors.newest_completed_backups(volume_id=OuterRef("pk")).values("completed_at")[:1]))
         .order_by("name")
     )
     ticks: dict[int, datetime] = {}

@@ -18,7 +18,7 @@ def sent_messages(monkeypatch):
     from backups import jobs
 
     sent: list[tuple[str, str, float | None]] = []
-    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: sent.append((job_id, queue, countdown)))
+    monkeypatch.setattr(jobs.publish, "publisher", lambda job_id, queue, countdown: sent.append((job_id, queue, countdown)))
     return sent
 
 

@@ -6,6 +6,7 @@ the engine (the end-to-end test runs the real engine in a real worker).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -53,7 +54,7 @@ def test_a_job_held_by_a_dead_process_on_this_host_is_taken_over_at_once(volume,
     backup = queue_backup(volume)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(finished.stdout)
-    jobs.claim(backup.job_id, worker=f"{jobs.socket.gethostname()}:{dead_pid}:{jobs._pid_namespace()}")
+    jobs.claim(backup.job_id, worker=f"{socket.gethostname()}:{dead_pid}:{jobs.identity.pid_namespace()}")
     use_runner(JobKind.BACKUP, lambda job, context: {"ran": True})
     assert runners.execute(backup.job_id, worker="me:1") == JobStatus.SUCCEEDED
     job = Job.objects.get(pk=backup.job_id)
@@ -63,12 +64,12 @@ def test_a_job_held_by_a_dead_process_on_this_host_is_taken_over_at_once(volume,
 def test_a_killed_process_not_yet_reaped_counts_as_dead():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert jobs._process_alive(child.pid)
+        assert jobs.identity.process_alive(child.pid)
         child.kill()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and jobs._process_alive(child.pid):
+        while time.monotonic() < deadline and jobs.identity.process_alive(child.pid):
             time.sleep(0.01)
-        assert not jobs._process_alive(child.pid)  # a zombie: killed, its parent has not waited yet
+        assert not jobs.identity.process_alive(child.pid)  # a zombie: killed, its parent has not waited yet
     finally:
         child.kill()
         child.wait()
@@ -78,7 +79,7 @@ def test_a_dead_pid_in_another_pid_namespace_proves_nothing(volume):
     backup = queue_backup(volume)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     # Same host name, other namespace: a container sharing the host's name (host networking).
-    holder = f"{jobs.socket.gethostname()}:{int(finished.stdout)}:ns1"
+    holder = f"{socket.gethostname()}:{int(finished.stdout)}:ns1"
     job = jobs.claim(backup.job_id, worker=holder)
     assert jobs.take_over_dead_local_worker(job, worker="me:1:ns2") is None
     assert Job.objects.get(pk=job.pk).worker == holder
@@ -172,7 +173,7 @@ def test_cancelling_a_running_job_stops_it_at_its_next_chunk(volume, use_runner,
 def test_transient_errors_retry_with_backoff_then_fail_after_max_attempts(volume, use_runner, sent_messages,
                                                                             monkeypatch,
                                                                             django_capture_on_commit_callbacks):
-    monkeypatch.setattr(jobs, "retry_policy", jobs.RetryPolicy(base_seconds=10, cap_seconds=25, jitter=lambda: 1.0))
+    monkeypatch.setattr(jobs.retry, "retry_policy", jobs.RetryPolicy(base_seconds=10, cap_seconds=25, jitter=lambda: 1.0))
 
     def unavailable(job, context):
         raise BackendUnavailable("S3 answered 503")
@@ -270,7 +271,7 @@ def test_a_message_the_broker_refuses_leaves_the_job_queued_and_unsent(volume, m
     def broker_down(*args):
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(jobs, "publisher", broker_down)
+    monkeypatch.setattr(jobs.publish, "publisher", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         backup = queue_backup(volume)
     job = Job.objects.get(pk=backup.job_id)

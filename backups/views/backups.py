@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from accounts.actors import actor_of
 from accounts.roles import Role
 from backups import services
-from backups.errors import BackupNotFound, BackupNotRestorable
+from backups.errors import BackupNotFound
 from backups.models import Backup, BackupStatus, BackupTrigger
 from backups.runners.results import to_jsonable
 from backups.serializers import (
@@ -32,6 +32,7 @@ from backups.serializers import (
     VerifySerializer,
 )
 from backups.views import idempotency_key, request_body
+from backups.volume_access import VolumeNotFound
 from storage_platform.errors import BadRequest
 
 LIST_PARAMETERS = [
@@ -160,52 +161,23 @@ class BackupViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def files(self, request, pk=None):
         """List one directory of the backup's snapshot (`?path=/dir`)."""
-        backup = self._readable()
+        backup = self.get_object()
+        services.ensure_readable(backup)
         path = clean_snapshot_path(request.query_params.get("path"), required=False)
-        from backups.storage import open_repository
-
-        repository = open_repository()
-        try:
-            entries = repository.list_dir(backup.snapshot_id, path)
-        finally:
-            repository.close()
-        return Response({"backup": str(backup.pk), "path": path, "entries": to_jsonable(list(entries))})
+        entries = services.list_backup_dir(backup, path)
+        return Response({"backup": str(backup.pk), "path": path, "entries": to_jsonable(entries)})
 
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         """Stream one file of the backup's snapshot (`?path=/dir/file`)."""
-        backup = self._readable()
+        backup = self.get_object()
+        services.ensure_readable(backup)
         path = clean_snapshot_path(request.query_params.get("path"), required=True)
-        from backups.storage import open_repository
-
-        repository = open_repository()
-        try:
-            chunks = iter(repository.open_file(backup.snapshot_id, path))
-            # Read the first chunk now: a missing path or damaged data becomes a clean error
-            # response instead of a broken stream.
-            first = next(chunks, b"")
-        except BaseException:
-            repository.close()
-            raise
-
-        def stream():
-            try:
-                yield first
-                yield from chunks
-            finally:
-                repository.close()
-
-        response = StreamingHttpResponse(stream(), content_type="application/octet-stream")
+        response = StreamingHttpResponse(services.open_backup_file(backup, path),
+                                         content_type="application/octet-stream")
         name = path.rstrip("/").rsplit("/", 1)[-1] or "file"
         response["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
         return response
-
-    def _readable(self) -> Backup:
-        backup = self.get_object()
-        if backup.status != BackupStatus.COMPLETED or not backup.snapshot_id or backup.forgotten_at:
-            raise BackupNotRestorable(f"Backup {backup.pk} has no snapshot to read ({backup.status}).",
-                                      detail={"backup": str(backup.pk), "status": backup.status})
-        return backup
 
 
 def _quote(name: str) -> str:
@@ -230,7 +202,7 @@ class VolumeBackupsView(APIView):
         try:
             volume = services.find_volume(id)
             queryset = queryset.filter(volume_id=volume.pk)
-        except services.VolumeNotFound:
+        except VolumeNotFound:
             # A deleted volume's backups stay listable by its id or name.
             queryset = filter_backups(queryset, {"volume": id})
             if not queryset.exists():

@@ -19,7 +19,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.errors import VolumeNotFound
+from backups.volume_access import VolumeNotFound
 from backups.models import Backup, BackupStatus, BackupTrigger
 
 EXIT_FAILED, EXIT_TIMEOUT, EXIT_UNKNOWN_VOLUME = 1, 2, 3

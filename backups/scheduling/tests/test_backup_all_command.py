@@ -42,7 +42,7 @@ def worker_thread(transactional_db, monkeypatch):
 
     # The thread is the worker here: it finds queued jobs in the database, so no broker message
     # is needed (and none is left in a shared Redis).
-    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: None)
+    monkeypatch.setattr(jobs.publish, "publisher", lambda job_id, queue, countdown: None)
     stop = threading.Event()
     threads = []
 

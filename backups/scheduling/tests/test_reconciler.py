@@ -1,5 +1,5 @@
 """The reconciler with an injected clock: lost messages are re-sent, dead workers' jobs are
-requeued or failed with a reason. Messages are captured at `jobs.publisher` (the broker side is
+requeued or failed with a reason. Messages are captured at `jobs.publish.publisher` (the broker side is
 covered by tests/faults with real Redis and workers)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def sent(monkeypatch):
     from backups.scheduling import broker_probe
 
     messages = []
-    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: messages.append((job_id, queue)))
+    monkeypatch.setattr(jobs.publish, "publisher", lambda job_id, queue, countdown: messages.append((job_id, queue)))
     # No broker to look into: the reconciler decides by age alone (the probe is tested below).
     monkeypatch.setattr(broker_probe, "current_broker_url", lambda: "memory://")
     return messages
@@ -123,7 +123,7 @@ def test_a_job_whose_message_is_still_in_redis_only_waits_its_turn(make_volume, 
     require_service("Redis", redis_available(REDIS_URL), REDIS_URL)
     monkeypatch.setattr(broker_probe, "current_broker_url", lambda: REDIS_URL)
     sent = []
-    monkeypatch.setattr(jobs, "publisher", lambda job_id, queue, countdown: sent.append(job_id))
+    monkeypatch.setattr(jobs.publish, "publisher", lambda job_id, queue, countdown: sent.append(job_id))
     queue = f"probe-test-{uuid.uuid4().hex}"  # a queue of this test only: no worker consumes it
     job = make_job(make_volume("waiting"), queue=queue, sent_at=clock_now.now() - timedelta(minutes=10))
     message = {"headers": {"task": "backups.tasks.run_job", "argsrepr": f"['{job.pk}']"}, "body": "e30="}
