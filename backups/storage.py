@@ -53,7 +53,6 @@ class UnsupportedStorage(EngineError):
     """The configured backups storage cannot hold a repository."""
 
     code = "unsupported_storage"
-    http_status = 500
 
 
 class StorageHealth(NamedTuple):

@@ -8,8 +8,8 @@ Every error a client can see is rendered as::
 for a human, `detail` carries structured context (field errors, the conflicting job, limits).
 
 Raise a `PlatformError` subclass from views and services. Engine errors
-(`backups.engine.errors.EngineError`) carry the same attributes and are rendered the same
-way; DRF's own exceptions (validation, authentication, throttling, parse errors) are mapped
+(`backups.engine.errors.EngineError`) carry a `code` but no HTTP status (the engine knows
+nothing of HTTP): `ENGINE_ERROR_STATUS` below maps their codes to statuses; DRF's own exceptions (validation, authentication, throttling, parse errors) are mapped
 here too, so no view needs its own error formatting and no traceback ever reaches a client.
 """
 
@@ -112,6 +112,41 @@ _DRF_CODES = {
 }
 
 
+# Engine error `code` -> HTTP status. An error class whose code is not listed takes the
+# status of the nearest base class that is (ObjectCorrupt -> backend_error -> 502); an
+# unlisted hierarchy is a 500.
+ENGINE_ERROR_STATUS = {
+    "engine_error": 500,
+    "repository_not_found": 404,
+    "repository_exists": 409,
+    "wrong_key": 403,
+    "key_missing": 500,
+    "format_error": 500,
+    "integrity_error": 500,
+    "snapshot_not_found": 404,
+    "path_not_found": 404,
+    "unsafe_path": 400,
+    "source_error": 400,
+    "target_error": 400,
+    "repository_locked": 409,
+    "cancelled": 409,
+    "backend_error": 502,
+    "object_not_found": 404,
+    "storage_unavailable": 503,
+    "invalid_retention": 400,
+    "unsupported_storage": 500,
+}
+
+
+def engine_error_status(error) -> int:
+    """The HTTP status of an engine error (see `ENGINE_ERROR_STATUS`)."""
+    for klass in type(error).__mro__:
+        status_code = ENGINE_ERROR_STATUS.get(vars(klass).get("code"))
+        if status_code is not None:
+            return status_code
+    return 500
+
+
 def _engine_error_class():
     # Imported lazily: the engine is a plain library and must stay importable without Django,
     # but Django may render its errors.
@@ -130,7 +165,8 @@ def exception_handler(exc, context):
 
     engine_error = _engine_error_class()
     if isinstance(exc, engine_error):
-        return Response(error_body(exc.code, str(exc), getattr(exc, "detail", {})), status=exc.http_status)
+        return Response(error_body(exc.code, str(exc), getattr(exc, "detail", {})),
+                        status=engine_error_status(exc))
 
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "The resource does not exist."), status=404)

@@ -29,7 +29,7 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
 `progress(done_bytes: int, total_bytes: int, message: str)` is called at most a few times per
 second; `cancel()` is polled between chunks and, when it returns True, the operation stops
 with `Cancelled` and leaves no snapshot. All errors derive from `errors.EngineError`, which
-carries `code`, `http_status`, `transient` and `exit_code`.
+carries `code`, `transient` and `exit_code` (the platform maps `code` to an HTTP status).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def command_verify(arguments) -> int:
     ok = getattr(report, "ok", None)
     if ok is None and isinstance(document, dict):
         ok = document.get("ok", True)
-    return 0 if ok else errors.IntegrityError.exit_code
+    return 0 if ok else errors.DataIntegrityError.exit_code
 
 
 def command_prune(arguments) -> int:

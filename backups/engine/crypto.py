@@ -16,7 +16,7 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import IntegrityError
+from .errors import DataIntegrityError
 from .format import HEADER_SIZE, NONCE_SIZE, TAG_SIZE, ObjectType, check_header, header
 
 KEY_SIZE = 32
@@ -51,14 +51,14 @@ class RepositoryCipher:
         return sealed
 
     def open(self, sealed: bytes | memoryview, associated: bytes, what: str) -> bytes:
-        """Inverse of `seal`; `IntegrityError` when the bytes or the associated data differ."""
+        """Inverse of `seal`; `DataIntegrityError` when the bytes or the associated data differ."""
         if len(sealed) < NONCE_SIZE + TAG_SIZE:
-            raise IntegrityError(f"{what}: truncated")
+            raise DataIntegrityError(f"{what}: truncated")
         sealed = memoryview(sealed)
         try:
             return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], associated)
         except InvalidTag:
-            raise IntegrityError(f"{what}: authentication failed (damaged or tampered)") from None
+            raise DataIntegrityError(f"{what}: authentication failed (damaged or tampered)") from None
 
     # --- envelopes: encrypted, zstd-compressed whole objects ---------------------------------
     def seal_envelope(self, object_type: ObjectType, payload: bytes) -> bytes:
@@ -75,4 +75,4 @@ class RepositoryCipher:
         try:
             return zstandard.ZstdDecompressor().decompress(compressed, max_output_size=max_size)
         except zstandard.ZstdError:
-            raise IntegrityError(f"{what}: payload does not decompress") from None
+            raise DataIntegrityError(f"{what}: payload does not decompress") from None

@@ -2,8 +2,8 @@
 
 Each class's docstring is its user-facing message when none is given. Every error knows:
 
-* `code`: a stable machine name (the API's error `code`, matched by scripts),
-* `http_status`: how the platform's API renders it,
+* `code`: a stable machine name (the API's error `code`, matched by scripts; the platform
+  maps it to an HTTP status in `storage_platform/errors.py`),
 * `transient`: True when retrying the same operation later may succeed (network, 5xx,
   throttling, a held lock); job runners retry only these,
 * `exit_code`: the CLI's exit status.
@@ -18,7 +18,6 @@ class EngineError(Exception):
     """The backup engine failed."""
 
     code = "engine_error"
-    http_status = 500
     transient = False
     exit_code = 1
 
@@ -33,7 +32,6 @@ class RepositoryNotFound(EngineError):
     """No repository exists at this location."""
 
     code = "repository_not_found"
-    http_status = 404
     exit_code = 10
 
 
@@ -41,7 +39,6 @@ class RepositoryExists(EngineError):
     """A repository already exists at this location."""
 
     code = "repository_exists"
-    http_status = 409
     exit_code = 11
 
 
@@ -49,7 +46,6 @@ class WrongKey(EngineError):
     """The key does not open this repository."""
 
     code = "wrong_key"
-    http_status = 403
     exit_code = 12
 
 
@@ -57,7 +53,6 @@ class KeyMissing(EngineError):
     """No key-encryption key was given."""
 
     code = "key_missing"
-    http_status = 500
     exit_code = 12
 
 
@@ -65,15 +60,13 @@ class FormatError(EngineError):
     """An object has an unknown magic or an unsupported format version."""
 
     code = "format_error"
-    http_status = 500
     exit_code = 13
 
 
-class IntegrityError(EngineError):
+class DataIntegrityError(EngineError):
     """Stored data failed authentication or does not match its id (damage or tampering)."""
 
     code = "integrity_error"
-    http_status = 500
     exit_code = 14
 
 
@@ -81,7 +74,6 @@ class SnapshotNotFound(EngineError):
     """No snapshot with this id exists."""
 
     code = "snapshot_not_found"
-    http_status = 404
     exit_code = 15
 
 
@@ -89,7 +81,6 @@ class PathNotFound(EngineError):
     """No such path in the snapshot."""
 
     code = "path_not_found"
-    http_status = 404
     exit_code = 15
 
 
@@ -97,7 +88,6 @@ class UnsafePath(EngineError):
     """An entry would be written outside the target directory; refused."""
 
     code = "unsafe_path"
-    http_status = 400
     exit_code = 16
 
 
@@ -105,7 +95,6 @@ class SourceError(EngineError):
     """The source directory cannot be read."""
 
     code = "source_error"
-    http_status = 400
     exit_code = 17
 
 
@@ -113,7 +102,6 @@ class TargetError(EngineError):
     """The restore target cannot be written."""
 
     code = "target_error"
-    http_status = 400
     exit_code = 18
 
 
@@ -121,7 +109,6 @@ class RepositoryLocked(EngineError):
     """The repository is locked by another operation."""
 
     code = "repository_locked"
-    http_status = 409
     transient = True
     exit_code = 19
 
@@ -130,7 +117,6 @@ class Cancelled(EngineError):
     """The operation was cancelled."""
 
     code = "cancelled"
-    http_status = 409
     exit_code = 130
 
 
@@ -139,7 +125,6 @@ class BackendError(EngineError):
     """The storage backend failed."""
 
     code = "backend_error"
-    http_status = 502
     exit_code = 20
 
 
@@ -147,7 +132,6 @@ class ObjectNotFound(BackendError):
     """The object does not exist in the repository storage."""
 
     code = "object_not_found"
-    http_status = 404
     exit_code = 21
 
 
@@ -162,15 +146,13 @@ class BackendUnavailable(BackendError):
     """The repository storage is unreachable or failed temporarily."""
 
     code = "storage_unavailable"
-    http_status = 503
     transient = True
     exit_code = 22
 
 
-# --- retention (added by the storage layer) ----------------------------------------------
+# --- retention ----------------------------------------------------------
 class InvalidRetentionPolicy(EngineError, ValueError):
     """The retention policy is not valid."""
 
     code = "invalid_retention"
-    http_status = 400
     exit_code = 2

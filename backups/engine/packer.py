@@ -21,7 +21,7 @@ import struct
 from typing import NamedTuple
 
 from .crypto import RepositoryCipher
-from .errors import FormatError, IntegrityError
+from .errors import FormatError, DataIntegrityError
 from .format import HEADER_SIZE, ObjectType, check_header, header
 
 TRAILER_ENTRY = struct.Struct("<32sBBIII")
@@ -109,11 +109,11 @@ def read_pack_entries(backend, cipher: RepositoryCipher, pack_id: str) -> list[P
     name = pack_name(pack_id)
     size = backend.size(name)
     if size < HEADER_SIZE + TRAILER_LENGTH.size:
-        raise IntegrityError(f"{name}: too short to be a pack")
+        raise DataIntegrityError(f"{name}: too short to be a pack")
     check_header(backend.get(name, 0, HEADER_SIZE), ObjectType.PACK, name)
     (trailer_length,) = TRAILER_LENGTH.unpack(backend.get(name, size - TRAILER_LENGTH.size,
                                                           TRAILER_LENGTH.size))
     if trailer_length > size - HEADER_SIZE - TRAILER_LENGTH.size:
-        raise IntegrityError(f"{name}: trailer length out of range")
+        raise DataIntegrityError(f"{name}: trailer length out of range")
     envelope = backend.get(name, size - TRAILER_LENGTH.size - trailer_length, trailer_length)
     return parse_trailer(cipher, envelope, size, name)

@@ -37,13 +37,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .errors import EngineError, IntegrityError, SnapshotNotFound
+from .errors import EngineError, DataIntegrityError, SnapshotNotFound
 from .format import BlobType
 from .index import Index, IndexEntry, decode_index, write_index
 from .locking import repository_lock
 from .packer import PackBuilder, PackEntry, pack_name
 from .retention import RetentionPolicy, apply_retention
-from .verify import TreeReader, install_index, pack_sizes
+from .verify import pack_sizes
+from .walk import walk_trees
 
 #: A pack whose referenced bytes are below this share of its blob bytes is rewritten.
 DEFAULT_REPACK_THRESHOLD = 0.5
@@ -167,7 +168,7 @@ def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
             payload = repo.read_index_payload(name)
             entries = list(decode_index(payload, name))
         except EngineError as error:
-            raise IntegrityError(f"prune refused: index {name} is damaged ({error.message}); "
+            raise DataIntegrityError(f"prune refused: index {name} is damaged ({error.message}); "
                                  "run verify and repair first") from error
         merged.load(name, payload)
         for blob_id, entry in entries:
@@ -176,18 +177,18 @@ def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
             seen.add((blob_id, entry))
             by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
             canonical.setdefault(blob_id, entry)
-    install_index(repo, merged)
+    repo.replace_index(merged)
     return names, by_pack, canonical
 
 
 def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
     """Every blob id reachable from any snapshot (trees and data), and the snapshot count.
 
-    Raises `IntegrityError` when a snapshot or tree cannot be read or a referenced blob is not
+    Raises `DataIntegrityError` when a snapshot or tree cannot be read or a referenced blob is not
     in `known`: prune must not guess what is in use.
     """
     referenced: set[bytes] = set()
-    trees = TreeReader(repo, repo.index.get)
+    seen_trees: set[bytes] = set()
     snapshot_ids = repo.list_snapshot_ids()
     count = 0
     for snapshot_id in snapshot_ids:
@@ -196,30 +197,27 @@ def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
         except SnapshotNotFound:
             continue
         except EngineError as error:
-            raise IntegrityError(f"prune refused: snapshot {snapshot_id} is unreadable "
-                                 f"({error.message}); run verify first") from error
+            raise DataIntegrityError(f"prune refused: snapshot {snapshot_id} is unreadable "
+                                     f"({error.message}); run verify first") from error
         count += 1
-        stack = [bytes.fromhex(info.tree)]
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in referenced:
-                continue
-            referenced.add(tree_id)
+
+        def read(tree_id: bytes, snapshot_id=snapshot_id):
             if tree_id not in known:
-                raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
-                                     f"{snapshot_id} is not indexed; run verify first")
+                raise DataIntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
+                                         f"{snapshot_id} is not indexed; run verify first")
             try:
-                entries = trees.read(tree_id)
+                return repo.read_tree(tree_id)
             except EngineError as error:
-                raise IntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
-                                     f"{snapshot_id} is unreadable ({error.message})") from error
+                raise DataIntegrityError(f"prune refused: tree {tree_id.hex()} of snapshot "
+                                         f"{snapshot_id} is unreadable ({error.message})") from error
+
+        for tree_id, entries in walk_trees(bytes.fromhex(info.tree), read, seen=seen_trees):
+            referenced.add(tree_id)
             for entry in entries:
-                if entry.type == "dir" and entry.subtree is not None:
-                    stack.append(entry.subtree)
-                elif entry.type == "file":
+                if entry.type == "file":
                     for blob_id in entry.content:
                         if blob_id not in known:
-                            raise IntegrityError(
+                            raise DataIntegrityError(
                                 f"prune refused: blob {blob_id.hex()} of snapshot "
                                 f"{snapshot_id} is not indexed; run verify first")
                         referenced.add(blob_id)
@@ -234,7 +232,7 @@ def _plan(repo, threshold: float, result: PruneResult) -> _Plan:
                  index_names=index_names)
     for blob_id in referenced:
         if canonical[blob_id].pack_id not in stored:
-            raise IntegrityError(f"prune refused: pack {canonical[blob_id].pack_id} holding a "
+            raise DataIntegrityError(f"prune refused: pack {canonical[blob_id].pack_id} holding a "
                                  "referenced blob is missing; run verify first")
     for pack_id, entries in sorted(by_pack.items()):
         if pack_id not in stored:
@@ -356,7 +354,7 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
 
     Raises `RepositoryLocked` (transient) when a backup, restore or verify holds the
     repository and does not finish within `lock_wait` seconds (queued meanwhile: new backups
-    stay out; 0 fails at once), and `IntegrityError` when the
+    stay out; 0 fails at once), and `DataIntegrityError` when the
     repository is damaged (prune refuses to run). A dry run writes and deletes nothing.
     """
     if not 0.0 <= repack_threshold <= 1.0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import zstandard
 
 from .crypto import RepositoryCipher
-from .errors import (FormatError, IntegrityError, ObjectNotFound, RepositoryExists,
+from .errors import (FormatError, DataIntegrityError, ObjectNotFound, RepositoryExists,
                      RepositoryNotFound, SnapshotNotFound, WrongKey, EngineError)
 from .format import BlobType, Compression, ObjectType
 from .index import Index, IndexEntry, write_index
@@ -236,14 +236,14 @@ class Repository:
             cipher = RepositoryCipher(master.data_key, master.id_key)
             try:
                 plain = cipher.open_envelope(sealed_config, ObjectType.CONFIG, "config")
-            except IntegrityError:
+            except DataIntegrityError:
                 orphans[name] = cipher
                 continue
             if opened is None:
                 opened = (master, name, plain)
         if opened is None:
             if orphans:
-                raise IntegrityError(
+                raise DataIntegrityError(
                     "config: no key object that opens with this secret authenticates the "
                     "config (damaged config, or every key is an orphan)")
             raise WrongKey()
@@ -303,7 +303,7 @@ class Repository:
         return self._index
 
     def load_index(self, reload: bool = False) -> Index:
-        """(Re)load every `index/*` object. Raises `IntegrityError`/`FormatError` on damage."""
+        """(Re)load every `index/*` object. Raises `DataIntegrityError`/`FormatError` on damage."""
         with self._index_lock:
             if self._index is None or reload:
                 index = Index()
@@ -311,6 +311,19 @@ class Repository:
                     index.load(name, self.read_index_payload(name))
                 self._index = index
         return self._index
+
+    def replace_index(self, index: Index) -> None:
+        """Read through `index` from now on instead of the one `load_index` builds.
+
+        For verify and prune, which read every index object themselves (verify goes on past
+        a damaged one; prune must see what other processes wrote since this object was
+        opened). The tree and pack caches are dropped too: what they hold was found through
+        the previous index, and packs it named may have been rewritten since."""
+        with self._index_lock:
+            self._index = index
+        with self._tree_lock:
+            self._tree_cache.clear()
+            self._tree_packs.clear()
 
     def list_index_names(self) -> list[str]:
         """Names (`index/<id>`) of every index object."""
@@ -345,7 +358,7 @@ class Repository:
                   verify_id: bool = True) -> bytes:
         """Authenticate, decompress and id-check one sealed blob record.
 
-        `IntegrityError` when GCM fails, the plaintext is not `raw_length` bytes, or its
+        `DataIntegrityError` when GCM fails, the plaintext is not `raw_length` bytes, or its
         keyed hash is not `blob_id`; `FormatError` for an unknown compression.
         `verify_id=False` skips only the keyed-hash recomputation (GCM, whose associated
         data is the blob id, still proves the record was sealed for this id by a key
@@ -361,26 +374,26 @@ class Repository:
             try:
                 plain = _decompressor().decompress(plain, max_output_size=entry.raw_length)
             except zstandard.ZstdError:
-                raise IntegrityError(f"{what}: does not decompress") from None
+                raise DataIntegrityError(f"{what}: does not decompress") from None
         elif entry.compression != Compression.RAW:
             raise FormatError(f"{what}: unknown compression {entry.compression}")
         if len(plain) != entry.raw_length:
-            raise IntegrityError(f"{what}: wrong plaintext length")
+            raise DataIntegrityError(f"{what}: wrong plaintext length")
         if verify_id and self.cipher.blob_id(plain) != blob_id:
-            raise IntegrityError(f"{what}: content does not match its id")
+            raise DataIntegrityError(f"{what}: content does not match its id")
         return plain
 
     def read_blob(self, blob_id: bytes, blob_type: int | None = None,
                   verify_id: bool = True) -> bytes:
         """Read, authenticate and return one blob's plaintext.
 
-        `IntegrityError` when it is not in the index or fails any check (see `open_blob`).
+        `DataIntegrityError` when it is not in the index or fails any check (see `open_blob`).
         """
         entry = self.index.get(blob_id)
         if entry is None:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+            raise DataIntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         if blob_type is not None and entry.blob_type != blob_type:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]} has the wrong type")
+            raise DataIntegrityError(f"blob {blob_id.hex()[:16]} has the wrong type")
         if entry.blob_type == BlobType.TREE:
             pack = self._tree_pack(entry.pack_id)
             if pack is not None and entry.offset + entry.length <= len(pack):
@@ -437,18 +450,6 @@ class Repository:
         if not isinstance(entries, list):
             raise FormatError("tree blob has no entry list")
         return entries
-
-    def walk_tree_ids(self, tree_id: bytes) -> Iterator[tuple[bytes, list[TreeEntry]]]:
-        """Every (tree id, entries) reachable from `tree_id`, each tree once."""
-        seen, stack = set(), [tree_id]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            entries = self.read_tree(current)
-            yield current, entries
-            stack.extend(entry.subtree for entry in entries if entry.type == "dir")
 
     def list_snapshot_ids(self) -> list[str]:
         """Ids of every `snapshots/<id>` object."""

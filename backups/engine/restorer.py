@@ -33,7 +33,7 @@ from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from .errors import EngineError, FormatError, IntegrityError, PathNotFound, TargetError, UnsafePath
+from .errors import EngineError, FormatError, DataIntegrityError, PathNotFound, TargetError, UnsafePath
 from .format import BlobType, Compression
 from .memory import without_cyclic_gc
 from .packer import pack_name
@@ -182,7 +182,7 @@ class _Restorer:
         for blob_id in entry.content:
             located = index.get(blob_id)
             if located is None or located.blob_type != BlobType.DATA:
-                raise IntegrityError(f"{entry.name!r}: data blob {blob_id.hex()[:16]} "
+                raise DataIntegrityError(f"{entry.name!r}: data blob {blob_id.hex()[:16]} "
                                      "is missing from the index")
             size += located.raw_length
         if size != entry.size:
@@ -402,7 +402,7 @@ def restore(repo, snapshot: str, target_dir, *, sub_path: str | None = None, pro
     A directory (the whole snapshot, or `sub_path` naming a directory) has its *contents*
     placed directly in `target_dir`; a file or symlink `sub_path` lands as
     `target_dir/<name>`. Existing files with the same names are replaced atomically; other
-    files in the target are left alone. Every blob is authenticated (`IntegrityError` on
+    files in the target are left alone. Every blob is authenticated (`DataIntegrityError` on
     damage); entries that would escape the target raise `UnsafePath`.
     """
     started = time.monotonic()

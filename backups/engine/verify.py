@@ -29,16 +29,15 @@ import math
 import os
 import random as random_module
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .errors import BackendUnavailable, EngineError, IntegrityError
+from .errors import BackendUnavailable, EngineError, DataIntegrityError
 from .format import HEADER_SIZE, BlobType, ObjectType, check_header
 from .index import Index, IndexEntry, decode_index
 from .packer import TRAILER_LENGTH, pack_name, parse_trailer
-from .tree import decode_tree
+from .walk import walk_trees
 
 #: Packs read in parallel in the data check. Decryption, zstd and SHA-256 release the GIL,
 #: so two threads per core keep both the storage and the CPU busy; memory is bounded by
@@ -70,64 +69,12 @@ class VerifyReport:
         return asdict(self)
 
 
-class TreeReader:
-    """Reads tree blobs by fetching their packs whole, keeping recent packs in memory.
-
-    Walking every tree of a repository one ranged GET per tree costs one round trip per
-    directory (thousands on S3); tree blobs live in tree-only packs written together, so
-    fetching a pack once serves many trees. At most `cache_bytes` of packs are kept (LRU).
-    Each blob is still authenticated and id-checked (`Repository.open_blob`).
-    """
-
-    def __init__(self, repo, lookup: Callable[[bytes], IndexEntry | None],
-                 cache_bytes: int = 64 * 1024 * 1024):
-        self.repo = repo
-        self.lookup = lookup
-        self.cache_bytes = cache_bytes
-        self._packs: OrderedDict[str, bytes] = OrderedDict()
-        self._cached = 0
-
-    def _pack(self, pack_id: str) -> bytes:
-        data = self._packs.get(pack_id)
-        if data is not None:
-            self._packs.move_to_end(pack_id)
-            return data
-        data = self.repo.backend.get(pack_name(pack_id))
-        self._packs[pack_id] = data
-        self._cached += len(data)
-        while self._cached > self.cache_bytes and len(self._packs) > 1:
-            _, evicted = self._packs.popitem(last=False)
-            self._cached -= len(evicted)
-        return data
-
-    def read(self, tree_id: bytes) -> list:
-        """The validated entries of one tree; `EngineError` subclasses on any damage."""
-        entry = self.lookup(tree_id)
-        if entry is None:
-            raise IntegrityError(f"tree {tree_id.hex()[:16]} is not in the index")
-        if entry.blob_type != BlobType.TREE:
-            raise IntegrityError(f"blob {tree_id.hex()[:16]} is not a tree")
-        data = memoryview(self._pack(entry.pack_id))
-        plain = self.repo.open_blob(tree_id, entry, data[entry.offset:entry.offset + entry.length])
-        return decode_tree(plain)
-
-
 class _PackIndex:
     """pack id -> [(blob id, entry)] from every index object, each read independently."""
 
     def __init__(self) -> None:
         self.by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = {}
         self.blobs: set[bytes] = set()
-
-
-def install_index(repo, index: Index) -> None:
-    """Make `repo` read through `index` (built from the index objects that are intact).
-
-    `Repository.load_index` stops at the first damaged index object; verify must go on and
-    report everything else, so it builds the union itself and hands it to the repository.
-    This sets the repository's private `_index`, the one attribute `Repository.index` reads.
-    """
-    repo._index = index
 
 
 def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
@@ -149,7 +96,7 @@ def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
         for blob_id, entry in entries:
             packs.by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
             packs.blobs.add(blob_id)
-    install_index(repo, merged)
+    repo.replace_index(merged)
     return packs
 
 
@@ -224,33 +171,28 @@ def _check_structure(repo, packs: _PackIndex, report: VerifyReport,
                                  or f"snapshot {snapshot_id} is unreadable: {error.message}")
             report.broken_snapshots.append(snapshot_id)
     report.snapshots = len(snapshots)
-    trees = TreeReader(repo, repo.index.get)
+
+    def read(tree_id: bytes):
+        if tree_id not in packs.blobs:
+            report.errors.append(f"tree {tree_id.hex()} is not in any index")
+            bad_trees.add(tree_id)
+            return None
+        try:
+            return repo.read_tree(tree_id)
+        except BackendUnavailable:
+            raise
+        except EngineError as error:
+            report.errors.append(f"tree {tree_id.hex()} is unreadable: {error.message}")
+            bad_trees.add(tree_id)
+            return None
+
     seen_trees: set[bytes] = set()
     referenced: set[bytes] = set()
     for info in snapshots:
-        stack = [bytes.fromhex(info.tree)]
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in seen_trees:
-                continue
-            seen_trees.add(tree_id)
+        for tree_id, entries in walk_trees(bytes.fromhex(info.tree), read, seen=seen_trees):
             referenced.add(tree_id)
-            if tree_id not in packs.blobs:
-                report.errors.append(f"tree {tree_id.hex()} is not in any index")
-                bad_trees.add(tree_id)
-                continue
-            try:
-                entries = trees.read(tree_id)
-            except BackendUnavailable:
-                raise
-            except EngineError as error:
-                report.errors.append(f"tree {tree_id.hex()} is unreadable: {error.message}")
-                bad_trees.add(tree_id)
-                continue
-            for entry in entries:
-                if entry.type == "dir" and entry.subtree is not None:
-                    stack.append(entry.subtree)
-                elif entry.type == "file":
+            for entry in entries or ():
+                if entry.type == "file":
                     for blob_id in entry.content:
                         referenced.add(blob_id)
                         if blob_id not in packs.blobs and blob_id not in missing_blobs:
@@ -345,7 +287,6 @@ def _blame(repo, snapshots, bad_trees: set[bytes], bad_blobs: set[bytes]) -> lis
     """Ids of snapshots whose trees reach an unreadable tree or a damaged/missing blob."""
     broken_tree: dict[bytes, bool] = {}
     in_progress: set[bytes] = set()
-    trees = TreeReader(repo, repo.index.get)
 
     def tree_is_broken(root: bytes) -> bool:
         # iterative post-order walk with memo: shared subtrees are judged once
@@ -361,7 +302,7 @@ def _blame(repo, snapshots, bad_trees: set[bytes], bad_blobs: set[bytes]) -> lis
                 broken_tree[tree_id] = True
                 continue
             try:
-                entries = trees.read(tree_id)
+                entries = repo.read_tree(tree_id)
             except EngineError:
                 broken_tree[tree_id] = True
                 continue
@@ -444,4 +385,4 @@ def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable |
 
 
 #: The name `Repository.verify` calls.
-__all__ = ["VerifyReport", "TreeReader", "verify_repository"]
+__all__ = ["VerifyReport", "verify_repository"]

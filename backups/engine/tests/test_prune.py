@@ -12,7 +12,7 @@ import time
 import pytest
 
 from backups import engine
-from backups.engine.errors import IntegrityError, RepositoryLocked
+from backups.engine.errors import DataIntegrityError, RepositoryLocked
 from backups.engine.locking import LockInfo, encode_lock, process_namespace, repository_lock
 from backups.engine.packer import PackBuilder, pack_name
 from backups.engine.prune import ForgetResult, PruneResult, forget_snapshots, prune_repository
@@ -252,7 +252,7 @@ def test_prune_refuses_to_run_on_a_damaged_repository(repo, any_backend, history
     pack_ids = sorted({entry.pack_id for _, entry in index.items()})
     any_backend.delete(pack_name(pack_ids[0]))  # a pack some snapshot needs
     objects = all_objects(any_backend)
-    with pytest.raises(IntegrityError, match="prune refused"):
+    with pytest.raises(DataIntegrityError, match="prune refused"):
         prune_repository(repo)
     assert {n for n in all_objects(any_backend) if not n.startswith("locks/")} == \
         {n for n in objects if not n.startswith("locks/")}

@@ -183,7 +183,7 @@ def test_from_dict_parses_counts_and_durations():
 def test_invalid_policies_are_refused_with_a_clear_message(values, message):
     with pytest.raises(InvalidRetentionPolicy, match=message) as caught:
         RetentionPolicy.from_dict(values)
-    assert caught.value.http_status == 400
+    assert caught.value.code == "invalid_retention"
     assert isinstance(caught.value, ValueError)  # serializers catch ValueError
 
 

@@ -113,7 +113,7 @@ def test_flipped_byte_in_a_pack_is_caught_by_restore(tmp_path, any_backend):
     damaged = bytearray(any_backend.get(biggest))
     damaged[len(damaged) // 2] ^= 0x01
     any_backend.put(biggest, bytes(damaged))
-    with pytest.raises(engine.IntegrityError):
+    with pytest.raises(engine.DataIntegrityError):
         engine.Repository.open(any_backend, KEY).restore("latest", tmp_path / "target")
     assert not (tmp_path / "target" / "data").exists()
     assert not [n for n in os.listdir(tmp_path / "target") if n.startswith(".sp-restore")]
