@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .errors import BackendUnavailable, EngineError, DataIntegrityError
-from .format import HEADER_SIZE, BlobType, ObjectType, check_header
+from .errors import BackendUnavailable, EngineError
+from .format import HEADER_SIZE, ObjectType, check_header
 from .index import Index, IndexEntry, decode_index
-from .packer import TRAILER_LENGTH, pack_name, parse_trailer
+from .packer import TRAILER_LENGTH, parse_trailer
 from .walk import walk_trees
 
 #: Packs read in parallel in the data check. Decryption, zstd and SHA-256 release the GIL,
