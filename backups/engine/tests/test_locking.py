@@ -254,19 +254,28 @@ def test_queued_exclusive_lockers_go_in_order(tmp_path):
     running_backup = acquire_lock(store, exclusive=False, holder="backup")
     order = []
 
-    def prune(name):
+    locks_while_second_waits = []
+
+    def second_sleep(seconds):
+        # Called each time the second prune has looked at the locks and chosen to wait.
+        locks_while_second_waits.append(len(list(store.list("locks/"))))
+        time.sleep(seconds)
+
+    def prune(name, sleep=time.sleep):
         with repository_lock(store, exclusive=True, holder=name, wait=10,
-                             poll_interval=0.02):
+                             poll_interval=0.02, sleep=sleep):
             order.append(name)
             time.sleep(0.1)
 
     first = threading.Thread(target=prune, args=("first prune",))
     first.start()
     _wait_until(lambda: len(list(store.list("locks/"))) == 2)
-    second = threading.Thread(target=prune, args=("second prune",))
+    second = threading.Thread(target=prune, args=("second prune", second_sleep))
     second.start()
-    time.sleep(0.2)  # the second sees the first queued and waits without queueing itself
-    assert len(list(store.list("locks/"))) == 2
+    # The second sees the first queued and waits without queueing itself: whenever it
+    # waits, only the backup's and the first prune's locks exist.
+    _wait_until(lambda: len(locks_while_second_waits) >= 2)
+    assert locks_while_second_waits[:2] == [2, 2]
     running_backup.release()
     first.join(timeout=10)
     second.join(timeout=10)
