@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backups import selectors, volume_access
 from backups.models import Backup
-from backups.runners.results import backup_stats, snapshot_id_of
+from backups.runners.results import backup_stats
 
 
 def job_tag(job) -> str:
@@ -72,7 +72,7 @@ def run(job, context) -> dict:
         earlier = adoptable_snapshots(repository, job)
         if earlier:
             snapshot = earlier[0]
-            snapshot_id, stats, adopted = snapshot_id_of(snapshot), backup_stats(snapshot), True
+            snapshot_id, stats, adopted = snapshot.id, backup_stats(snapshot), True
         else:
             started = timezone.now()
             outcome = repository.backup(
@@ -80,7 +80,7 @@ def run(job, context) -> dict:
                 parent=catalog_parent(volume.pk, exclude=backup.pk),
                 progress=context.progress, cancel=context.cancel,
             )
-            snapshot_id, stats, adopted = snapshot_id_of(outcome), backup_stats(outcome), False
+            snapshot_id, stats, adopted = outcome.snapshot_id, backup_stats(outcome), False
             stats.setdefault("duration_seconds", (timezone.now() - started).total_seconds())
     finally:
         repository.close()

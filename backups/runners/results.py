@@ -41,18 +41,6 @@ def _field(source, name, default=None):
     return getattr(source, name, default)
 
 
-def snapshot_id_of(value) -> str:
-    """The snapshot id of a BackupResult or SnapshotInfo."""
-    for name in ("snapshot_id", "id"):
-        found = _field(value, name)
-        if found:
-            return str(found)
-    snapshot = _field(value, "snapshot")
-    if snapshot is not None:
-        return snapshot_id_of(snapshot)
-    raise ValueError("engine result carries no snapshot id")
-
-
 def backup_stats(value) -> dict:
     """The catalog's stats dict from a BackupResult or SnapshotInfo (missing counts are 0)."""
     stats = _field(value, "stats") or value
