@@ -72,6 +72,7 @@ def main() -> int:
                     status=BackupStatus.FAILED if failed else BackupStatus.COMPLETED,
                     started_at=finished - datetime.timedelta(minutes=5),
                     completed_at=finished,
+                    snapshot_id="" if failed else uuid.uuid4().hex * 2,
                     stats={} if failed else {"bytes_read": 10**7, "bytes_new": 10**6, "bytes_stored": 5 * 10**5,
                                              "duration_seconds": 30.0 + number * 100},
                 )

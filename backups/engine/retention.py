@@ -85,7 +85,7 @@ class RetentionPolicy:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidRetentionPolicy(f"{rule} must be a whole number, not {value!r}")
             if not 0 <= value <= MAX_COUNT:
-                raise InvalidRetentionPolicy(f"{rule} must be from 0 to {MAX_COUNT}")
+                raise InvalidRetentionPolicy(f"{rule} must be a whole number from 0 to {MAX_COUNT}")
         within = self.keep_within
         if isinstance(within, str):
             within = parse_duration(within)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,6 +39,7 @@ def make_backup(volume: Volume, status: str = BackupStatus.COMPLETED, *, finishe
         status=status,
         started_at=finished - datetime.timedelta(minutes=1),
         completed_at=finished if status in (BackupStatus.COMPLETED, BackupStatus.FAILED) else None,
+        snapshot_id=uuid.uuid4().hex * 2 if status == BackupStatus.COMPLETED else "",
         stats=stats if stats is not None else {},
         error="disk on fire" if status == BackupStatus.FAILED else "",
     )

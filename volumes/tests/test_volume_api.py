@@ -178,9 +178,13 @@ def test_last_backup_is_the_newest_completed_one_and_lists_stay_cheap(admin, cre
     volume = create_volume("protected")
     create_volume("unprotected")
     older = Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.COMPLETED,
-                                  completed_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                                  snapshot_id="a" * 64, completed_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
     newer = Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.COMPLETED,
-                                  completed_at=datetime(2026, 2, 1, tzinfo=timezone.utc))
+                                  snapshot_id="b" * 64, completed_at=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    # Newest, but retention removed its snapshot: a forgotten backup protects nothing.
+    Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.COMPLETED,
+                          snapshot_id="c" * 64, completed_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+                          forgotten_at=datetime(2026, 3, 2, tzinfo=timezone.utc))
     Backup.objects.create(volume_id=volume["id"], volume_name="protected", status=BackupStatus.FAILED)
     detail = admin.get("/api/v1/volumes/protected").json()
     assert detail["last_backup"]["id"] == str(newer.pk) != str(older.pk)
