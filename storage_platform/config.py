@@ -72,6 +72,19 @@ def env_list(name: str, default: list[str], environ=os.environ) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_mapping(name: str, environ=os.environ) -> dict[str, str]:
+    """`key=value,key=value` as a dict (e.g. `VOLUME_POOLS=fast=/mnt/nvme,bulk=/mnt/hdd`)."""
+    mapping = {}
+    for item in env_list(name, [], environ):
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip() or not value.strip():
+            raise ConfigError(f"{name}: {item!r} is not of the form name=value")
+        if key.strip() in mapping:
+            raise ConfigError(f"{name}: {key.strip()!r} is given twice")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
 def env_url(name: str, default: str, schemes: tuple[str, ...], environ=os.environ) -> str:
     value = env_str(name, default, environ)
     parsed = urlparse(value)

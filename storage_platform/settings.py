@@ -14,6 +14,7 @@ from storage_platform.config import (
     env_bool,
     env_int,
     env_list,
+    env_mapping,
     env_str,
     env_url,
     persistent_secret,
@@ -29,6 +30,8 @@ except OSError as error:
     raise ConfigError(f"DATA_DIR={DATA_DIR} cannot be created: {error.strerror}") from None
 
 VOLUME_ROOT = Path(env_str("VOLUME_ROOT", str(DATA_DIR / "volumes"))).expanduser().resolve()
+#: More directory pools besides `default`: `name=/path,...` (docs/volumes.md).
+VOLUME_POOLS = env_mapping("VOLUME_POOLS")
 # The node this process runs on; volumes on node-local pools are routed to its workers.
 NODE_NAME = env_str("NODE_NAME", "local")
 

@@ -17,7 +17,7 @@ from tests.support.services import free_port
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TIMEOUT = 60
-PLATFORM_VARIABLES = ("PORT", "DATABASE_URL", "ADMIN_TOKEN", "BACKUP_TOKEN", "READ_TOKEN", "LOG_LEVEL", "DEBUG",
+PLATFORM_VARIABLES = ("VOLUME_POOLS", "PORT", "DATABASE_URL", "ADMIN_TOKEN", "BACKUP_TOKEN", "READ_TOKEN", "LOG_LEVEL", "DEBUG",
                       "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE")
 
 
@@ -45,6 +45,8 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, mentions: str) 
     ("LOG_LEVEL", "chatty"),
     ("DEBUG", "maybe"),
     ("CELERY_BROKER_URL", "amqp://guest@localhost//"),
+    ("VOLUME_POOLS", "fast"),
+    ("VOLUME_POOLS", "fast=/a,fast=/b"),
 ])
 def test_manage_py_exits_with_one_line(tmp_path, variable, value):
     result = run([str(BIN / "python"), "manage.py", "check"], tmp_path, **{variable: value})
@@ -67,3 +69,11 @@ def test_gunicorn_exits_with_one_line_instead_of_respawning_workers(tmp_path):
     result = run([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{free_port()}", "storage_platform.wsgi:application"],
                  tmp_path, ADMIN_TOKEN="short")
     assert_one_line_failure(result, "ADMIN_TOKEN")
+
+
+def test_volume_pools_come_from_the_environment():
+    from storage_platform.config import env_mapping
+
+    assert env_mapping("VOLUME_POOLS", environ={"VOLUME_POOLS": "fast=/mnt/a, bulk = /mnt/b"}) == {
+        "fast": "/mnt/a", "bulk": "/mnt/b"}
+    assert env_mapping("VOLUME_POOLS", environ={}) == {}
