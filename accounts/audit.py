@@ -125,3 +125,23 @@ class AuditMiddleware:
                 logger.exception("audit event not written for %s %s (request %s)",
                                  request.method, request.path, request.audit_request_id)
         return response
+
+
+def record_admin_action(request, *, action: str, target_type: str, target_id: str = "", status_code: int = 200) -> None:
+    """Audit one thing an operator did in the Django admin (the middleware sees only `/api/`).
+
+    The actor is the staff user; `action` is `admin:<name>` (e.g. `admin:back_up_now`),
+    `target_type` uses the API's resource names (`volumes`, `backups`, `jobs`, `policies`),
+    and `status_code` is what the API would have answered (202 queued, 409 conflict ...)."""
+    from accounts.models import AuditEvent, AuditResult
+
+    actor, actor_type, role = _actor(request)
+    with transaction.atomic():
+        AuditEvent.objects.create(
+            created_at=timezone.now(), actor=_text(actor, 150), actor_type=actor_type, role=role,
+            method=_text(request.method, 10), path=_text(request.path, 512), action=_text(f"admin:{action}", 150),
+            target_type=_text(target_type, 64), target_id=_text(str(target_id), 255), status_code=status_code,
+            result=AuditResult.SUCCESS if status_code < 400 else AuditResult.FAILURE,
+            remote_addr=_remote_addr(request),
+            request_id=getattr(request, "audit_request_id", None) or request_id_for(request),
+        )

@@ -3,37 +3,82 @@
 
 Every action goes through `backups.services`, exactly like the API: the same one-at-a-time
 rule, the same jobs, the same Celery messages. Catalog rows are read-only here; the state
-machine owns them.
+machine owns them. Every action writes an audit event with the staff user as actor
+(`accounts.audit.record_admin_action`); actions that remove data or stop work (prune,
+cancel) go through a confirmation page first, and a restore goes through a form that asks
+for the new volume's name and, optionally, the paths to restore.
+
+A job's page shows its progress and refreshes itself every 2 s while the job is active
+(`console/static/console/poll.js` replaces the panel with `<job>/progress/`).
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import F
+from django.http import Http404, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
+from accounts.audit import record_admin_action
 from backups import selectors, services
-from backups.models import Backup, BackupTrigger, Job, JobStatus, Policy
+from backups.models import ACTIVE_JOB_STATUSES, Backup, BackupTrigger, Job, JobStatus, Policy
 from backups.serializers import job_progress
 from storage_platform.errors import PlatformError
+
+VERIFY_READ_PERCENT = 10
 
 
 def _actor(request) -> str:
     return f"user:{request.user.get_username()}"
 
 
-def _report(model_admin, request, done: list[str], problems: list[str], verb: str) -> None:
+def _report(model_admin, request, done: list, problems: list[str], verb: str) -> None:
     if done:
-        model_admin.message_user(request, f"{verb}: {', '.join(done)}.", messages.SUCCESS)
+        model_admin.message_user(request, format_html("{}: {}.", verb, format_html_join(", ", "{}", ((item,) for item in done))),
+                                 messages.SUCCESS)
     for problem in problems:
         model_admin.message_user(request, problem, messages.ERROR)
 
 
-def restore_copy_name(name: str, now=None) -> str:
-    """`<name>-restore-<YYYYmmddHHMMSS>`, cut to a 63-character DNS label."""
-    suffix = f"-restore-{(now or timezone.now()):%Y%m%d%H%M%S}"
-    return f"{name[:63 - len(suffix)].rstrip('-')}{suffix}"
+def job_link(job: Job, text: str | None = None) -> str:
+    return format_html('<a href="{}">{}</a>', reverse("admin:backups_job_change", args=[job.pk]),
+                       text or f"{job.kind} job {str(job.pk)[:8]}")
+
+
+def volume_link(volume_id, name: str) -> str:
+    from volumes.models import Volume
+
+    if volume_id and Volume.objects.filter(pk=volume_id).exists():
+        return format_html('<a href="{}">{}</a>', reverse("admin:volumes_volume_change", args=[volume_id]), name)
+    return format_html("{} <small>(deleted)</small>", name) if name else "–"
+
+
+def restore_copy_name(name: str, now=None, *, prefix: str = "", suffix_word: str = "restore") -> str:
+    """`<prefix><name>-<suffix_word>-<YYYYmmddHHMMSS>`, cut to a 63-character DNS label."""
+    suffix = f"-{suffix_word}-{(now or timezone.now()):%Y%m%d%H%M%S}"
+    return f"{prefix}{name[:63 - len(suffix) - len(prefix)].rstrip('-')}{suffix}"
+
+
+def confirm_page(model_admin, request, queryset, *, action: str, title: str, question: str, items: list[str],
+                 button: str):
+    """An intermediate "are you sure?" page for an admin action (posts back with `post=yes`)."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title, "question": question, "items": items, "button": button,
+        "queryset": queryset, "action": action, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": model_admin.model._meta,
+    }
+    return TemplateResponse(request, "console/confirm_action.html", context)
+
+
+def confirmed(request) -> bool:
+    return request.POST.get("post") == "yes"
 
 
 # --- volume actions (registered on the volumes app's admin) --------------------------------
@@ -42,28 +87,28 @@ def back_up_now(model_admin, request, queryset):
     done, problems = [], []
     for volume in queryset:
         try:
-            services.trigger_backup(volume, trigger=BackupTrigger.MANUAL, actor=_actor(request))
-            done.append(volume.name)
+            backup = services.trigger_backup(volume, trigger=BackupTrigger.MANUAL, actor=_actor(request))
         except PlatformError as error:
+            record_admin_action(request, action="back_up_now", target_type="volumes", target_id=volume.pk,
+                                status_code=error.http_status)
             problems.append(f"{volume.name}: {error.message}")
+            continue
+        record_admin_action(request, action="back_up_now", target_type="volumes", target_id=volume.pk, status_code=202)
+        done.append(format_html("{} ({})", volume.name, job_link(backup.job, f"backup job {str(backup.job_id)[:8]}")))
     _report(model_admin, request, done, problems, "Backups queued")
 
 
-@admin.action(description="Restore the latest backup to a new volume")
+@admin.action(description="Restore the latest backup to a new volume…")
 def restore_latest_to_new_volume(model_admin, request, queryset):
-    done, problems = [], []
-    for volume in queryset:
-        latest = selectors.newest_completed_backup(volume.pk)
-        if latest is None:
-            problems.append(f"{volume.name}: no completed backup to restore.")
-            continue
-        new_name = restore_copy_name(volume.name)
-        try:
-            services.start_restore(latest, new_volume_name=new_name, actor=_actor(request))
-            done.append(f"{volume.name} → {new_name}")
-        except PlatformError as error:
-            problems.append(f"{volume.name}: {error.message}")
-    _report(model_admin, request, done, problems, "Restores queued")
+    if queryset.count() != 1:
+        model_admin.message_user(request, "Choose exactly one volume to restore.", messages.WARNING)
+        return None
+    volume = queryset.first()
+    latest = selectors.newest_completed_backup(volume.pk)
+    if latest is None:
+        model_admin.message_user(request, f"{volume.name}: no completed backup to restore.", messages.ERROR)
+        return None
+    return HttpResponseRedirect(reverse("admin:backups_backup_restore", args=[latest.pk]))
 
 
 try:
@@ -75,15 +120,29 @@ if register_volume_action is not None:
     register_volume_action(restore_latest_to_new_volume)
 
 
+# --- the restore form ----------------------------------------------------------------------
+class RestoreForm(forms.Form):
+    new_volume_name = forms.CharField(max_length=63, label="New volume name",
+                                      help_text="A DNS label: lower-case letters, digits and '-'.")
+    paths = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+                            label="Paths (optional)",
+                            help_text="One snapshot path per line (e.g. /etc/app.conf); empty restores everything.")
+    size_gb = forms.IntegerField(required=False, min_value=1, label="Quota (GiB, optional)",
+                                 help_text="Default: the source volume's quota.")
+
+    def cleaned_paths(self) -> list[str]:
+        return [line.strip() for line in self.cleaned_data.get("paths", "").splitlines() if line.strip()]
+
+
 # --- backups -------------------------------------------------------------------------------
 @admin.register(Backup)
 class BackupAdmin(admin.ModelAdmin):
-    list_display = ["id", "volume_name", "status", "trigger", "created_at", "completed_at", "size_read", "snapshot"]
+    list_display = ["id", "volume_column", "status", "trigger", "created_at", "completed_at", "size_read", "snapshot"]
     list_filter = ["status", "trigger", "created_at"]
     search_fields = ["volume_name", "snapshot_id", "=id"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in Backup._meta.fields]
-    actions = ["restore_to_new_volume", "verify_repository"]
+    actions = ["restore_to_new_volume", "verify_repository", "drill"]
     list_select_related = ["job"]
 
     def has_add_permission(self, request) -> bool:
@@ -95,6 +154,10 @@ class BackupAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
 
+    @admin.display(description="volume", ordering="volume_name")
+    def volume_column(self, backup: Backup) -> str:
+        return volume_link(backup.volume_id, backup.volume_name)
+
     @admin.display(description="read")
     def size_read(self, backup: Backup) -> str:
         return filesizeformat((backup.stats or {}).get("bytes_read", 0))
@@ -103,41 +166,113 @@ class BackupAdmin(admin.ModelAdmin):
     def snapshot(self, backup: Backup) -> str:
         return backup.snapshot_id[:12]
 
+    def get_urls(self):
+        custom = [path("<uuid:backup_id>/restore/", self.admin_site.admin_view(self.restore_view),
+                       name="backups_backup_restore")]
+        return custom + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        backup = Backup.objects.filter(pk=object_id).first() if object_id else None
+        extra = {"restorable": backup is not None and selectors.is_completed(backup),
+                 "volume_link": volume_link(backup.volume_id, backup.volume_name) if backup else ""}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def restore_view(self, request, backup_id):
+        backup = Backup.objects.filter(pk=backup_id).first()
+        if backup is None or not self.has_view_permission(request, backup):
+            raise Http404("No such backup.")
+        form = RestoreForm(request.POST or None, initial={"new_volume_name": restore_copy_name(backup.volume_name)})
+        if request.method == "POST" and form.is_valid():
+            name = form.cleaned_data["new_volume_name"].strip()
+            try:
+                job = services.start_restore(backup, new_volume_name=name, paths=form.cleaned_paths(),
+                                             size_gb=form.cleaned_data.get("size_gb"), actor=_actor(request))
+            except PlatformError as error:
+                record_admin_action(request, action="restore", target_type="backups", target_id=backup.pk,
+                                    status_code=error.http_status)
+                form.add_error(None, error.message)
+            else:
+                record_admin_action(request, action="restore", target_type="backups", target_id=backup.pk,
+                                    status_code=202)
+                self.message_user(request, format_html("Restore of {} into the new volume {} queued: {}.",
+                                                       backup.volume_name, name, job_link(job)), messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:backups_job_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request), "title": f"Restore {backup.volume_name} to a new volume",
+            "backup": backup, "form": form, "opts": self.model._meta, "original": backup,
+            "volume_link": volume_link(backup.volume_id, backup.volume_name),
+        }
+        return TemplateResponse(request, "admin/backups/backup/restore.html", context)
+
     def delete_model(self, request, obj: Backup) -> None:
         try:
             services.delete_backup(obj, actor=_actor(request))
         except PlatformError as error:
+            record_admin_action(request, action="delete_backup", target_type="backups", target_id=obj.pk,
+                                status_code=error.http_status)
             self.message_user(request, f"{obj}: {error.message}", messages.ERROR)
+        else:
+            record_admin_action(request, action="delete_backup", target_type="backups", target_id=obj.pk,
+                                status_code=204)
 
     def delete_queryset(self, request, queryset) -> None:
         for backup in queryset:
             self.delete_model(request, backup)
 
-    @admin.action(description="Restore to a new volume")
+    @admin.action(description="Restore to a new volume…")
     def restore_to_new_volume(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one backup to restore.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:backups_backup_restore", args=[queryset.first().pk]))
+
+    @admin.action(description=f"Verify (check the repository, read {VERIFY_READ_PERCENT} %% of the data)")
+    def verify_repository(self, request, queryset):
+        done, problems = [], []
+        for backup in queryset[:1] if queryset.count() > 1 else queryset:
+            # One check covers the whole repository: several selected backups need one job.
+            try:
+                job = services.start_verify(read_data_percent=VERIFY_READ_PERCENT, actor=_actor(request), backup=backup)
+            except PlatformError as error:
+                record_admin_action(request, action="verify", target_type="backups", target_id=backup.pk,
+                                    status_code=error.http_status)
+                problems.append(f"{backup}: {error.message}")
+                continue
+            record_admin_action(request, action="verify", target_type="backups", target_id=backup.pk, status_code=202)
+            done.append(job_link(job))
+        _report(self, request, done, problems, "Verify queued")
+
+    @admin.action(description="Drill: restore into a temporary drill-… volume")
+    def drill(self, request, queryset):
+        """A restore drill with what the platform offers: the backup is restored into a new
+        volume named `drill-<volume>-<time>`; the job's result tells whether the snapshot
+        restores, and the volume is left for inspection (cleanup.yml deletes `drill-*`)."""
+        start_drill = getattr(services, "start_drill", None)
         done, problems = [], []
         for backup in queryset:
-            new_name = restore_copy_name(backup.volume_name)
             try:
-                services.start_restore(backup, new_volume_name=new_name, actor=_actor(request))
-                done.append(f"{backup.volume_name} → {new_name}")
+                if start_drill is not None:
+                    job = start_drill(backup, actor=_actor(request))
+                else:
+                    name = restore_copy_name(backup.volume_name, prefix="drill-", suffix_word="at")
+                    job = services.start_restore(backup, new_volume_name=name, actor=_actor(request))
             except PlatformError as error:
+                record_admin_action(request, action="drill", target_type="backups", target_id=backup.pk,
+                                    status_code=error.http_status)
                 problems.append(f"{backup}: {error.message}")
-        _report(self, request, done, problems, "Restores queued")
-
-    @admin.action(description="Verify the repository (read 10 %% of the data)")
-    def verify_repository(self, request, queryset):
-        job = services.start_verify(read_data_percent=10, actor=_actor(request))
-        self.message_user(request, f"Verify job {job.pk} queued.", messages.SUCCESS)
+                continue
+            record_admin_action(request, action="drill", target_type="backups", target_id=backup.pk, status_code=202)
+            done.append(job_link(job, f"drill of {backup.volume_name}"))
+        _report(self, request, done, problems, "Drills queued")
 
 
 # --- jobs ----------------------------------------------------------------------------------
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "progress", "attempts", "worker", "heartbeat_at", "created_at",
-                    "finished_at", "error_code"]
+    list_display = ["id", "kind", "volume_column", "status", "progress", "attempts", "worker", "heartbeat_at",
+                    "created_at", "finished_at", "error_code"]
     list_filter = ["kind", "status", "queue", "created_at"]
-    search_fields = ["=id", "worker", "error", "created_by"]
+    search_fields = ["=id", "volume__name", "worker", "error", "created_by"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in Job._meta.fields]
     actions = ["cancel_jobs"]
@@ -151,21 +286,85 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # jobs are history; the state machine owns them
 
+    def get_queryset(self, request):
+        # The volume's name by a join (the row may be gone: jobs outlive their volume).
+        return super().get_queryset(request).annotate(volume_name=F("volume__name"))
+
+    @admin.display(description="volume", ordering="volume_name")
+    def volume_column(self, job: Job) -> str:
+        if job.volume_id is None:
+            return "–"
+        if job.volume_name is None:
+            return format_html("<small>{} (deleted)</small>", str(job.volume_id)[:8])
+        return format_html('<a href="{}">{}</a>', reverse("admin:volumes_volume_change", args=[job.volume_id]),
+                           job.volume_name)
+
     @admin.display(description="progress")
     def progress(self, job: Job) -> str:
         percent = job_progress(job)["percent"]
         return "–" if percent is None else f"{percent:.0f} %"
 
-    @admin.action(description="Cancel the selected jobs")
+    def get_urls(self):
+        custom = [
+            path("running/", self.admin_site.admin_view(self.running_view), name="backups_job_running"),
+            path("<uuid:job_id>/progress/", self.admin_site.admin_view(self.progress_view),
+                 name="backups_job_progress"),
+        ]
+        return custom + super().get_urls()
+
+    def progress_context(self, job: Job) -> dict:
+        from volumes.models import Volume
+
+        volume = Volume.objects.filter(pk=job.volume_id).first() if job.volume_id else None
+        return {"job": job, "progress": job_progress(job), "finished": job.status not in ACTIVE_JOB_STATUSES,
+                "volume": volume, "backup": Backup.objects.filter(job=job).first(),
+                "heartbeat_age": (timezone.now() - job.heartbeat_at) if job.heartbeat_at else None}
+
+    def progress_view(self, request, job_id):
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None or not self.has_view_permission(request, job):
+            raise Http404("No such job.")
+        return TemplateResponse(request, "admin/backups/job/progress_fragment.html", self.progress_context(job))
+
+    def running_view(self, request):
+        from console.overview import running_jobs
+
+        if not self.has_view_permission(request):
+            raise Http404("Not allowed.")
+        running, queued = running_jobs()
+        return TemplateResponse(request, "admin/backups/job/running_fragment.html",
+                                {"running": running, "queued": queued})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = Job.objects.filter(pk=object_id).first() if object_id else None
+        extra = self.progress_context(job) if job is not None else {}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    @admin.action(description="Cancel the selected jobs…")
     def cancel_jobs(self, request, queryset):
+        active = list(queryset.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).select_related("volume"))
+        if not active:
+            self.message_user(request, "None of the selected jobs is queued or running.", messages.WARNING)
+            return None
+        if not confirmed(request):
+            items = [f"{job.kind} job {job.pk} ({job.status}"
+                     + (f", volume {job.volume.name})" if job.volume_id and job.volume else ")") for job in active]
+            return confirm_page(self, request, queryset, action="cancel_jobs", title="Cancel jobs",
+                                question="Cancel these jobs? A running job stops at its next chunk; "
+                                         "a cancelled backup is not retried.", items=items, button="Yes, cancel them")
         done, problems = [], []
-        for job in queryset.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]):
+        for job in active:
             try:
                 services.cancel_job(job, actor=_actor(request))
-                done.append(str(job.pk))
             except PlatformError as error:
+                record_admin_action(request, action="cancel_job", target_type="jobs", target_id=job.pk,
+                                    status_code=error.http_status)
                 problems.append(f"{job}: {error.message}")
+                continue
+            record_admin_action(request, action="cancel_job", target_type="jobs", target_id=job.pk, status_code=202)
+            done.append(job_link(job))
         _report(self, request, done, problems, "Cancel requested")
+        return None
 
 
 # --- policies ------------------------------------------------------------------------------
@@ -195,22 +394,60 @@ class PolicyAdminForm(forms.ModelForm):
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
     form = PolicyAdminForm
-    list_display = ["name", "enabled", "schedule", "timezone", "rpo_hours", "verify_schedule", "prune_schedule",
-                    "is_default"]
+    list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_hours", "verify_schedule",
+                    "prune_schedule", "is_default"]
     list_filter = ["enabled", "is_default"]
     # Exactly one default policy exists (a database constraint); it is chosen by migration.
-    readonly_fields = ["is_default"]
+    readonly_fields = ["is_default", "next_run", "last_run"]
     search_fields = ["name", "description"]
     actions = ["prune_now", "prune_dry_run"]
 
-    @admin.action(description="Apply retention and prune now")
-    def prune_now(self, request, queryset):
-        for policy in queryset:
-            job = services.start_prune(policy=policy, actor=_actor(request))
-            self.message_user(request, f"{policy.name}: prune job {job.pk} queued.", messages.SUCCESS)
+    @admin.display(description="next backup")
+    def next_run(self, policy: Policy) -> str:
+        from backups.scheduling import cron
 
-    @admin.action(description="Prune dry run (list what would go)")
-    def prune_dry_run(self, request, queryset):
+        if not policy.enabled:
+            return "disabled"
+        try:
+            following = cron.next_run(cron.parse(policy.schedule, policy.timezone), timezone.now())
+        except cron.InvalidSchedule:
+            return "invalid schedule"
+        return f"{timezone.localtime(following):%Y-%m-%d %H:%M %Z}"
+
+    @admin.display(description="last backup run")
+    def last_run(self, policy: Policy) -> str:
+        from django_celery_beat.models import PeriodicTask
+
+        from backups.scheduling.sync import periodic_task_name
+
+        if policy.pk is None:
+            return "–"
+        ran = (PeriodicTask.objects.filter(name=periodic_task_name(policy.pk, "backup"))
+               .values_list("last_run_at", flat=True).first())
+        return "never" if ran is None else f"{timezone.localtime(ran):%Y-%m-%d %H:%M %Z}"
+
+    def _start_prunes(self, request, queryset, *, dry_run: bool) -> None:
+        action = "prune_dry_run" if dry_run else "prune_now"
+        done = []
         for policy in queryset:
-            job = services.start_prune(policy=policy, dry_run=True, actor=_actor(request))
-            self.message_user(request, f"{policy.name}: dry-run prune job {job.pk} queued.", messages.SUCCESS)
+            job = services.start_prune(policy=policy, dry_run=dry_run, actor=_actor(request))
+            record_admin_action(request, action=action, target_type="policies", target_id=policy.pk, status_code=202)
+            done.append(job_link(job, f"{'dry-run ' if dry_run else ''}prune of {policy.name}"))
+        _report(self, request, done, [], "Dry runs queued (the job page lists what would be removed)"
+                if dry_run else "Prunes queued")
+
+    @admin.action(description="Apply retention and prune now…")
+    def prune_now(self, request, queryset):
+        if not confirmed(request):
+            items = [f"{policy.name}: retention {policy.retention or '{}'} on its "
+                     f"{policy.volumes.count()} volume(s), then unreferenced data removed" for policy in queryset]
+            return confirm_page(self, request, queryset, action="prune_now", title="Prune now",
+                                question="Forget the snapshots these policies no longer keep and delete the data "
+                                         "no snapshot references? This cannot be undone; a dry run lists what "
+                                         "would go.", items=items, button="Yes, prune")
+        self._start_prunes(request, queryset, dry_run=False)
+        return None
+
+    @admin.action(description="Prune dry run (show what would be removed)")
+    def prune_dry_run(self, request, queryset):
+        self._start_prunes(request, queryset, dry_run=True)

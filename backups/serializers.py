@@ -110,12 +110,16 @@ class RestoreSerializer(serializers.Serializer):
     new_volume_name = StrictCharField(required=False, max_length=63)
     volume = StrictCharField(required=False, max_length=255, help_text="Restore in place into this volume.")
     size_gb = serializers.IntegerField(required=False, min_value=1, help_text="Quota of the new volume.")
+    paths = serializers.ListField(child=StrictCharField(max_length=4096), required=False, max_length=100,
+                                  help_text="Restore only these paths of the snapshot (with new_volume_name).")
 
     def validate(self, attrs):
         if attrs.get("new_volume_name") and attrs.get("volume"):
             raise serializers.ValidationError("Give either volume or new_volume_name, not both.")
         if attrs.get("size_gb") and not attrs.get("new_volume_name"):
             raise serializers.ValidationError({"size_gb": ["Only with new_volume_name."]})
+        if attrs.get("paths") and not attrs.get("new_volume_name"):
+            raise serializers.ValidationError({"paths": ["Only with new_volume_name."]})
         return attrs
 
 

@@ -195,8 +195,32 @@ def _size_for_restore(backup: Backup, source_volume) -> int:
     return max(1, math.ceil(bytes_read * 1.1 / 1024**3))
 
 
+MAX_RESTORE_PATHS = 100
+
+
+def clean_restore_paths(paths) -> list[str]:
+    """Snapshot paths to restore (`/dir`, `dir/file`...) as absolute, normalised paths.
+
+    Raises `BadRequest` (400, code `invalid_path`) for anything that is not a list of at most
+    `MAX_RESTORE_PATHS` non-empty strings without `..` or NUL."""
+    if paths is None:
+        return []
+    if isinstance(paths, str) or not isinstance(paths, (list, tuple)) or len(paths) > MAX_RESTORE_PATHS:
+        raise BadRequest(f"paths must be a list of at most {MAX_RESTORE_PATHS} paths.", code="invalid_path")
+    cleaned = []
+    for raw in paths:
+        parts = [part for part in str(raw).split("/") if part not in ("", ".")] if isinstance(raw, str) else None
+        if not parts or ".." in parts or "\x00" in raw or len(raw) > 4096:
+            raise BadRequest(f"{str(raw)[:80]!r} is not a path inside the snapshot.", code="invalid_path",
+                             detail={"paths": [str(raw)[:80]]})
+        path = "/" + "/".join(parts)
+        if path not in cleaned:
+            cleaned.append(path)
+    return cleaned
+
+
 def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | None = None, actor: str = "",
-                  idempotency_key: str | None = None, size_gb: int | None = None) -> Job:
+                  idempotency_key: str | None = None, size_gb: int | None = None, paths=None) -> Job:
     """Queue a restore of `backup` and return its Job (`queued`).
 
     Target: `new_volume_name` creates a new volume (through the volumes services; 409 if the
@@ -204,9 +228,16 @@ def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | 
     when it still exists, is restored in place (staged, then swapped). The target volume is
     `restoring` until the job ends. Raises `BackupNotRestorable` (409) for a backup that is
     not completed or whose snapshot was removed, `BackupInProgress` (409) when the target has
-    an active backup or restore, `InvalidRestoreTarget` (400) for contradictory targets."""
+    an active backup or restore, `InvalidRestoreTarget` (400) for contradictory targets.
+
+    `paths` restores only those paths of the snapshot (each at its own place in the new
+    volume); only into a new volume, since an in-place restore replaces the whole volume."""
 
     key = _clean_key(idempotency_key)
+    paths = clean_restore_paths(paths)
+    if paths and not new_volume_name:
+        raise InvalidRestoreTarget("paths can only be restored into a new volume (new_volume_name).",
+                                   detail={"paths": paths})
     existing = _job_for_key(key, kind=JobKind.RESTORE, backup_id=backup.pk)
     if existing is not None:
         return existing
@@ -238,7 +269,7 @@ def start_restore(backup: Backup, *, target_volume=None, new_volume_name: str | 
                 created_by=actor[:128], idempotency_key=key,
                 params={"backup": str(backup.pk), "snapshot_id": backup.snapshot_id,
                         "source_volume": str(backup.volume_id), "new_volume": new_volume,
-                        "in_place": not new_volume},
+                        "in_place": not new_volume, **({"paths": paths} if paths else {})},
             ), target_volume)
             volume_access.start_restoring(target_volume)
             jobs.enqueue(job)

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from static files, no CDN
     "django_celery_beat",
     "django_prometheus",
     "storage_platform",
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "volumes",
     "backups",
     "monitoring",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -239,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Volumes, verified encrypted backups, jobs and policies.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package (works offline).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- static files, i18n ------------------------------------------------------------------

@@ -4,13 +4,23 @@ delete go through `volumes.services` so the pool folder is made and removed like
 Other apps add actions with `register_volume_action(func)` (the backups app registers
 "back up now" and "restore to a new volume" from backups/admin.py), so this module does
 not import them.
+
+The list shows each volume's last backup (age and status) and its RPO status (`ok`, `late`,
+`never`; the rule is `monitoring.protection`'s, the same as the overview's), and filters by
+it. A volume's page lists its recent backups and jobs. Creating, changing and deleting a
+volume here is audited like the API's calls.
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.template.defaultfilters import filesizeformat
+from django.template.defaultfilters import filesizeformat, timesince
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts.audit import record_admin_action
+from monitoring import protection
 
 from storage_platform.errors import PlatformError
 from volumes import services
@@ -55,21 +65,64 @@ def refresh_usage_action(model_admin, request, queryset):
         try:
             services.refresh_usage(volume)
         except PlatformError as error:
+            record_admin_action(request, action="refresh_usage", target_type="volumes", target_id=volume.pk,
+                                status_code=error.http_status)
             model_admin.message_user(request, f"{volume.name}: {error.message}", messages.ERROR)
+        else:
+            record_admin_action(request, action="refresh_usage", target_type="volumes", target_id=volume.pk)
     model_admin.message_user(request, "Usage measured.", messages.SUCCESS)
+
+
+class RpoStatusFilter(admin.SimpleListFilter):
+    title = "RPO status"
+    parameter_name = "rpo"
+
+    def lookups(self, request, model_admin):
+        return [(protection.RpoStatus.OK, "ok"), (protection.RpoStatus.LATE, "late"),
+                (protection.RpoStatus.NEVER, "never backed up")]
+
+    def queryset(self, request, queryset):
+        if self.value() in protection.RpoStatus.values:
+            return protection.filter_by_status(queryset, self.value(), timezone.now())
+        return queryset
+
+
+RECENT_ROWS = 10
 
 
 @admin.register(Volume)
 class VolumeAdmin(admin.ModelAdmin):
     form = VolumeAdminForm
-    list_display = ["name", "status", "size_gb", "usage", "pool", "node", "policy", "effective_rpo_hours",
-                    "created_at"]
-    list_filter = ["status", "pool", "node", "policy"]
+    list_display = ["name", "status", "rpo_status", "last_backup", "size_gb", "usage", "pool", "node", "policy",
+                    "effective_rpo_hours", "created_at"]
+    list_filter = [RpoStatusFilter, "status", "pool", "node", "policy"]
     list_select_related = ["policy"]
     search_fields = ["name", "path"]
     ordering = ["name"]
     readonly_fields = ["id", "status", "status_message", "path", "used_bytes", "created_at", "updated_at"]
     actions: list = [refresh_usage_action]
+
+    def get_queryset(self, request):
+        return protection.with_protection(super().get_queryset(request))
+
+    @admin.display(description="RPO status")
+    def rpo_status(self, volume: Volume) -> str:
+        status = protection.rpo_status(volume.last_success_at, volume.effective_rpo_hours, timezone.now())
+        return format_html('<span class="rpo rpo-{}" title="newest completed backup vs. an RPO of {} h">{}</span>',
+                           status, volume.effective_rpo_hours, status)
+
+    @admin.display(description="last backup", ordering="last_backup_at")
+    def last_backup(self, volume: Volume) -> str:
+        if volume.last_backup_at is None:
+            return "never"
+        return f"{timesince(volume.last_backup_at)} ago, {volume.last_backup_status}"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from backups.models import Backup, Job
+
+        extra = {"recent_backups": Backup.objects.filter(volume_id=object_id).order_by("-created_at")[:RECENT_ROWS],
+                 "recent_jobs": Job.objects.filter(volume_id=object_id).order_by("-created_at")[:RECENT_ROWS]}
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(self.readonly_fields)
@@ -97,16 +150,24 @@ class VolumeAdmin(admin.ModelAdmin):
             created = services.create_volume(fields, actor=actor)
             obj.id = created.id
             obj.refresh_from_db()
+            record_admin_action(request, action="create_volume", target_type="volumes", target_id=obj.pk,
+                                status_code=201)
         else:
             # The form already copied the new values onto `obj`; the service compares against
             # the stored row (quota below usage, what changed), so give it a fresh one.
             services.update_volume(Volume.objects.get(pk=obj.pk), fields, actor=actor)
+            record_admin_action(request, action="change_volume", target_type="volumes", target_id=obj.pk)
 
     def delete_model(self, request, obj):
         try:
             services.delete_volume(obj, actor=f"user:{request.user.get_username()}")
         except PlatformError as error:
+            record_admin_action(request, action="delete_volume", target_type="volumes", target_id=obj.pk,
+                                status_code=error.http_status)
             self.message_user(request, f"{obj.name}: {error.message}", messages.ERROR)
+        else:
+            record_admin_action(request, action="delete_volume", target_type="volumes", target_id=obj.pk,
+                                status_code=204)
 
     def delete_queryset(self, request, queryset):
         for volume in queryset:

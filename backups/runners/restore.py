@@ -39,6 +39,22 @@ def swap_in(staging: Path, target: Path, replaced: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
+def restore_path(repository, snapshot_id: str, path: str, staging: Path, context):
+    """Restore one snapshot path to the same place under `staging`.
+
+    The engine puts a directory's *contents* into the target and a file *as* target/<name>,
+    so a directory is restored into staging/<path> and anything else into its parent."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    entry = next((item for item in repository.list_dir(snapshot_id, parent or "/") if item.name == name), None)
+    if entry is None:
+        from backups.engine.errors import PathNotFound
+
+        raise PathNotFound(f"no such path in the snapshot: {path}")
+    relative = path.strip("/") if entry.type == "dir" else parent.strip("/")
+    return repository.restore(snapshot_id, str(staging / relative), sub_path=path, progress=context.progress,
+                              cancel=context.cancel)
+
+
 def run(job, context) -> dict:
     from backups.storage import open_repository
 
@@ -59,8 +75,12 @@ def run(job, context) -> dict:
     context.progress(0, int(backup.stats.get("bytes_read", 0) or 0), "restoring")
     repository = open_repository()
     try:
-        outcome = repository.restore(backup.snapshot_id, str(staging), progress=context.progress,
-                                     cancel=context.cancel)
+        paths = job.params.get("paths") or []
+        if paths:
+            outcome = [restore_path(repository, backup.snapshot_id, path, staging, context) for path in paths]
+        else:
+            outcome = repository.restore(backup.snapshot_id, str(staging), progress=context.progress,
+                                         cancel=context.cancel)
         context.confirm_ownership()
         swap_in(staging, target, replaced)
     except BaseException:

@@ -1,9 +1,14 @@
-"""Admin: the volume actions, backup restore action, job cancel action and the policy form."""
+"""Admin: volume actions, the restore form, verify/drill, cancel and prune with confirmation
+pages, the job page's live progress panel, the policy form, and the audit event every
+action writes with the staff user as actor."""
 
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
+from accounts.models import AuditEvent
+from backups import services
 from backups.admin import restore_copy_name
 from backups.models import Backup, Job, JobKind, JobStatus, Policy
 from backups.tests.test_api_backups import completed_backup
@@ -19,36 +24,161 @@ def operator(client, django_user_model):
     return client
 
 
-def test_back_up_now_on_the_volume_list_queues_a_backup(operator, volume, sent_messages):
-    response = operator.post("/admin/volumes/volume/", {"action": "back_up_now", "_selected_action": [str(volume.pk)]})
-    assert response.status_code == 302
+def audit_events(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=f"admin:{action}").order_by("id"))
+
+
+def test_back_up_now_queues_a_backup_links_its_job_and_is_audited(operator, volume, sent_messages):
+    response = operator.post("/admin/volumes/volume/", {"action": "back_up_now", "_selected_action": [str(volume.pk)]},
+                             follow=True)
     backup = Backup.objects.get(volume_id=volume.pk)
     assert backup.trigger == "manual" and backup.job.created_by == "user:ops"
+    assert f'href="/admin/backups/job/{backup.job_id}/change/"' in response.content.decode()
+    [event] = audit_events("back_up_now")
+    assert (event.actor, event.actor_type, event.target_type, event.target_id, event.status_code, event.result) == (
+        "ops", "user", "volumes", str(volume.pk), 202, "success")
 
 
-def test_restore_latest_to_a_new_volume_from_the_volume_list(operator, volume, sent_messages):
-    completed_backup(volume)
-    operator.post("/admin/volumes/volume/", {"action": "restore_latest_to_new_volume",
-                                             "_selected_action": [str(volume.pk)]})
-    job = Job.objects.get(kind=JobKind.RESTORE)
-    copy = Volume.objects.get(pk=job.volume_id)
-    assert copy.name.startswith("vol-a-restore-") and copy.status == "restoring"
+def test_a_refused_back_up_now_is_audited_as_a_failure(operator, volume, sent_messages):
+    for _ in range(2):
+        operator.post("/admin/volumes/volume/", {"action": "back_up_now", "_selected_action": [str(volume.pk)]})
+    assert [event.status_code for event in audit_events("back_up_now")] == [202, 409]
+    assert audit_events("back_up_now")[1].result == "failure"
 
 
-def test_restore_action_on_backups_and_cancel_action_on_jobs(operator, volume, sent_messages):
+def test_restore_latest_leads_to_the_restore_form_of_the_newest_backup(operator, volume, sent_messages):
+    completed_backup(volume, snapshot_id="older")
+    newest = completed_backup(volume, snapshot_id="newest")
+    response = operator.post("/admin/volumes/volume/", {"action": "restore_latest_to_new_volume",
+                                                        "_selected_action": [str(volume.pk)]})
+    assert response.status_code == 302 and response["Location"] == f"/admin/backups/backup/{newest.pk}/restore/"
+    assert not Job.objects.filter(kind=JobKind.RESTORE).exists()  # nothing happens before the form
+
+
+def test_the_restore_form_asks_for_a_name_and_paths_and_queues_the_restore(operator, volume, sent_messages):
     backup = completed_backup(volume)
-    operator.post("/admin/backups/backup/", {"action": "restore_to_new_volume", "_selected_action": [str(backup.pk)]})
+    form = operator.get(f"/admin/backups/backup/{backup.pk}/restore/")
+    assert form.status_code == 200
+    assert form.context["form"].initial["new_volume_name"].startswith("vol-a-restore-")
+    response = operator.post(f"/admin/backups/backup/{backup.pk}/restore/",
+                             {"new_volume_name": "vol-a-copy", "paths": "/dir\n a.txt \n", "size_gb": ""})
     job = Job.objects.get(kind=JobKind.RESTORE)
-    operator.post("/admin/backups/job/", {"action": "cancel_jobs", "_selected_action": [str(job.pk)]})
-    job.refresh_from_db()
-    assert job.status == JobStatus.CANCELLED
+    assert response.status_code == 302 and response["Location"] == f"/admin/backups/job/{job.pk}/change/"
+    assert job.params["paths"] == ["/dir", "/a.txt"] and job.params["new_volume"] is True
+    assert Volume.objects.get(pk=job.volume_id).name == "vol-a-copy"
+    [event] = audit_events("restore")
+    assert (event.actor, event.target_type, event.target_id, event.status_code) == ("ops", "backups", str(backup.pk), 202)
+
+
+def test_the_restore_form_shows_a_taken_name_or_a_bad_path_without_queueing(operator, volume, make_volume, sent_messages):
+    backup = completed_backup(volume)
+    make_volume("taken")
+    taken = operator.post(f"/admin/backups/backup/{backup.pk}/restore/", {"new_volume_name": "taken"})
+    assert taken.status_code == 200 and "taken" in " ".join(taken.context["form"].non_field_errors())
+    escaping = operator.post(f"/admin/backups/backup/{backup.pk}/restore/",
+                             {"new_volume_name": "vol-a-copy", "paths": "../etc/passwd"})
+    assert escaping.status_code == 200 and escaping.context["form"].non_field_errors()
+    assert not Job.objects.filter(kind=JobKind.RESTORE).exists()
+    assert [event.status_code for event in audit_events("restore")] == [409, 400]
+
+
+def test_verify_and_drill_actions_start_jobs_and_are_audited(operator, volume, sent_messages):
+    backup = completed_backup(volume)
+    operator.post("/admin/backups/backup/", {"action": "verify_repository", "_selected_action": [str(backup.pk)]})
+    verify = Job.objects.get(kind=JobKind.VERIFY)
+    assert verify.params["backup"] == str(backup.pk) and verify.params["read_data_percent"] == 10
+    operator.post("/admin/backups/backup/", {"action": "drill", "_selected_action": [str(backup.pk)]})
+    drill = Job.objects.get(kind=JobKind.RESTORE)
+    assert Volume.objects.get(pk=drill.volume_id).name.startswith("drill-vol-a-at-")
+    assert [event.action for event in AuditEvent.objects.order_by("id")] == ["admin:verify", "admin:drill"]
+
+
+def test_cancel_asks_for_confirmation_first(operator, volume, sent_messages):
+    backup = services.trigger_backup(volume, trigger="manual")
+    selection = {"action": "cancel_jobs", "_selected_action": [str(backup.job_id)]}
+    page = operator.post("/admin/backups/job/", selection)
+    assert page.status_code == 200 and "Yes, cancel them" in page.content.decode()
+    assert Job.objects.get(pk=backup.job_id).status == JobStatus.QUEUED and not audit_events("cancel_job")
+    operator.post("/admin/backups/job/", {**selection, "post": "yes"})
+    assert Job.objects.get(pk=backup.job_id).status == JobStatus.CANCELLED
+    [event] = audit_events("cancel_job")
+    assert event.target_type == "jobs" and event.target_id == str(backup.job_id)
+
+
+def test_prune_now_is_confirmed_first_and_a_dry_run_leads_to_its_job(operator, volume, sent_messages):
+    policy = Policy.objects.get(is_default=True)
+    selection = {"action": "prune_now", "_selected_action": [str(policy.pk)]}
+    page = operator.post("/admin/backups/policy/", selection)
+    assert page.status_code == 200 and "cannot be undone" in page.content.decode()
+    assert not Job.objects.filter(kind=JobKind.PRUNE).exists()
+    operator.post("/admin/backups/policy/", {**selection, "post": "yes"})
+    assert Job.objects.get(kind=JobKind.PRUNE).params == {"dry_run": False}
+    dry = operator.post("/admin/backups/policy/", {"action": "prune_dry_run", "_selected_action": [str(policy.pk)]},
+                        follow=True)
+    dry_job = Job.objects.get(kind=JobKind.PRUNE, params__dry_run=True)
+    assert f"/admin/backups/job/{dry_job.pk}/change/" in dry.content.decode()
+    assert [event.action for event in AuditEvent.objects.order_by("id")] == ["admin:prune_now", "admin:prune_dry_run"]
+
+
+def test_a_finished_dry_run_shows_what_would_be_removed_on_its_page(operator, volume):
+    job = Job.objects.create(kind=JobKind.PRUNE, status=JobStatus.SUCCEEDED, queue="maintenance",
+                             finished_at=timezone.now(), params={"dry_run": True},
+                             result={"dry_run": True, "forgotten": {"vol-a": ["0123456789abcdef"]},
+                                     "prune": {"packs_removed": 3, "bytes_freed": 4096}})
+    page = operator.get(f"/admin/backups/job/{job.pk}/change/").content.decode()
+    assert "would forget" in page and "vol-a: 1 snapshot" in page and "01234567" in page
+    assert "packs_removed: 3" in page and 'data-finished="true"' in page
+
+
+def test_a_running_jobs_page_polls_its_progress_fragment(operator, volume):
+    job = Job.objects.create(kind=JobKind.BACKUP, volume=volume, status=JobStatus.RUNNING, queue="backup",
+                             started_at=timezone.now(), heartbeat_at=timezone.now(), worker="w1",
+                             progress_done=512 * 1024, progress_total=1024 * 1024, progress_message="backing up")
+    page = operator.get(f"/admin/backups/job/{job.pk}/change/").content.decode()
+    assert f'data-poll-url="/admin/backups/job/{job.pk}/progress/"' in page and "console/poll.js" in page
+    fragment = operator.get(f"/admin/backups/job/{job.pk}/progress/").content.decode()
+    assert 'data-finished="false"' in fragment and "50 %" in fragment and "backing up" in fragment
+    running = operator.get("/admin/backups/job/running/").content.decode()
+    assert "vol-a" in running and "50 %" in running
+
+
+def test_the_fragments_need_a_staff_login(client, volume):
+    job = Job.objects.create(kind=JobKind.BACKUP, volume=volume, queue="backup")
+    response = client.get(f"/admin/backups/job/{job.pk}/progress/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
 def test_the_admin_pages_render(operator, volume):
     backup = completed_backup(volume)
     for url in ("/admin/backups/backup/", f"/admin/backups/backup/{backup.pk}/change/", "/admin/backups/job/",
-                f"/admin/backups/job/{backup.job_id}/change/", "/admin/backups/policy/", "/admin/backups/policy/add/"):
+                f"/admin/backups/job/{backup.job_id}/change/", "/admin/backups/policy/", "/admin/backups/policy/add/",
+                f"/admin/backups/policy/{Policy.objects.get(is_default=True).pk}/change/"):
         assert operator.get(url).status_code == 200, url
+
+
+def test_lists_link_volumes_and_jobs_search_by_volume(operator, volume, make_volume):
+    backup = completed_backup(volume)
+    other = make_volume("other")
+    completed_backup(other, snapshot_id="snap-other")
+    backups_page = operator.get("/admin/backups/backup/").content.decode()
+    assert f'href="/admin/volumes/volume/{volume.pk}/change/"' in backups_page
+    found = operator.get("/admin/backups/job/", {"q": "vol-a"})
+    assert [job.pk for job in found.context["cl"].result_list] == [backup.job_id]
+    assert f'href="/admin/volumes/volume/{volume.pk}/change/"' in found.content.decode()
+
+
+def test_policies_show_their_next_and_last_run(operator):
+    from django_celery_beat.models import PeriodicTask
+
+    policy = Policy.objects.get(is_default=True)
+    PeriodicTask.objects.filter(name=f"policy:{policy.pk}:backup").update(
+        last_run_at=timezone.now().replace(year=2020, month=5, day=4, hour=18, minute=0))
+    page = operator.get("/admin/backups/policy/").content.decode()
+    assert "2020-05-04 18:00" in page
+    from backups.scheduling import cron
+
+    following = cron.next_run(cron.parse(policy.schedule, policy.timezone), timezone.now())
+    assert f"{timezone.localtime(following):%Y-%m-%d %H:%M}" in page
 
 
 def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator):
@@ -66,3 +196,5 @@ def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator)
 def test_restore_copy_names_stay_dns_labels():
     name = restore_copy_name("x" * 63)
     assert len(name) <= 63 and name.startswith("x") and "-restore-" in name
+    drill = restore_copy_name("y" * 63, prefix="drill-", suffix_word="at")
+    assert len(drill) <= 63 and drill.startswith("drill-y") and "-at-" in drill

@@ -136,7 +136,8 @@ class BackupViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
-        """Restore in place (`{}`), into another volume (`{"volume": ...}`) or a new one (`{"new_volume_name": ...}`)."""
+        """Restore in place (`{}`), into another volume (`{"volume": ...}`) or a new one (`{"new_volume_name": ...}`,
+        optionally only `"paths": [...]` of the snapshot)."""
         backup = self.get_object()
         body = RestoreSerializer(data=request_body(request) or {})
         body.is_valid(raise_exception=True)
@@ -144,7 +145,7 @@ class BackupViewSet(viewsets.GenericViewSet):
         job = services.start_restore(
             backup, target_volume=services.find_volume(target) if target else None,
             new_volume_name=body.validated_data.get("new_volume_name"), size_gb=body.validated_data.get("size_gb"),
-            actor=actor_of(request), idempotency_key=idempotency_key(request),
+            paths=body.validated_data.get("paths"), actor=actor_of(request), idempotency_key=idempotency_key(request),
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

@@ -1,0 +1,93 @@
+"""Protection status of volumes: `ok`, `late` or `never`, one rule for every reader.
+
+A volume is
+
+* `never` when it has no completed backup;
+* `late` when its newest completed backup is older than its RPO (`Volume.rpo_hours`: the
+  override, else its policy's, else 24 h);
+* `ok` otherwise.
+
+This is the rule of the `backup_rpo_violation` metric (monitoring/collectors.py) for volumes
+that have a backup; a volume that never had one is `never` here whatever its age, so the
+admin can tell "not yet protected" from "protection lapsed". The admin's volume list, its
+RPO filter and the overview on the admin index all read it from here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.db import models
+from django.db.models import ExpressionWrapper, F, FloatField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from backups.models import Backup, BackupStatus
+from monitoring.catalog import DEFAULT_RPO_HOURS, EpochSeconds, VolumeRow, read_volumes
+
+
+class RpoStatus(models.TextChoices):
+    OK = "ok"
+    LATE = "late"
+    NEVER = "never"
+
+
+def rpo_status(last_success: datetime.datetime | None, rpo_hours: int, now: datetime.datetime) -> str:
+    if last_success is None:
+        return RpoStatus.NEVER
+    return RpoStatus.LATE if now - last_success > datetime.timedelta(hours=rpo_hours) else RpoStatus.OK
+
+
+@dataclass(frozen=True)
+class VolumeProtection:
+    """One volume's protection as the overview shows it."""
+
+    id: str
+    name: str
+    status: str
+    rpo_hours: int
+    last_success: datetime.datetime | None
+    age: datetime.timedelta | None  # of the newest completed backup
+
+
+def protection_of(row: VolumeRow, now: datetime.datetime) -> VolumeProtection:
+    last = None if row.last_success_ts is None else datetime.datetime.fromtimestamp(row.last_success_ts, datetime.UTC)
+    return VolumeProtection(id=row.id, name=row.name, status=rpo_status(last, row.rpo_hours, now),
+                            rpo_hours=row.rpo_hours, last_success=last, age=None if last is None else now - last)
+
+
+def all_volumes(now: datetime.datetime) -> list[VolumeProtection]:
+    """Every volume with its protection, in one query (the metrics' volume query)."""
+    return [protection_of(row, now) for row in read_volumes()]
+
+
+# --- the same rule as queryset annotations (admin list column, sorting and filter) -------------
+def with_protection(queryset):
+    """Annotate volumes with `last_success_at` (newest completed backup), `last_backup_at` and
+    `last_backup_status` (newest backup of any status) and `effective_rpo_hours`."""
+    backups = Backup.objects.filter(volume=OuterRef("pk")).order_by()
+    newest_success = (backups.filter(status=BackupStatus.COMPLETED, completed_at__isnull=False)
+                      .order_by("-completed_at").values("completed_at")[:1])
+    newest = backups.order_by("-created_at").values("created_at", "status")
+    return queryset.annotate(
+        last_success_at=Subquery(newest_success),
+        last_backup_at=Subquery(newest.values("created_at")[:1]),
+        last_backup_status=Subquery(newest.values("status")[:1]),
+        effective_rpo_hours=Coalesce(F("rpo_hours_override"), F("policy__rpo_hours"), Value(DEFAULT_RPO_HOURS)),
+    )
+
+
+def filter_by_status(queryset, status: str, now: datetime.datetime):
+    """Volumes (annotated by `with_protection`) whose protection is `status`."""
+    if status == RpoStatus.NEVER:
+        return queryset.filter(last_success_at__isnull=True)
+    aged = queryset.filter(last_success_at__isnull=False).annotate(
+        success_age_seconds=ExpressionWrapper(Value(now.timestamp()) - EpochSeconds("last_success_at"),
+                                              output_field=FloatField()),
+        rpo_seconds=ExpressionWrapper(F("effective_rpo_hours") * 3600.0, output_field=FloatField()),
+    )
+    if status == RpoStatus.LATE:
+        return aged.filter(success_age_seconds__gt=F("rpo_seconds"))
+    if status == RpoStatus.OK:
+        return aged.filter(success_age_seconds__lte=F("rpo_seconds"))
+    raise ValueError(f"unknown RPO status {status!r}")
