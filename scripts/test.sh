@@ -45,7 +45,7 @@ start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}") "$
 start_lane django 11 -- -m "not engine and not slow" "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
-  -m "not engine and not slow" accounts volumes backups monitoring storage_platform tests "$@"
+  -m "not engine and not slow" accounts volumes backups monitoring storage_platform console tests "$@"
 
 failed=0
 total_passed=0
