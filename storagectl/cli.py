@@ -562,11 +562,10 @@ def run(argv: list[str] | None = None) -> int:
     try:
         main.main(args=argv, prog_name="storagectl", standalone_mode=True)
     except BrokenPipeError:
-        # The reader went away (`| head`): point stdout at /dev/null so the interpreter's
-        # final flush does not raise again, and end like a program killed by SIGPIPE would.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        # The reader went away (`| head`): quietly, with status 1, as click itself does for a
+        # closed pipe; stdout now points at /dev/null so the final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_REFUSED
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except KeyboardInterrupt:

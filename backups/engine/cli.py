@@ -47,6 +47,16 @@ def _progress(verb: str):
     return _TerminalProgress(verb) if sys.stderr.isatty() else None
 
 
+# The platform tags every backup with the volume's name (backups/runners/backup.py), so a
+# repository read without the platform database still says which volume a snapshot holds.
+VOLUME_NAME_TAG = "volume-name:"
+
+
+def volume_name(info) -> str | None:
+    """The volume name a snapshot carries in its `volume-name:<name>` tag, if any."""
+    return next((tag[len(VOLUME_NAME_TAG):] for tag in info.tags if tag.startswith(VOLUME_NAME_TAG)), None)
+
+
 def _read_key(path: str | None):
     if not path:
         raise errors.KeyMissing("no key file given (--key-file)")
@@ -117,11 +127,15 @@ def command_snapshots(arguments) -> int:
     repo = _open(arguments)
     found = repo.snapshots(source=arguments.source, tags=arguments.tag)
     if arguments.json:
-        _print_json([info.to_json() for info in found])
+        _print_json([{**info.to_json(), "volume_name": volume_name(info)} for info in found])
         return 0
-    for info in found:
-        print(f"{info.short_id}  {info.time.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S}  "
-              f"{info.source}  {','.join(info.tags)}")
+    rows = [(info.short_id, f"{info.time.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S}", volume_name(info) or "-",
+             info.source, ",".join(tag for tag in info.tags if not tag.startswith(VOLUME_NAME_TAG)))
+            for info in found]
+    header = ("ID", "TIME (UTC)", "VOLUME", "SOURCE", "TAGS")
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     return 0
 
 
@@ -298,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`--json | head`): not an error worth a message.
+        # Python's documented way out: stdout onto /dev/null (so the flush at exit cannot
+        # fail again) and status 1.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         print(f"error: {error.strerror or error}"
               f"{': ' + os.fsdecode(error.filename) if error.filename else ''}", file=sys.stderr)

@@ -28,6 +28,12 @@ def volume_tag(volume_id) -> str:
     return f"volume:{volume_id}"
 
 
+def volume_name_tag(name: str) -> str:
+    """Names the volume inside the snapshot, for `python -m backups.engine snapshots`, which
+    reads the repository without the platform's database (the source is only the id)."""
+    return f"volume-name:{name}"
+
+
 def adoptable_snapshots(repository, job) -> list:
     """Snapshots an earlier attempt of `job` committed (normally none).
 
@@ -66,7 +72,7 @@ def run(job, context) -> dict:
                              detail={"volume": str(volume.pk)})
     used_bytes = volume_access.refresh_usage(volume)
     context.progress(0, used_bytes, "backing up")
-    tags = [volume_tag(volume.pk), job_tag(job)]
+    tags = [volume_tag(volume.pk), job_tag(job), volume_name_tag(volume.name)]
     repository = open_repository()
     try:
         earlier = adoptable_snapshots(repository, job)
