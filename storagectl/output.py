@@ -13,7 +13,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColum
 from rich.table import Table
 
 # Results go to stdout; progress and messages to stderr, so `--json | jq` stays clean.
-out = Console(highlight=False, soft_wrap=True)
+# Piped, the table is not folded to 80 columns: `storagectl volumes list | grep` sees whole rows.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 400)
 err = Console(stderr=True, highlight=False)
 
 

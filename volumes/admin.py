@@ -115,7 +115,7 @@ class VolumeAdmin(admin.ModelAdmin):
     def last_backup(self, volume: Volume) -> str:
         if volume.last_backup_at is None:
             return "never"
-        return f"{timesince(volume.last_backup_at)} ago, {volume.last_backup_status}"
+        return f"{timesince(volume.last_backup_at, depth=1)} ago, {volume.last_backup_status}"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from backups.models import Backup, Job
