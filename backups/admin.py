@@ -81,20 +81,32 @@ def confirmed(request) -> bool:
     return request.POST.get("post") == "yes"
 
 
+def audited_each(request, targets, *, action: str, target_type: str, start, describe) -> tuple[list, list[str]]:
+    """Run `start(target)` for each target through the services, writing one audit event per
+    target (202 when started, the error's status when refused). Returns (what `describe(target,
+    result)` says of each started one, messages of the refused ones)."""
+    done, problems = [], []
+    for target in targets:
+        try:
+            result = start(target)
+        except PlatformError as error:
+            record_admin_action(request, action=action, target_type=target_type, target_id=target.pk,
+                                status_code=error.http_status)
+            problems.append(f"{target}: {error.message}")
+            continue
+        record_admin_action(request, action=action, target_type=target_type, target_id=target.pk, status_code=202)
+        done.append(describe(target, result))
+    return done, problems
+
+
 # --- volume actions (registered on the volumes app's admin) --------------------------------
 @admin.action(description="Back up now")
 def back_up_now(model_admin, request, queryset):
-    done, problems = [], []
-    for volume in queryset:
-        try:
-            backup = services.trigger_backup(volume, trigger=BackupTrigger.MANUAL, actor=_actor(request))
-        except PlatformError as error:
-            record_admin_action(request, action="back_up_now", target_type="volumes", target_id=volume.pk,
-                                status_code=error.http_status)
-            problems.append(f"{volume.name}: {error.message}")
-            continue
-        record_admin_action(request, action="back_up_now", target_type="volumes", target_id=volume.pk, status_code=202)
-        done.append(format_html("{} ({})", volume.name, job_link(backup.job, f"backup job {str(backup.job_id)[:8]}")))
+    done, problems = audited_each(
+        request, queryset, action="back_up_now", target_type="volumes",
+        start=lambda volume: services.trigger_backup(volume, trigger=BackupTrigger.MANUAL, actor=_actor(request)),
+        describe=lambda volume, backup: format_html("{} ({})", volume.name,
+                                                    job_link(backup.job, f"backup job {str(backup.job_id)[:8]}")))
     _report(model_admin, request, done, problems, "Backups queued")
 
 
@@ -228,18 +240,12 @@ class BackupAdmin(admin.ModelAdmin):
 
     @admin.action(description=f"Verify (check the repository, read {VERIFY_READ_PERCENT} %% of the data)")
     def verify_repository(self, request, queryset):
-        done, problems = [], []
-        for backup in queryset[:1] if queryset.count() > 1 else queryset:
-            # One check covers the whole repository: several selected backups need one job.
-            try:
-                job = services.start_verify(read_data_percent=VERIFY_READ_PERCENT, actor=_actor(request), backup=backup)
-            except PlatformError as error:
-                record_admin_action(request, action="verify", target_type="backups", target_id=backup.pk,
-                                    status_code=error.http_status)
-                problems.append(f"{backup}: {error.message}")
-                continue
-            record_admin_action(request, action="verify", target_type="backups", target_id=backup.pk, status_code=202)
-            done.append(job_link(job))
+        # One check covers the whole repository: several selected backups need one job.
+        done, problems = audited_each(
+            request, queryset[:1], action="verify", target_type="backups",
+            start=lambda backup: services.start_verify(read_data_percent=VERIFY_READ_PERCENT, actor=_actor(request),
+                                                       backup=backup),
+            describe=lambda backup, job: job_link(job))
         _report(self, request, done, problems, "Verify queued")
 
     @admin.action(description="Drill: restore into a temporary drill-… volume")
@@ -248,21 +254,15 @@ class BackupAdmin(admin.ModelAdmin):
         volume named `drill-<volume>-<time>`; the job's result tells whether the snapshot
         restores, and the volume is left for inspection (cleanup.yml deletes `drill-*`)."""
         start_drill = getattr(services, "start_drill", None)
-        done, problems = [], []
-        for backup in queryset:
-            try:
-                if start_drill is not None:
-                    job = start_drill(backup, actor=_actor(request))
-                else:
-                    name = restore_copy_name(backup.volume_name, prefix="drill-", suffix_word="at")
-                    job = services.start_restore(backup, new_volume_name=name, actor=_actor(request))
-            except PlatformError as error:
-                record_admin_action(request, action="drill", target_type="backups", target_id=backup.pk,
-                                    status_code=error.http_status)
-                problems.append(f"{backup}: {error.message}")
-                continue
-            record_admin_action(request, action="drill", target_type="backups", target_id=backup.pk, status_code=202)
-            done.append(job_link(job, f"drill of {backup.volume_name}"))
+
+        def start(backup):
+            if start_drill is not None:
+                return start_drill(backup, actor=_actor(request))
+            name = restore_copy_name(backup.volume_name, prefix="drill-", suffix_word="at")
+            return services.start_restore(backup, new_volume_name=name, actor=_actor(request))
+
+        done, problems = audited_each(request, queryset, action="drill", target_type="backups", start=start,
+                                      describe=lambda backup, job: job_link(job, f"drill of {backup.volume_name}"))
         _report(self, request, done, problems, "Drills queued")
 
 
@@ -352,17 +352,9 @@ class JobAdmin(admin.ModelAdmin):
             return confirm_page(self, request, queryset, action="cancel_jobs", title="Cancel jobs",
                                 question="Cancel these jobs? A running job stops at its next chunk; "
                                          "a cancelled backup is not retried.", items=items, button="Yes, cancel them")
-        done, problems = [], []
-        for job in active:
-            try:
-                services.cancel_job(job, actor=_actor(request))
-            except PlatformError as error:
-                record_admin_action(request, action="cancel_job", target_type="jobs", target_id=job.pk,
-                                    status_code=error.http_status)
-                problems.append(f"{job}: {error.message}")
-                continue
-            record_admin_action(request, action="cancel_job", target_type="jobs", target_id=job.pk, status_code=202)
-            done.append(job_link(job))
+        done, problems = audited_each(request, active, action="cancel_job", target_type="jobs",
+                                      start=lambda job: services.cancel_job(job, actor=_actor(request)),
+                                      describe=lambda job, _: job_link(job))
         _report(self, request, done, problems, "Cancel requested")
         return None
 

@@ -88,6 +88,16 @@ def emit(ctx: Context, document, human) -> None:
         human()
 
 
+def list_resource(ctx: Context, path: str, filters: dict, columns, *, limit: int | None = None) -> None:
+    """A list command: the non-empty `filters` as query, every page (up to `limit`), a table."""
+    found = list(ctx.client.pages(path, {key: value for key, value in filters.items() if value}, limit=limit))
+    emit(ctx, found, lambda: output.table(found, columns))
+
+
+def show_resource(ctx: Context, found: dict) -> None:
+    emit(ctx, found, lambda: output.details(found))
+
+
 def wait(ctx: Context, job: dict, what: str, timeout: float | None) -> dict:
     """Follow a job to its end with a progress bar; a failed or cancelled job is a Failure."""
     with output.job_progress(what) as update:
@@ -289,17 +299,14 @@ BACKUP_COLUMNS = [("ID", "id"), ("VOLUME", "volume_name"), ("STATUS", "status"),
 @click.option("--limit", type=int, default=100, show_default=True)
 @pass_context
 def backups_list(ctx, volume, status, limit):
-    params = {key: value for key, value in {"volume": volume, "status": status}.items() if value}
-    found = list(ctx.client.pages("/backups", params, limit=limit))
-    emit(ctx, found, lambda: output.table(found, BACKUP_COLUMNS))
+    list_resource(ctx, "/backups", {"volume": volume, "status": status}, BACKUP_COLUMNS, limit=limit)
 
 
 @backups.command("show")
 @click.argument("backup")
 @pass_context
 def backups_show(ctx, backup):
-    found = ctx.client.backup(backup)
-    emit(ctx, found, lambda: output.details(found))
+    show_resource(ctx, ctx.client.backup(backup))
 
 
 @backups.command("create")
@@ -482,17 +489,14 @@ JOB_COLUMNS = [("ID", "id"), ("KIND", "kind"), ("STATUS", "status"),
 @click.option("--limit", type=int, default=50, show_default=True)
 @pass_context
 def jobs_list(ctx, status, kind, volume, limit):
-    params = {key: value for key, value in {"status": status, "kind": kind, "volume": volume}.items() if value}
-    found = list(ctx.client.pages("/jobs", params, limit=limit))
-    emit(ctx, found, lambda: output.table(found, JOB_COLUMNS))
+    list_resource(ctx, "/jobs", {"status": status, "kind": kind, "volume": volume}, JOB_COLUMNS, limit=limit)
 
 
 @jobs.command("show")
 @click.argument("job")
 @pass_context
 def jobs_show(ctx, job):
-    found = ctx.client.job(job)
-    emit(ctx, found, lambda: output.details(found))
+    show_resource(ctx, ctx.client.job(job))
 
 
 @jobs.command("watch")
@@ -525,10 +529,9 @@ def tokens():
 @tokens.command("list")
 @pass_context
 def tokens_list(ctx):
-    found = list(ctx.client.pages("/tokens"))
-    emit(ctx, found, lambda: output.table(found, [
+    list_resource(ctx, "/tokens", {}, [
         ("ID", "id"), ("NAME", "name"), ("ROLE", "role"), ("PREFIX", "prefix"), ("STATE", "state"),
-        ("LAST USED", lambda t: output.age(t.get("last_used_at"))), ("EXPIRES", "expires_at")]))
+        ("LAST USED", lambda t: output.age(t.get("last_used_at"))), ("EXPIRES", "expires_at")])
 
 
 @tokens.command("create")

@@ -111,7 +111,7 @@ def test_the_volume_list_shows_and_filters_by_rpo_status(operator, fleet):
     listing = operator.get("/admin/volumes/volume/")
     html = listing.content.decode()
     assert '<span class="rpo rpo-late"' in html and '<span class="rpo rpo-never"' in html
-X
+    assert "2\xa0hours ago, failed" in html  # the newest attempt of `stale`
     for status, names in (("late", ["stale", "tight"]), ("ok", ["fresh"]), ("never", ["empty"])):
         filtered = operator.get("/admin/volumes/volume/", {"rpo": status})
         assert [volume.name for volume in filtered.context["cl"].result_list] == names, status

@@ -76,6 +76,24 @@ def database_url_for_worker() -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
+def platform_process_env(broker_url: str) -> dict[str, str]:
+    """The environment of a platform process (worker, server) started by a test: the test's
+    database, data folders, keys and `broker_url`."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_for_worker(),
+        "CELERY_BROKER_URL": broker_url,
+        "DATA_DIR": str(settings.DATA_DIR),
+        "VOLUME_ROOT": str(settings.VOLUME_ROOT),
+        "REPOSITORY_DIR": str(settings.REPOSITORY_DIR),
+        "REPOSITORY_KEY": settings.REPOSITORY_KEY,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def purge_queues(broker_url: str, queues) -> None:
     """Drop pending and unacknowledged messages of `queues` on a Redis broker."""
     import redis
@@ -247,8 +265,6 @@ def _point_test_app_at(broker_url: str):
 
 @pytest.fixture
 def celery_worker_factory(transactional_db, tmp_path_factory):
-    from django.conf import settings
-
     started: list[WorkerProcess] = []
     undo_broker = []
     purged: set[str] = set()
@@ -263,18 +279,7 @@ def celery_worker_factory(transactional_db, tmp_path_factory):
             purged.add(url)
         if not undo_broker:
             undo_broker.append(_point_test_app_at(url))
-        worker_env = {
-            **os.environ,
-            "DATABASE_URL": database_url_for_worker(),
-            "CELERY_BROKER_URL": url,
-            "DATA_DIR": str(settings.DATA_DIR),
-            "VOLUME_ROOT": str(settings.VOLUME_ROOT),
-            "REPOSITORY_DIR": str(settings.REPOSITORY_DIR),
-            "REPOSITORY_KEY": settings.REPOSITORY_KEY,
-            "SECRET_KEY": settings.SECRET_KEY,
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
+        worker_env = {**platform_process_env(url), **(env or {})}
         worker_name = name or f"sp-test-{uuid.uuid4().hex[:8]}"
         worker = WorkerProcess(env=worker_env, queues=queues, concurrency=concurrency,
                                log_path=log_dir / f"{worker_name}.log", name=worker_name)

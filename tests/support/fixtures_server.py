@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures_celery import BASE_DIR, database_url_for_worker
+from tests.support.fixtures_celery import BASE_DIR, platform_process_env
 from tests.support.services import REDIS_URL, free_port, redis_available, require_service
 
 READY_TIMEOUT_SECONDS = 45
@@ -70,26 +70,14 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def platform_server(django_db_setup, django_db_blocker, tmp_path_factory):
-    from django.conf import settings
     from django.core.management import call_command
 
     require_service("Redis", redis_available(REDIS_URL), f"{REDIS_URL} (set TEST_REDIS_URL)")
     call_command("collectstatic", interactive=False, verbosity=0)
     with django_db_blocker.unblock():
-        database_url = database_url_for_worker()
+        env = platform_process_env(REDIS_URL)
     port = free_port()
     log_path = tmp_path_factory.mktemp("platform-server") / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "DATA_DIR": str(settings.DATA_DIR),
-        "VOLUME_ROOT": str(settings.VOLUME_ROOT),
-        "REPOSITORY_DIR": str(settings.REPOSITORY_DIR),
-        "REPOSITORY_KEY": settings.REPOSITORY_KEY,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "PYTHONUNBUFFERED": "1",
-    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     command = [str(gunicorn), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", "1",
                "--worker-class", "gthread", "--threads", "8", "--timeout", "120", "--access-logfile", "-"]
