@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from accounts.audit import record_admin_action
 from accounts.models import ApiToken, AuditEvent, TokenSource
 from accounts.tokens import display_prefix, generate_token, hash_token
 
@@ -59,10 +60,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
             obj.source = TokenSource.ADMIN
             obj.created_by = request.user.get_username()
             super().save_model(request, obj, form, change)
+            record_admin_action(request, action="create_token", target_type="tokens", target_id=obj.pk, status_code=201)
             # Shown once: the message is consumed by the next page and the token is not stored.
             messages.warning(request, f"Token for '{obj.name}': {plaintext} — copy it now, it will not be shown again.")
             return
         super().save_model(request, obj, form, change)
+        record_admin_action(request, action="change_token", target_type="tokens", target_id=obj.pk)
 
     def has_delete_permission(self, request, obj=None):
         # Revoke instead: the row keeps audit events attributable.
@@ -71,7 +74,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request, queryset):
         now = timezone.now()
-        revoked = sum(1 for token in queryset if token.revoke(now))
+        revoked = 0
+        for token in queryset:
+            if token.revoke(now):
+                revoked += 1
+            record_admin_action(request, action="revoke_token", target_type="tokens", target_id=token.pk, status_code=204)
         self.message_user(request, f"Revoked {revoked} token(s).")
 
 

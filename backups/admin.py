@@ -394,6 +394,21 @@ class PolicyAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     actions = ["prune_now", "prune_dry_run"]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        record_admin_action(request, action="change_policy" if change else "create_policy", target_type="policies",
+                            target_id=obj.pk, status_code=200 if change else 201)
+
+    def delete_model(self, request, obj):
+        target_id = obj.pk
+        super().delete_model(request, obj)
+        record_admin_action(request, action="delete_policy", target_type="policies", target_id=target_id,
+                            status_code=204)
+
+    def delete_queryset(self, request, queryset):
+        for policy in queryset:
+            self.delete_model(request, policy)
+
     @admin.display(description="next backup")
     def next_run(self, policy: Policy) -> str:
         from backups.scheduling import cron

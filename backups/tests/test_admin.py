@@ -190,7 +190,10 @@ def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator)
     assert not Policy.objects.filter(name="nightly").exists()
     accepted = operator.post("/admin/backups/policy/add/", {**fields, "schedule": "30 2 * * *"})
     assert accepted.status_code == 302
-    assert Policy.objects.get(name="nightly").schedule == "30 2 * * *"
+    policy = Policy.objects.get(name="nightly")
+    assert policy.schedule == "30 2 * * *"
+    [event] = audit_events("create_policy")
+    assert (event.actor, event.target_type, event.target_id, event.status_code) == ("ops", "policies", str(policy.pk), 201)
 
 
 def test_restore_copy_names_stay_dns_labels():
