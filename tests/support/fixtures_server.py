@@ -73,7 +73,9 @@ def platform_server(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.core.management import call_command
 
     require_service("Redis", redis_available(REDIS_URL), f"{REDIS_URL} (set TEST_REDIS_URL)")
-    call_command("collectstatic", interactive=False, verbosity=0)
+    # Source maps are for debugging in a browser's developer tools; leaving them out halves the
+    # time WhiteNoise spends compressing the sidecar's bundles.
+    call_command("collectstatic", interactive=False, verbosity=0, ignore_patterns=["*.map"])
     with django_db_blocker.unblock():
         env = platform_process_env(REDIS_URL)
     port = free_port()
