@@ -15,12 +15,17 @@ from backups.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
+#: A changed progress is written at least this often, whatever JOB_HEARTBEAT_SECONDS says:
+#: the admin's job page and `storagectl --wait` poll every 2 s and should see it move.
+PROGRESS_SECONDS = 2.0
+
 
 class JobContext:
     """What a runner gets besides its job: `progress(done, total, message)` and `cancel()`.
 
-    A daemon thread writes the latest progress and `heartbeat_at` every
-    `JOB_HEARTBEAT_SECONDS`, and reads `cancel_requested`. When the job was cancelled, or it
+    A daemon thread writes `heartbeat_at` every `JOB_HEARTBEAT_SECONDS`, and the latest
+    progress (with a heartbeat) within `PROGRESS_SECONDS` of any change, and reads
+    `cancel_requested`. When the job was cancelled, or it
     no longer belongs to this worker (taken over after a stall), `cancel()` turns True so the
     engine stops at its next chunk. Use as a context manager around the runner.
     """
@@ -32,6 +37,8 @@ class JobContext:
         self._done = job.progress_done
         self._total = job.progress_total
         self._message = ""
+        # Bumped by every progress report; `beat` remembers which one it wrote.
+        self._version = self._written_version = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.cancel_event = threading.Event()
@@ -41,6 +48,7 @@ class JobContext:
     def progress(self, done: int, total: int, message: str = "") -> None:
         with self._lock:
             self._done, self._total, self._message = int(done), int(total), str(message)[:256]
+            self._version += 1
 
     def cancel(self) -> bool:
         return self.cancel_event.is_set()
@@ -60,10 +68,11 @@ class JobContext:
     def beat(self) -> None:
         """Write progress + heartbeat once and read the cancel flag (the thread calls this)."""
         with self._lock:
-            done, total, message = self._done, self._total, self._message
+            done, total, message, version = self._done, self._total, self._message, self._version
         updated = Job.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING, worker=self.worker).update(
             heartbeat_at=timezone.now(), progress_done=done, progress_total=total, progress_message=message
         )
+        self._written_version = version
         if not updated:
             self.lost = True
             self.cancel_event.set()
@@ -76,16 +85,24 @@ class JobContext:
         if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
             self.cancel_event.set()
 
+    def _progress_pending(self) -> bool:
+        with self._lock:
+            return self._version != self._written_version
+
     def _run(self) -> None:
-        # The cancel flag is read four times per heartbeat (at least once a second), so a
-        # cancel stops a job within about a second even with long heartbeat intervals;
-        # heartbeat and progress are written once per interval.
-        poll = max(0.05, min(1.0, self.interval / 4))
+        # The cancel flag is read at every tick (at least once a second), so a cancel stops a
+        # job within about a second even with long heartbeat intervals. The heartbeat is
+        # written once per interval, and a changed progress once per `progress_every` (it
+        # carries a heartbeat too); a tick can come one poll late, so progress is written one
+        # poll early and two writes are never more than `progress_every` apart.
+        progress_every = min(PROGRESS_SECONDS, self.interval)
+        poll = max(0.05, min(1.0, self.interval / 4, progress_every / 4))
         last_beat = time.monotonic()
         try:
             while not self._stop.wait(poll):
                 try:
-                    if time.monotonic() - last_beat >= self.interval:
+                    since = time.monotonic() - last_beat
+                    if since >= self.interval or (since >= progress_every - poll and self._progress_pending()):
                         last_beat = time.monotonic()
                         self.beat()
                     else:
