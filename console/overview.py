@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from backups.models import ACTIVE_JOB_STATUSES, Backup, BackupStatus, Job, JobKind, JobStatus, Policy
+from backups import selectors
+from backups.models import ACTIVE_JOB_STATUSES, Job, JobKind, JobStatus, Policy
 from monitoring.catalog import read_heartbeats, read_repository_size
 from monitoring.protection import RpoStatus, VolumeProtection, all_volumes
 
@@ -117,7 +118,7 @@ def failed_jobs(now: datetime.datetime):
 
 def repository_summary() -> RepositorySummary:
     measured = read_repository_size()
-    kept = Backup.objects.filter(status=BackupStatus.COMPLETED, forgotten_at__isnull=True).order_by()
+    kept = selectors.completed_backups().order_by()
     logical = stored = 0
     # Two keys of a JSON column summed in Python: one pass over (stats) rows of kept backups.
     for stats in kept.values_list("stats", flat=True).iterator(chunk_size=2000):

@@ -2,7 +2,7 @@
 
 A volume is
 
-* `never` when it has no completed backup;
+* `never` when it has no completed backup (`backups.selectors`: a forgotten one does not count);
 * `late` when its newest completed backup is older than its RPO (`Volume.rpo_hours`: the
   override, else its policy's, else 24 h);
 * `ok` otherwise.
@@ -22,7 +22,8 @@ from django.db import models
 from django.db.models import ExpressionWrapper, F, FloatField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from backups.models import Backup, BackupStatus
+from backups import selectors
+from backups.models import Backup
 from monitoring.catalog import DEFAULT_RPO_HOURS, EpochSeconds, VolumeRow, read_volumes
 
 
@@ -65,10 +66,8 @@ def all_volumes(now: datetime.datetime) -> list[VolumeProtection]:
 def with_protection(queryset):
     """Annotate volumes with `last_success_at` (newest completed backup), `last_backup_at` and
     `last_backup_status` (newest backup of any status) and `effective_rpo_hours`."""
-    backups = Backup.objects.filter(volume=OuterRef("pk")).order_by()
-    newest_success = (backups.filter(status=BackupStatus.COMPLETED, completed_at__isnull=False)
-                      .order_by("-completed_at").values("completed_at")[:1])
-    newest = backups.order_by("-created_at").values("created_at", "status")
+    newest_success = selectors.newest_completed_backups(volume=OuterRef("pk")).values("completed_at")[:1]
+    newest = Backup.objects.filter(volume=OuterRef("pk")).order_by("-created_at")
     return queryset.annotate(
         last_success_at=Subquery(newest_success),
         last_backup_at=Subquery(newest.values("created_at")[:1]),
