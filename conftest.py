@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.fixtures_s3",  # moto_server process (real S3 over HTTP)
     "tests.support.fixtures_api",  # API clients and tokens per role
     "tests.support.fixtures_celery",  # real Celery worker processes on real Redis
+    "tests.support.fixtures_gunicorn",  # the API under real gunicorn
 ]
