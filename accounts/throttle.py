@@ -15,7 +15,8 @@ Contract:
 
 The counter lives in the Django cache (`CACHES["default"]`: Redis in every multi-process
 deployment), so every gunicorn worker and API replica adds to the same number; Redis `INCR`
-makes the count exact under concurrency. Windows are fixed and aligned to the clock.
+makes the count exact under concurrency. A window opens at a client's first failure and
+lasts `AUTH_FAILURE_WINDOW_SECONDS`; `Retry-After` is the time left in it.
 
 If the cache cannot be reached the failure is still a 401 (the token is refused either
 way) and a warning is logged: valid requests never depend on the cache.
@@ -64,11 +65,13 @@ def record_failure(request, *, clock: Callable[[], float] = time.time) -> int | 
     """Count one failed authentication; the seconds to wait when over the limit, else None."""
     window = settings.AUTH_FAILURE_WINDOW_SECONDS
     now = clock()
-    window_start = int(now // window) * window
     client = _UNSAFE_KEY_CHARACTERS.sub("_", client_address(request))[:64]
-    key = f"{KEY_PREFIX}:{client}:{window_start}"
     try:
-        cache.add(key, 0, timeout=window + 1)
+        # The window opens at the client's first failure: `add` is atomic (SET NX), so
+        # concurrent first failures agree on one start, and the count is keyed by it.
+        window_start = cache.get_or_set(f"{KEY_PREFIX}:{client}:start", now, timeout=window)
+        key = f"{KEY_PREFIX}:{client}:{window_start!r}"
+        cache.add(key, 0, timeout=window)
         count = cache.incr(key)
     except Exception as error:  # noqa: BLE001 - any cache failure: refuse with 401, never 500
         logger.warning("failed-authentication counter unavailable (%s); answering 401 without throttling",

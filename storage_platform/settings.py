@@ -288,11 +288,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
-    # DRF's parsers, with a nesting limit on JSON (storage_platform/parsers.py).
+    # DRF's parsers, with a nesting limit on JSON and a size limit on multipart (storage_platform/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
         "storage_platform.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "storage_platform.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "storage_platform.pagination.StandardPagination",
     "PAGE_SIZE": 50,
