@@ -42,13 +42,14 @@ from storage_platform.errors import error_response
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "auth-failures"
+UNKNOWN_CLIENT = "unknown"
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^0-9A-Za-z.:_-]")
 
 
 def client_address(request) -> str:
     """The address failures are counted against (see the module docstring)."""
     meta = request.META
-    remote = meta.get("REMOTE_ADDR") or "unknown"
+    remote = meta.get("REMOTE_ADDR") or UNKNOWN_CLIENT
     hops = settings.TRUSTED_PROXY_COUNT
     if hops:
         forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
