@@ -38,11 +38,15 @@ def many_fields_form(count: int = 1001) -> str:
 
 
 def multipart(fields: dict[str, str | bytes]) -> tuple[bytes, str]:
+    """A multipart body; bytes values are file parts (Django spools those to disk unlimited)."""
     boundary = "hostile-boundary-7d2f"
     parts = []
     for name, value in fields.items():
+        disposition = f'form-data; name="{name}"'
+        if isinstance(value, bytes):
+            disposition += f'; filename="{name}.bin"\r\nContent-Type: application/octet-stream'
         data = value.encode() if isinstance(value, str) else value
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + data + b"\r\n")
+        parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n")
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -60,7 +64,7 @@ def hostile_bodies() -> list[tuple[str, bytes | str, str, int, str]]:
          413, "payload_too_large"),
         ("multipart with 1001 fields", many_parts, many_type, 400, "too_many_fields"),
         ("multipart field over the size limit", big_part, big_type, 413, "payload_too_large"),
-        ("multipart body over the size limit", big_file, big_file_type, 413, "payload_too_large"),
+        ("multipart file over the size limit", big_file, big_file_type, 413, "payload_too_large"),
     ]
 
 
