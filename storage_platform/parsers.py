@@ -1,11 +1,9 @@
 """Request body parsers of the API: DRF's, with limits a hostile body cannot get past.
 
 Size and field-count limits are Django's (`DATA_UPLOAD_MAX_MEMORY_SIZE`,
-`DATA_UPLOAD_MAX_NUMBER_FIELDS`), rendered as 413/400 by `storage_platform.errors`. Django
-applies the size limit to multipart *fields* only and spools file parts to disk; no API
-endpoint takes multipart files (file data is a raw PUT to the volumes data plane, which has
-its own parser and streams), so a multipart body over the limit is refused whole, before it
-is read. JSON adds one more limit: nesting depth. Python's decoder recurses once per level, so about a thousand
+`DATA_UPLOAD_MAX_NUMBER_FIELDS`), rendered as 413/400 by `storage_platform.errors`;
+`BodyLimitUploadHandler` extends the size limit to multipart file parts. JSON adds one more
+limit: nesting depth. Python's decoder recurses once per level, so about a thousand
 levels raise RecursionError (a 500 before this parser); and a document that decodes at a
 few hundred levels would still break the first recursive code that touches it (validation,
 rendering, a JSONField). No API document nests deeper than a handful of levels, so anything
@@ -16,6 +14,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.files.uploadhandler import FileUploadHandler
 from rest_framework import exceptions
 from rest_framework import parsers as drf_parsers
 
@@ -58,14 +57,23 @@ class JSONParser(drf_parsers.JSONParser):
         return document
 
 
-class MultiPartParser(drf_parsers.MultiPartParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        meta = request.META if request is not None else {}
-        try:
-            length = int(meta.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+
+class BodyLimitUploadHandler(FileUploadHandler):
+    """First of `FILE_UPLOAD_HANDLERS`: refuses a multipart body over the body limit whole.
+
+    Django limits multipart *fields* to `DATA_UPLOAD_MAX_MEMORY_SIZE` but spools file parts
+    to disk without limit. No endpoint takes multipart files (file data is a raw PUT to the
+    volumes data plane, which never parses its body and so never reaches this handler), so
+    a larger multipart body is refused before it is read: 413 from DRF views and from
+    Django's own forms (the admin) alike.
+    """
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if content_length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
-        return super().parse(stream, media_type, parser_context)
+
+    def receive_data_chunk(self, raw_data, start):
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None

@@ -180,6 +180,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Request bodies: Django's limits (2.5 MiB, 1,000 fields), extended to multipart file parts.
+FILE_UPLOAD_HANDLERS = [
+    "storage_platform.parsers.BodyLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
 # --- object storage ----------------------------------------------------------------------
 S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
 S3_BUCKET = env_str("S3_BUCKET")
@@ -288,11 +295,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
-    # DRF's parsers, with a nesting limit on JSON and a size limit on multipart (storage_platform/parsers.py).
+    # DRF's parsers, with a nesting limit on JSON (storage_platform/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
         "storage_platform.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
-        "storage_platform.parsers.MultiPartParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "storage_platform.pagination.StandardPagination",
     "PAGE_SIZE": 50,
