@@ -20,7 +20,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.throttle import UNKNOWN_CLIENT, client_address
+from accounts.throttle import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,7 @@ def _target(request, response) -> tuple[str, str]:
 def _remote_addr(request) -> str | None:
     # The same client identity as failed-authentication throttling: REMOTE_ADDR, or the
     # address seen by the outermost of TRUSTED_PROXY_COUNT proxies.
-    address = client_address(request)
-    return None if address == UNKNOWN_CLIENT else address
+    return client_ip(request)
 
 
 def _text(value: str, limit: int) -> str:

@@ -1,7 +1,7 @@
 """Throttling of failed authentication, per client.
 
 Contract:
-* `client_address(request)` is who "a client" is: `REMOTE_ADDR`, or behind
+* `client_ip(request)` is who "a client" is: `REMOTE_ADDR`, or behind
   `TRUSTED_PROXY_COUNT` reverse proxies the address the outermost trusted proxy saw (from
   `X-Forwarded-For`, which is otherwise never believed: any client can write it).
 * `record_failure(request)` counts one failed authentication of that client (an unknown,
@@ -46,20 +46,32 @@ UNKNOWN_CLIENT = "unknown"
 _UNSAFE_KEY_CHARACTERS = re.compile(r"[^0-9A-Za-z.:_-]")
 
 
-def client_address(request) -> str:
-    """The address failures are counted against (see the module docstring)."""
+def client_ip(request) -> str | None:
+    """The client's IP address (see the module docstring), or None when the request has none
+    (a unix socket, a request built in code): the audit log and django-axes store it as an
+    IP column, which refuses anything else."""
     meta = request.META
-    remote = meta.get("REMOTE_ADDR") or UNKNOWN_CLIENT
     hops = settings.TRUSTED_PROXY_COUNT
     if hops:
         forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if forwarded:
-            candidate = forwarded[-min(hops, len(forwarded))]
-            try:
-                return str(ipaddress.ip_address(candidate))
-            except ValueError:
-                pass  # a malformed entry: count against the proxy rather than trust garbage
-    return remote
+            # A malformed entry counts against the proxy rather than trusting garbage.
+            candidate = _valid_ip(forwarded[-min(hops, len(forwarded))])
+            if candidate:
+                return candidate
+    return _valid_ip(meta.get("REMOTE_ADDR", ""))
+
+
+def _valid_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def client_address(request) -> str:
+    """Who failures are counted against: the client's IP, else `UNKNOWN_CLIENT`."""
+    return client_ip(request) or UNKNOWN_CLIENT
 
 
 def record_failure(request, *, clock: Callable[[], float] = time.time) -> int | None:

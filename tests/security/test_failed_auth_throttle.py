@@ -12,7 +12,7 @@ import requests
 from django.test import RequestFactory
 from django.utils import timezone
 
-from accounts.throttle import client_address, record_failure
+from accounts.throttle import client_address, client_ip, record_failure
 from accounts.tokens import create_token
 from tests.support.fixtures_api import BOGUS_TOKEN
 
@@ -58,6 +58,8 @@ def test_the_client_is_the_remote_address_unless_proxies_are_trusted(settings):
     assert client_address(request) == "203.0.113.9"  # what our one proxy saw
     garbage = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="not-an-address")
     assert client_address(garbage) == "10.0.0.2"
+    # No address at all (a unix socket): no IP for the audit log or django-axes' IP columns.
+    assert client_ip(RequestFactory().get("/", REMOTE_ADDR="")) is None
 
 
 @pytest.mark.django_db
