@@ -2,7 +2,8 @@
 
 It loads the Django settings in the master process before any worker is forked: a malformed
 setting then stops gunicorn with one line and exit status 2, instead of every worker failing
-to boot and the master respawning them forever.
+to boot and the master respawning them forever. Its logger masks secrets (tokens in URLs,
+credential headers) in the access and error logs.
 """
 
 import os
@@ -14,6 +15,7 @@ from storage_platform.startup import load_settings_or_exit  # noqa: E402
 load_settings_or_exit()
 
 wsgi_app = "storage_platform.wsgi:application"
+logger_class = "storage_platform.gunicorn_logging.RedactingLogger"
 
 # Gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), so two
 # instances on one host (a test run next to `make run`) would fight over it; nothing uses it.

@@ -4,7 +4,8 @@
 response is known, whatever the outcome (401, 403, 4xx, 5xx included): who (token name, user
 name or `anonymous`), what (method, route name and view-set action), target (type and id from
 the URL, or the id of a created resource), result (status code, success/failure), remote
-address and request id. It never records a token, a header or a body.
+address (behind `TRUSTED_PROXY_COUNT` proxies, the client's) and request id. It never records
+a token, a header or a body.
 
 Writing the event must not turn a successful request into a failure: if the database refuses
 it, the failure is logged (without request data) and the response is returned unchanged.
@@ -18,6 +19,8 @@ import uuid
 
 from django.db import transaction
 from django.utils import timezone
+
+from accounts.throttle import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +84,9 @@ def _target(request, response) -> tuple[str, str]:
 
 
 def _remote_addr(request) -> str | None:
-    address = request.META.get("REMOTE_ADDR") or None
-    return address
+    # The same client identity as failed-authentication throttling: REMOTE_ADDR, or the
+    # address seen by the outermost of TRUSTED_PROXY_COUNT proxies.
+    return client_ip(request)
 
 
 def _text(value: str, limit: int) -> str:

@@ -6,7 +6,10 @@ Contract:
 * a token that is unknown -> 401 `authentication_failed`; expired -> 401 `token_expired`;
   revoked -> 401 `token_revoked`;
 * a valid token -> `(TokenPrincipal, ApiToken)`, so `request.auth.role` is the role that
-  `accounts.permissions` checks and `request.user.username` is the token's name.
+  `accounts.permissions` checks and `request.user.username` is the token's name;
+* every refused token counts as a failed authentication of the client
+  (`accounts.throttle`); past the limit the answer is 429 `too_many_failures` with
+  `Retry-After` instead of 401. A valid token is never counted nor throttled.
 
 The token value is never logged or echoed; only the token's name appears in audit events.
 """
@@ -18,6 +21,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from accounts.bootstrap import sync_bootstrap_tokens_once
 from accounts.models import ApiToken, TokenState
+from accounts.throttle import record_failure, throttled_message
 from accounts.tokens import find_token
 
 TOKEN_HEADER = "HTTP_X_API_TOKEN"
@@ -46,6 +50,25 @@ class ExpiredToken(TokenAuthenticationFailed):
 class RevokedToken(TokenAuthenticationFailed):
     default_detail = "The API token has been revoked."
     platform_code = "token_revoked"
+
+
+class TooManyFailures(exceptions.Throttled):
+    """A client over its failed-authentication limit (429 with Retry-After)."""
+
+    platform_code = "too_many_failures"
+
+    def __init__(self, wait: int):
+        # Not Throttled.__init__: it would append its own "Expected available in..." text.
+        exceptions.APIException.__init__(self, throttled_message(wait))
+        self.wait = wait
+
+
+def refuse(request, error: TokenAuthenticationFailed):
+    """Raise `error`, or `TooManyFailures` when this failure puts the client over its limit."""
+    wait = record_failure(request)
+    if wait is not None:
+        raise TooManyFailures(wait)
+    raise error
 
 
 class TokenPrincipal:
@@ -96,18 +119,18 @@ class ApiTokenAuthentication(BaseAuthentication):
         if plaintext is None:
             return None
         if not plaintext:
-            raise InvalidToken()
+            refuse(request, InvalidToken())
         sync_bootstrap_tokens_once()
         token = find_token(plaintext)
         if token is None:
-            raise InvalidToken()
+            refuse(request, InvalidToken())
         # Let the audit log name the token even when it is refused (never the secret).
         request._request.audit_token_name = token.name
         state = token.state()
         if state == TokenState.REVOKED:
-            raise RevokedToken()
+            refuse(request, RevokedToken())
         if state == TokenState.EXPIRED:
-            raise ExpiredToken()
+            refuse(request, ExpiredToken())
         token.record_use()
         return TokenPrincipal(token), token
 

@@ -2,9 +2,15 @@
 their `*_FILE` variants, read into `settings.BOOTSTRAP_TOKENS`).
 
 Each becomes the token `env-<role>`. Sync is idempotent:
-* a value that is set and not yet stored creates the token or rotates it (new hash, un-revoked);
+* a value that is set and not yet stored creates the token, or rotates it (new hash,
+  active again even if the old one was revoked);
 * a value that is unset revokes `env-<role>` if it exists;
-* an unchanged value writes nothing.
+* an unchanged value writes nothing;
+* **a revoked secret is never revived**: when `env-<role>` was revoked (`DELETE
+  /api/v1/tokens/{id}`, the admin action, or unsetting the variable) and the variable still
+  holds that same secret, the token stays revoked and one warning line says how to bring
+  it back (set a new value). Revoking a stolen environment token must hold across restarts
+  and new worker processes without first redeploying the environment.
 
 It runs after every `migrate` (post_migrate), from `manage.py bootstrap_tokens`, and once per
 process before the first token authentication, so an API restarted with new environment
@@ -36,8 +42,8 @@ def bootstrap_name(role: str) -> str:
 def sync_bootstrap_tokens(tokens: dict[str, str | None] | None = None) -> dict[str, str]:
     """Bring the `env-*` tokens in line with `tokens` (role -> plaintext or None).
 
-    Returns role -> what happened (`created`, `rotated`, `unchanged`, `revoked`, `absent`),
-    for the management command's output. Never logs a token value.
+    Returns role -> what happened (`created`, `rotated`, `unchanged`, `revoked`, `absent`,
+    `stays_revoked`, `conflict`), for the management command's output. Never logs a token value.
     """
     tokens = settings.BOOTSTRAP_TOKENS if tokens is None else tokens
     outcome = {}
@@ -65,7 +71,12 @@ def sync_bootstrap_tokens(tokens: dict[str, str | None] | None = None) -> dict[s
                 ApiToken.objects.create(name=name, role=role, prefix=display_prefix(plaintext),
                                         secret_hash=digest, source=TokenSource.ENV, created_by="environment")
                 outcome[role] = "created"
-            elif existing.secret_hash != digest or existing.revoked_at is not None or existing.role != role:
+            elif existing.revoked_at is not None and existing.secret_hash == digest:
+                logger.warning("bootstrap tokens: %s stays revoked (revoked %s); %s_TOKEN still holds the revoked "
+                               "secret: set a new value to re-enable it", name,
+                               existing.revoked_at.isoformat(timespec="seconds"), role.upper())
+                outcome[role] = "stays_revoked"
+            elif existing.secret_hash != digest or existing.role != role:
                 existing.secret_hash = digest
                 existing.prefix = display_prefix(plaintext)
                 existing.role = role
@@ -76,7 +87,7 @@ def sync_bootstrap_tokens(tokens: dict[str, str | None] | None = None) -> dict[s
                 outcome[role] = "rotated"
             else:
                 outcome[role] = "unchanged"
-    changed = {role: what for role, what in outcome.items() if what not in ("unchanged", "absent")}
+    changed = {role: what for role, what in outcome.items() if what not in ("unchanged", "absent", "stays_revoked")}
     if changed:
         logger.info("bootstrap tokens: %s", ", ".join(f"{bootstrap_name(r)} {w}" for r, w in sorted(changed.items())))
     return outcome

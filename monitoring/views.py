@@ -1,8 +1,10 @@
 """`/metrics`: django-prometheus's HTTP/DB metrics followed by the platform's catalog metrics.
 
-When `settings.METRICS_TOKEN` is set, the request must carry `Authorization: Bearer <token>`
-(Prometheus: `authorization: {credentials_file: ...}`); otherwise it is open, like /health.
-The token is compared in constant time and never logged or echoed.
+When `settings.METRICS_TOKEN` is set (or `METRICS_TOKEN_FILE`), the request must carry
+`Authorization: Bearer <token>` (Prometheus: `authorization: {credentials_file: ...}`);
+otherwise it is open, like /health. The token is compared in constant time and never logged
+or echoed; a wrong one counts as a failed authentication of the client (accounts.throttle),
+so guessing it is throttled like guessing an API token.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import REGISTRY, generate_latest
 
+from accounts.throttle import record_failure, throttled_response
 from monitoring.collectors import PLATFORM_REGISTRY
 from monitoring.exposition import CONTENT_TYPE, render
 
@@ -37,6 +40,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if expected:
         presented = _bearer_token(request)
         if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+            wait = record_failure(request) if presented is not None else None
+            if wait is not None:
+                return throttled_response(wait)
             response = error_response(
                 "not_authenticated", "This endpoint needs the metrics bearer token (Authorization: Bearer).", 401
             )

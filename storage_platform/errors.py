@@ -16,8 +16,16 @@ here too, so no view needs its own error formatting and no traceback ever reache
 from __future__ import annotations
 
 import logging
+import math
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -98,6 +106,32 @@ def error_response(code: str, message: str, http_status: int, detail=None) -> Js
     return JsonResponse(error_body(code, message, detail), status=http_status)
 
 
+def suspicious_request_error(exc: SuspiciousOperation) -> PlatformError:
+    """The client error for a request Django refused to read (hostile or oversized body).
+
+    Django raises these while parsing a body or a query string, before any view logic; they
+    are the client's fault, so they are a 413 or a 400, never a 500.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return PayloadTooLarge(f"The request body is larger than {limit} bytes.",
+                               detail={"limit_bytes": limit})
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return BadRequest(f"The request has more than {limit} fields.", code="too_many_fields",
+                          detail={"limit": limit})
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return BadRequest(f"The request has more than {limit} files.", code="too_many_files",
+                          detail={"limit": limit})
+    return BadRequest()
+
+
+def platform_error_response(error: PlatformError) -> JsonResponse:
+    """A `PlatformError` as a plain Django response (middleware, Django's error handlers)."""
+    return error_response(error.code, error.message, error.http_status, error.detail)
+
+
 # DRF exception class -> (stable code, message used when DRF's own text is not helpful)
 _DRF_CODES = {
     drf_exceptions.ParseError: ("malformed_request", None),
@@ -168,6 +202,10 @@ def exception_handler(exc, context):
         return Response(error_body(exc.code, str(exc), getattr(exc, "detail", {})),
                         status=engine_error_status(exc))
 
+    if isinstance(exc, SuspiciousOperation):
+        error = suspicious_request_error(exc)
+        return Response(error_body(error.code, error.message, error.detail), status=error.http_status)
+
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "The resource does not exist."), status=404)
     if isinstance(exc, DjangoPermissionDenied):
@@ -186,11 +224,13 @@ def exception_handler(exc, context):
                 code, message = drf_code, drf_message
                 break
         code = getattr(exc, "platform_code", code)  # e.g. token_expired (accounts.authentication)
-        response = Response(error_body(code, message or str(exc.detail)), status=exc.status_code)
+        wait = getattr(exc, "wait", None)
+        detail = {"retry_after": math.ceil(wait)} if wait else None
+        response = Response(error_body(code, message or str(exc.detail), detail), status=exc.status_code)
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            response["Retry-After"] = str(int(exc.wait))
+        if wait:
+            response["Retry-After"] = str(math.ceil(wait))
         return response
 
     # Anything else is a bug in the platform: log it (the request body is never logged) and
@@ -220,6 +260,10 @@ def handler500(request):
 
 
 def handler400(request, exception=None):
+    # Django calls this for SuspiciousOperation raised outside DRF views (an oversized admin
+    # form is caught by the CSRF middleware reading request.POST).
+    if isinstance(exception, SuspiciousOperation):
+        return platform_error_response(suspicious_request_error(exception))
     return error_response("bad_request", "The request is not valid.", 400)
 
 

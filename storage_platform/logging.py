@@ -2,8 +2,13 @@
 
 Tokens and keys must never reach a log. Code is written not to log them in the first place;
 this filter is the second line of defence: it masks any value of a known secret (the
-bootstrap tokens, the repository key, S3 keys) and anything shaped like an API token of this
-platform (`sbp_...`) or an `Authorization`/`X-API-TOKEN` header value.
+bootstrap tokens, the repository key, S3 keys), anything shaped like an API token of this
+platform (`sbp_...`), an `Authorization`/`X-API-TOKEN` header value, and the value of a
+credential-named query parameter (`?token=...`; such requests are refused, but the server's
+access log still writes their request line).
+
+It is on every handler of Django's logging (API, worker, beat) and on gunicorn's access and
+error logs (`storage_platform.gunicorn_logging`, installed by gunicorn.conf.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ _TOKEN_PATTERN = re.compile(r"sbp_[A-Za-z0-9_\-]{8,}")
 # the optional scheme word is kept, the credential after it is masked.
 _HEADER_PATTERN = re.compile(
     r"(?i)(x[-_]api[-_]token|authorization|bearer)([\"':=\s]+)((?:bearer|basic|token)\s+)?([^\s\"',}]+)"
+)
+
+
+# Query parameters whose value is a credential (refused by accounts.query_tokens, masked here).
+CREDENTIAL_QUERY_PARAMETERS = ("token", "api_token", "access_token", "api_key", "apikey", "x-api-token",
+                               "x_api_token", "auth", "bearer")
+_QUERY_PATTERN = re.compile(
+    r"(?i)([?&;](?:" + "|".join(re.escape(name) for name in CREDENTIAL_QUERY_PARAMETERS) + r")=)[^&;\s\"']*"
 )
 
 
@@ -35,6 +48,7 @@ def redact(text: str) -> str:
     for secret in _known_secrets():
         text = text.replace(secret, "[REDACTED]")
     text = _TOKEN_PATTERN.sub("sbp_[REDACTED]", text)
+    text = _QUERY_PATTERN.sub(lambda match: f"{match.group(1)}[REDACTED]", text)
     return _HEADER_PATTERN.sub(
         lambda match: f"{match.group(1)}{match.group(2)}{match.group(3) or ''}[REDACTED]", text)
 
@@ -46,3 +60,4 @@ class RedactSecretsFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+

@@ -5,7 +5,9 @@ See docs/configuration.md for the full list of variables and their defaults.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 
@@ -55,6 +57,48 @@ for _role, _token in BOOTSTRAP_TOKENS.items():
 # Optional bearer token protecting /metrics (Prometheus `authorization` block).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 
+# HTTPS behind a TLS-terminating proxy (docs/security.md, "Production settings"). Off by
+# default: the embedded `make run` serves plain HTTP on localhost.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and Prometheus often speak plain HTTP inside the cluster; they carry no cookie and
+# the metrics token is their only secret, so they are not redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    # "X-Forwarded-Proto" or "X-Forwarded-Proto: https" -> ("HTTP_X_FORWARDED_PROTO", "https")
+    _header_name, _, _header_value = _proxy_ssl_header.partition(":")
+    _header_name = _header_name.strip()
+    if not _header_name or not all(part.isalnum() for part in _header_name.split("-")):
+        raise ConfigError(f"SECURE_PROXY_SSL_HEADER={_proxy_ssl_header!r} is not a header name "
+                          "(e.g. X-Forwarded-Proto or 'X-Forwarded-Proto: https')")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _header_name.upper().replace("-", "_"),
+                               _header_value.strip() or "https")
+
+# Clients behind this many reverse proxies are identified by X-Forwarded-For (the address
+# the outermost trusted proxy saw); 0 = REMOTE_ADDR, X-Forwarded-For is not believed.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
+# Failed API/metrics token authentications per client before answering 429 (accounts/throttle.py).
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 20, minimum=1)
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 60, minimum=1, maximum=86400)
+
+# Admin (password) logins: django-axes, attempts kept in the database (docs/security.md).
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.throttle.admin_lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out clients before checking passwords
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 # --- applications ------------------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,9 +111,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
-    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from static files, no CDN
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (CSP: 'self' only)
     "django_celery_beat",
     "django_prometheus",
+    "axes",
     "storage_platform",
     "accounts",
     "volumes",
@@ -81,6 +126,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "storage_platform.security_headers.SecurityHeadersMiddleware",  # CSP, no-store on API answers
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -89,8 +135,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.audit.AuditMiddleware",  # before maintenance: refused mutations are audited too
+    "accounts.query_tokens.RefuseQueryStringTokensMiddleware",
     "storage_platform.maintenance.MaintenanceModeMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
 
 ROOT_URLCONF = "storage_platform.urls"
@@ -132,6 +180,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env_str("SQLITE_TEST_NAME", str(DATA_DIR / "test-db.sqlite3"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Request bodies: Django's limits (2.5 MiB, 1,000 fields), extended to multipart file parts.
+FILE_UPLOAD_HANDLERS = [
+    "storage_platform.parsers.BodyLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- object storage ----------------------------------------------------------------------
 S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
@@ -218,6 +273,22 @@ JOB_STALE_AFTER_SECONDS = env_int("JOB_STALE_AFTER_SECONDS", 120, minimum=5)
 # reconciler (the message was lost, e.g. a Redis restart); see docs/scheduling.md.
 JOB_RESEND_AFTER_SECONDS = env_int("JOB_RESEND_AFTER_SECONDS", 300, minimum=5)
 
+# --- cache: shared counters (failed authentications) -------------------------------------
+# Every API process must see the same counts, so never a per-process memory cache: the
+# broker's Redis by default, a directory shared by the processes of one host otherwise.
+_default_cache_url = (CELERY_BROKER_URL if urlparse(CELERY_BROKER_URL).scheme in ("redis", "rediss")
+                      else f"file://{DATA_DIR / 'cache'}")
+CACHE_URL = env_url("CACHE_URL", _default_cache_url, ("redis", "rediss", "file"))
+if CACHE_URL.startswith("file:"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": urlparse(CACHE_URL).path}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
+# Keys never collide with Celery's in a shared Redis database; several platforms sharing one
+# Redis set different prefixes.
+CACHES["default"]["KEY_PREFIX"] = env_str("CACHE_KEY_PREFIX", "sp")
+
 # --- REST framework ----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -225,6 +296,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.RolePermission"],
+    # DRF's parsers, with a nesting limit on JSON (storage_platform/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "storage_platform.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "storage_platform.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -241,10 +318,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Volumes, verified encrypted backups, jobs and policies.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI and ReDoc from the pinned drf-spectacular-sidecar package (works offline).
+    # Same-origin assets, so the docs page works under a CSP without other origins.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No spec validator badge: it would send the schema URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- static files, i18n ------------------------------------------------------------------

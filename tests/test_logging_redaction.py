@@ -70,3 +70,29 @@ def test_filter_masks_bootstrap_token_values_in_formatted_records(settings):
 ])
 def test_filter_masks_header_shapes(line, secret):
     assert secret not in redact(line)
+
+
+@pytest.mark.parametrize("line, secret", [
+    ('"GET /api/v1/volumes?token=operator-chosen-value HTTP/1.1" 400', "operator-chosen-value"),
+    ('"GET /metrics?page=2&access_token=abcdefgh12345678 HTTP/1.1" 400', "abcdefgh12345678"),
+    ('"GET /api/v1/jobs?api_key=k3y-v4lu3;x=1 HTTP/1.1"', "k3y-v4lu3"),
+    ('"GET /api/v1/jobs?x=sbp_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo HTTP/1.1"',
+     "sbp_Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo"),
+])
+def test_filter_masks_credentials_in_query_strings(line, secret):
+    cleaned = redact(line)
+    assert secret not in cleaned and "[REDACTED]" in cleaned
+    assert cleaned.startswith('"GET /') and "HTTP/1.1" in cleaned
+
+
+def test_filter_is_on_gunicorns_access_and_error_logs():
+    from gunicorn.config import Config
+
+    from storage_platform.gunicorn_logging import RedactingLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    logger = RedactingLogger(config)
+    logger.setup(config)  # a configuration reload runs setup again: still one filter each
+    for log in (logger.access_log, logger.error_log):
+        assert [type(item) for item in log.filters] == [RedactSecretsFilter]

@@ -96,3 +96,12 @@ def test_prune_audit_deletes_only_old_events():
     assert list(AuditEvent.objects.values_list("pk", flat=True)) == [recent.pk]
     with pytest.raises(CommandError):
         call_command("prune_audit", "--older-than-days", "0", stdout=io.StringIO())
+
+
+def test_behind_trusted_proxies_the_client_address_is_audited(api, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    api("read").delete("/api/v1/tokens/7", HTTP_X_FORWARDED_FOR="198.51.100.4, 203.0.113.20")
+    settings.TRUSTED_PROXY_COUNT = 0  # X-Forwarded-For is anyone's to write: not believed
+    api("read").delete("/api/v1/tokens/8", HTTP_X_FORWARDED_FOR="203.0.113.20")
+    assert list(AuditEvent.objects.order_by("id").values_list("remote_addr", flat=True)) == ["203.0.113.20",
+                                                                                             "127.0.0.1"]

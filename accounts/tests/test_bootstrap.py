@@ -26,8 +26,26 @@ def test_sync_creates_keeps_rotates_and_revokes():
     assert sync_bootstrap_tokens({"admin": None}) == {"admin": "revoked"}
     assert ApiToken.objects.get(pk=token.pk).state() == "revoked"
 
-    assert sync_bootstrap_tokens({"admin": ROTATED_VALUE}) == {"admin": "rotated"}
+    # The revoked secret is never revived, even by setting it again...
+    assert sync_bootstrap_tokens({"admin": ROTATED_VALUE}) == {"admin": "stays_revoked"}
+    assert ApiToken.objects.get(pk=token.pk).state() == "revoked"
+    # ...a new value is a new secret: it rotates the token and makes it active.
+    assert sync_bootstrap_tokens({"admin": ADMIN_VALUE}) == {"admin": "rotated"}
     assert ApiToken.objects.get(pk=token.pk).state() == "active"
+
+
+def test_a_token_revoked_through_the_api_stays_revoked_when_the_bootstrap_runs_again(api, caplog):
+    assert sync_bootstrap_tokens({"backup": ADMIN_VALUE}) == {"backup": "created"}
+    token = find_token(ADMIN_VALUE)
+    assert api("admin").delete(f"/api/v1/tokens/{token.pk}").status_code == 204
+
+    with caplog.at_level("WARNING", logger="accounts.bootstrap"):
+        assert sync_bootstrap_tokens({"backup": ADMIN_VALUE}) == {"backup": "stays_revoked"}
+
+    assert find_token(ADMIN_VALUE).state() == "revoked"
+    [line] = [record.getMessage() for record in caplog.records if "stays revoked" in record.getMessage()]
+    assert line.startswith("bootstrap tokens: env-backup stays revoked")
+    assert "set a new value" in line and ADMIN_VALUE not in line
 
 
 def test_bootstrap_token_authenticates_with_its_role(client, settings):

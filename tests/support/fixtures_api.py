@@ -9,6 +9,7 @@
 * `api(role)`: a DRF `APIClient` sending that role's `X-API-TOKEN`; `api(None)` sends no
   token, `api("bad")` a well-formed token that does not exist. Use `api(role, bearer=True)`
   to send `Authorization: Bearer` instead.
+* autouse: each test counts failed authentications from zero (`accounts.throttle`).
 * `make_volume(name, size_gb=1, files=None, **fields)`: a `Volume` row in status
   `available` in pool `default` with its directory `settings.VOLUME_ROOT/<volume id>` (the
   directory pool's layout) holding `files`
@@ -25,6 +26,15 @@ import pytest
 
 ROLES = ("read", "backup", "admin")
 BOGUS_TOKEN = "sbp_this-token-does-not-exist-0000000000000000000"
+
+
+@pytest.fixture(autouse=True)
+def _own_failed_authentication_counter(monkeypatch):
+    """Every test client request comes from 127.0.0.1: give each test its own counter of
+    failed authentications (accounts.throttle), as a fresh database gives it its own rows."""
+    from accounts import throttle
+
+    monkeypatch.setattr(throttle, "KEY_PREFIX", f"auth-failures-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
