@@ -17,6 +17,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
+from storage_platform.security_headers import REDOC_POLICY
+
 LINKS = [
     ("admin", "/admin/", "Operator console: overview, volumes, backups, jobs, policies, tokens, audit log"),
     ("api_docs", "/api/docs/", "API reference (Swagger UI): try every call with a token"),
@@ -42,3 +44,8 @@ class SwaggerView(SpectacularSwaggerSplitView):
 
 class RedocView(SpectacularRedocView):
     template_name = "console/redoc.html"
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = REDOC_POLICY
+        return response

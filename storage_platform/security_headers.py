@@ -26,8 +26,6 @@ PAGE_POLICY = "; ".join([
     "img-src 'self' data:",
     "font-src 'self' data:",
     "connect-src 'self'",
-    # ReDoc renders in a web worker it starts from a blob: URL of its own (same-origin) code.
-    "worker-src 'self' blob:",
     "object-src 'none'",
     "base-uri 'self'",
     "form-action 'self'",
@@ -35,6 +33,8 @@ PAGE_POLICY = "; ".join([
 ])
 OTHER_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
 PAGE_PREFIXES = ("/admin/", "/api/docs/", "/api/redoc/", "/api-auth/")
+#: ReDoc runs its search in a web worker it starts from a blob: URL of its own code.
+REDOC_POLICY = PAGE_POLICY + "; worker-src 'self' blob:"
 PAGE_PATHS = ("/",)  # the front page
 NO_STORE_PREFIX = "/api/v1/"
 
