@@ -7,6 +7,10 @@ class ApiTokenAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.ApiTokenAuthentication"
     name = ["ApiTokenHeader", "BearerToken"]
 
+    def get_security_requirement(self, auto_schema):
+        # Either header is enough: two alternative requirements, not one that needs both.
+        return [{"ApiTokenHeader": []}, {"BearerToken": []}]
+
     def get_security_definition(self, auto_schema):
         return [
             {"type": "apiKey", "in": "header", "name": "X-API-TOKEN",

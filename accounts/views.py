@@ -16,6 +16,7 @@ from accounts.serializers import (
     AuditEventSerializer,
 )
 from accounts.tokens import create_token, expiry_from_days
+from storage_platform.openapi import error_responses
 
 
 def actor_name(request) -> str:
@@ -36,7 +37,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     serializer_class = ApiTokenSerializer
     filterset_fields = ["role", "source"]
 
-    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
+    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer, **error_responses(409)})
     def create(self, request):
         incoming = ApiTokenCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)

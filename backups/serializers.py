@@ -127,11 +127,39 @@ class VerifySerializer(serializers.Serializer):
     read_data_percent = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=100.0)
 
 
+# --- response bodies that are not a model (for the OpenAPI schema) -------------------------
+class SkippedVolumeSerializer(serializers.Serializer):
+    volume = serializers.UUIDField()
+    volume_name = serializers.CharField()
+    code = serializers.CharField(help_text="Why it was skipped: `backup_in_progress`, `volume_not_available`.")
+    reason = serializers.CharField()
+    detail = serializers.JSONField()
+
+
+class BackupsTriggeredSerializer(serializers.Serializer):
+    """`POST /backups` with `{"all": true}`: the backups queued and the volumes skipped."""
+
+    count = serializers.IntegerField()
+    results = BackupSerializer(many=True)
+    skipped = SkippedVolumeSerializer(many=True)
+
+
 class SnapshotEntrySerializer(serializers.Serializer):
+    """One name in a directory of a snapshot (the engine's `TreeEntry.public()`)."""
+
     name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["file", "dir", "symlink", "other"])
+    mode = serializers.IntegerField(help_text="Permission bits as a number (0o644 is 420).")
+    mtime_ns = serializers.IntegerField(help_text="Modification time, nanoseconds since the epoch.")
+    uid = serializers.IntegerField()
+    gid = serializers.IntegerField()
+    size = serializers.IntegerField()
+    target = serializers.CharField(allow_null=True, help_text="Symlinks only; null otherwise.")
+
+
+class SnapshotListingSerializer(serializers.Serializer):
+    """`GET /backups/{id}/files?path=/dir`: one directory of the backup's snapshot."""
+
+    backup = serializers.UUIDField()
     path = serializers.CharField()
-    type = serializers.CharField()
-    size = serializers.IntegerField(allow_null=True)
-    mode = serializers.CharField(allow_null=True)
-    mtime = serializers.CharField(allow_null=True)
-    target = serializers.CharField(allow_null=True, required=False)
+    entries = SnapshotEntrySerializer(many=True)

@@ -324,6 +324,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # No spec validator badge: it would send the schema URL to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # The error responses of every operation are added in one place (storage_platform/openapi.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "storage_platform.openapi.add_error_responses"],
 }
 
 # --- static files, i18n ------------------------------------------------------------------

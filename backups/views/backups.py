@@ -12,7 +12,7 @@ import uuid
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -26,14 +26,19 @@ from backups.models import Backup, BackupStatus, BackupTrigger
 from backups.runners.results import to_jsonable
 from backups.serializers import (
     BackupSerializer,
+    BackupsTriggeredSerializer,
     JobSerializer,
     RestoreSerializer,
+    SnapshotListingSerializer,
     TriggerSerializer,
     VerifySerializer,
 )
 from backups.views import idempotency_key, request_body
 from backups.volume_access import VolumeNotFound
 from storage_platform.errors import BadRequest
+from storage_platform.openapi import error_responses
+from storage_platform.pagination import StandardPagination
+from volumes.validation import NAME_PATTERN
 
 LIST_PARAMETERS = [
     OpenApiParameter("volume", OpenApiTypes.STR, description="Volume id or name."),
@@ -42,6 +47,13 @@ LIST_PARAMETERS = [
 PATH_PARAMETER = OpenApiParameter("path", OpenApiTypes.STR, description="Path inside the snapshot.")
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                          description="Repeat a request safely: the same key returns the same result.")
+# What reading or changing the repository can add: a locked repository, a failing or
+# unreachable storage backend.
+REPOSITORY_ERRORS = error_responses(409, 502, 503)
+TRIGGER_RESULT = PolymorphicProxySerializer(
+    component_name="BackupTriggerResult", serializers=[BackupSerializer, BackupsTriggeredSerializer],
+    resource_type_field_name=None,
+)
 
 
 def filter_backups(queryset, params):
@@ -51,7 +63,9 @@ def filter_backups(queryset, params):
         try:
             queryset = queryset.filter(volume_id=uuid.UUID(volume))
         except ValueError:
-            queryset = queryset.filter(volume_name=volume)
+            # Only a volume name (a DNS label) can match; other text, such as a NUL byte that
+            # PostgreSQL refuses in a query, matches nothing.
+            queryset = queryset.filter(volume_name=volume) if NAME_PATTERN.match(volume) else queryset.none()
     state = params.get("status")
     if state:
         if state not in BackupStatus.values:
@@ -82,12 +96,16 @@ def clean_snapshot_path(raw: str | None, *, required: bool) -> str:
 @extend_schema_view(
     list=extend_schema(parameters=LIST_PARAMETERS),
     create=extend_schema(request=TriggerSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                         responses={202: BackupSerializer(many=True)}),
-    destroy=extend_schema(responses={204: None}),
-    restore=extend_schema(request=RestoreSerializer, parameters=[IDEMPOTENCY_PARAMETER], responses={202: JobSerializer}),
-    verify=extend_schema(request=VerifySerializer, responses={202: JobSerializer}),
-    files=extend_schema(parameters=[PATH_PARAMETER]),
-    download=extend_schema(parameters=[PATH_PARAMETER], responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}),
+                         responses={202: TRIGGER_RESULT, **error_responses(404, 409)},
+                         description="`{\"volume\": ...}` answers with the backup; `{\"all\": true}` with "
+                                     "`{count, results, skipped}`."),
+    destroy=extend_schema(responses={204: None, **REPOSITORY_ERRORS}),
+    restore=extend_schema(request=RestoreSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                          responses={202: JobSerializer, **error_responses(409)}),
+    verify=extend_schema(request=VerifySerializer, responses={202: JobSerializer, **error_responses(409)}),
+    files=extend_schema(parameters=[PATH_PARAMETER], responses={200: SnapshotListingSerializer, **REPOSITORY_ERRORS}),
+    download=extend_schema(parameters=[PATH_PARAMETER],
+                           responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **REPOSITORY_ERRORS}),
 )
 class BackupViewSet(viewsets.GenericViewSet):
     """Backups: one snapshot of one volume each."""
@@ -193,12 +211,11 @@ class VolumeBackupsView(APIView):
     read_role = Role.READ
     write_role = Role.BACKUP
     serializer_class = BackupSerializer
+    pagination_class = StandardPagination
 
     @extend_schema(parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=BackupStatus.values)],
                    responses=BackupSerializer(many=True))
     def get(self, request, id):
-        from storage_platform.pagination import StandardPagination
-
         queryset = Backup.objects.select_related("job").order_by("-created_at", "id")
         try:
             volume = services.find_volume(id)
@@ -209,10 +226,10 @@ class VolumeBackupsView(APIView):
             if not queryset.exists():
                 raise
         queryset = filter_backups(queryset, {"status": request.query_params.get("status")})
-        paginator = StandardPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(BackupSerializer(page, many=True).data)
 
-    @extend_schema(request=None, parameters=[IDEMPOTENCY_PARAMETER], responses={202: BackupSerializer})
+    @extend_schema(request=None, parameters=[IDEMPOTENCY_PARAMETER], responses={202: BackupSerializer, **error_responses(409)})
     def post(self, request, id):
         return trigger_response(request, id)

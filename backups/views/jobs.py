@@ -22,6 +22,8 @@ from backups import services
 from backups.models import Job, JobKind, JobStatus
 from backups.serializers import JobSerializer
 from storage_platform.errors import BadRequest, NotFound
+from storage_platform.openapi import error_responses
+from volumes.validation import NAME_PATTERN
 
 CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP}
 LIST_PARAMETERS = [
@@ -50,12 +52,14 @@ def filter_jobs(queryset, params):
         try:
             queryset = queryset.filter(volume_id=uuid.UUID(volume))
         except ValueError:
-            queryset = queryset.filter(volume__name=volume)
+            # Only a volume name (a DNS label) can match; other text, such as a NUL byte that
+            # PostgreSQL refuses in a query, matches nothing.
+            queryset = queryset.filter(volume__name=volume) if NAME_PATTERN.match(volume) else queryset.none()
     return queryset
 
 
 @extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS),
-                    cancel=extend_schema(request=None, responses={202: JobSerializer}))
+                    cancel=extend_schema(request=None, responses={202: JobSerializer, **error_responses(409)}))
 class JobViewSet(viewsets.GenericViewSet):
     """Long operations (backup, restore, verify, prune, drill) and their progress."""
 

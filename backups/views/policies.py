@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Count
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from accounts.roles import Role
 from backups.models import Policy
 from backups.views.policy_serializers import PolicySerializer
 from storage_platform.errors import Conflict
+from storage_platform.openapi import error_responses
 
 
 class PolicyInUse(Conflict):
@@ -29,6 +31,7 @@ class DefaultPolicyProtected(Conflict):
     code = "default_policy_protected"
 
 
+@extend_schema_view(destroy=extend_schema(responses={204: None, **error_responses(409)}))
 class PolicyViewSet(viewsets.ModelViewSet):
     """Backup policies: schedule and time zone, retention, RPO, verify and prune schedules."""
 

@@ -14,6 +14,7 @@ from backups import services
 from backups.serializers import BackupSerializer, JobSerializer, VerifySerializer, VolumeReferenceSerializer
 from backups.views import request_body
 from backups.views.backups import IDEMPOTENCY_PARAMETER, trigger_response
+from storage_platform.openapi import error_responses
 
 
 class BackupTriggerView(APIView):
@@ -23,7 +24,7 @@ class BackupTriggerView(APIView):
     write_role = Role.BACKUP
 
     @extend_schema(request=VolumeReferenceSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={202: BackupSerializer})
+                   responses={202: BackupSerializer, **error_responses(404, 409)})
     def post(self, request):
         body = VolumeReferenceSerializer(data=request_body(request))
         body.is_valid(raise_exception=True)

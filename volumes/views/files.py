@@ -32,6 +32,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import Role
+from storage_platform.openapi import error_responses, paginated
+from storage_platform.pagination import StandardPagination
 from volumes import dataplane, services
 from volumes.errors import InvalidHeader, InvalidPath, LengthRequired, PathConflict
 from volumes.serializers import FileEntrySerializer, FileWriteResultSerializer
@@ -39,6 +41,9 @@ from volumes.serializers import FileEntrySerializer, FileWriteResultSerializer
 VOLUME_PARAMETER = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Volume UUID or name.")
 PATH_PARAMETER = OpenApiParameter("file_path", OpenApiTypes.STR, OpenApiParameter.PATH,
                                   description="Path inside the volume, '/'-separated.")
+DIRECTORY_LISTING = paginated(FileEntrySerializer, "DirectoryListing")
+PAGE_PARAMETERS = [OpenApiParameter("page", OpenApiTypes.INT, description="A page number within the paginated result set."),
+                   OpenApiParameter("page_size", OpenApiTypes.INT, description="Number of results to return per page.")]
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
@@ -111,12 +116,11 @@ class FilesViewBase(APIView):
     write_role = Role.ADMIN
     parser_classes = [RawBodyParser]
     content_negotiation_class = DownloadContentNegotiation
+    pagination_class = StandardPagination
 
     def listing(self, request, volume, raw_path: str):
-        from storage_platform.pagination import StandardPagination
-
         entries = dataplane.list_directory(volume, raw_path)
-        paginator = StandardPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(FileEntrySerializer(page, many=True).data)
 
@@ -127,8 +131,9 @@ class VolumeDirectoryView(FilesViewBase):
     @extend_schema(
         operation_id="volumes_files_list",
         parameters=[VOLUME_PARAMETER,
-                    OpenApiParameter("path", OpenApiTypes.STR, description="Directory to list; the root if omitted.")],
-        responses={200: FileEntrySerializer(many=True)},
+                    OpenApiParameter("path", OpenApiTypes.STR, description="Directory to list; the root if omitted."),
+                    *PAGE_PARAMETERS],
+        responses={200: DIRECTORY_LISTING, **error_responses(409)},
     )
     def get(self, request, id):
         volume = services.find_volume(id)
@@ -140,10 +145,12 @@ class VolumeFileView(FilesViewBase):
 
     @extend_schema(
         operation_id="volumes_files_download",
-        parameters=[VOLUME_PARAMETER, PATH_PARAMETER],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
-                   (200, "application/json"): FileEntrySerializer(many=True)},
-        description="Download a file; a directory path answers with its listing.",
+        parameters=[VOLUME_PARAMETER, PATH_PARAMETER, *PAGE_PARAMETERS],
+        responses={(200, "*/*"): OpenApiTypes.BINARY,
+                   (200, "application/json"): DIRECTORY_LISTING,
+                   **error_responses(400, 409)},
+        description="Download a file (`Content-Type` guessed from its name, `X-File-Mode`, `X-File-Mtime`); "
+                    "a directory path answers with its listing, paginated (`page`, `page_size`).",
     )
     def get(self, request, id, file_path: str):
         volume = services.find_volume(id)
@@ -167,7 +174,8 @@ class VolumeFileView(FilesViewBase):
                                                     "format or line-separator characters or a dot look-alike"),
                    413: OpenApiResponse(description="payload_too_large: the declared length does not fit the "
                                                     "free quota; quota_exceeded: the body outgrew it"),
-                   507: OpenApiResponse(description="pool_full: the storage pool itself is full")},
+                   507: OpenApiResponse(description="pool_full: the storage pool itself is full"),
+                   **error_responses(409, 411)},
     )
     def put(self, request, id, file_path: str):
         volume = services.find_volume(id)
@@ -186,7 +194,7 @@ class VolumeFileView(FilesViewBase):
         parameters=[VOLUME_PARAMETER, PATH_PARAMETER,
                     OpenApiParameter("recursive", OpenApiTypes.BOOL,
                                      description="Delete a directory with its contents.")],
-        responses={204: None},
+        responses={204: None, **error_responses(409)},
     )
     def delete(self, request, id, file_path: str):
         volume = services.find_volume(id)

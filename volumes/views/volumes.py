@@ -20,6 +20,7 @@ from accounts.roles import Role
 from volumes import services
 from volumes.filters import filter_volumes
 from volumes.models import Volume
+from storage_platform.openapi import error_responses
 from volumes.serializers import VolumeSerializer, VolumeWriteSerializer
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Volume UUID or name.")
@@ -49,11 +50,13 @@ def request_fields(request) -> dict | list | object:
 
 @extend_schema_view(
     list=extend_schema(parameters=LIST_PARAMETERS),
-    create=extend_schema(request=VolumeWriteSerializer, responses={201: VolumeSerializer}),
+    create=extend_schema(request=VolumeWriteSerializer, responses={201: VolumeSerializer, **error_responses(409)}),
     retrieve=extend_schema(parameters=[ID_PARAMETER]),
-    update=extend_schema(parameters=[ID_PARAMETER], request=VolumeWriteSerializer),
-    partial_update=extend_schema(parameters=[ID_PARAMETER], request=VolumeWriteSerializer),
-    destroy=extend_schema(parameters=[ID_PARAMETER], responses={204: None}),
+    update=extend_schema(parameters=[ID_PARAMETER], request=VolumeWriteSerializer,
+                         responses={200: VolumeSerializer, **error_responses(409)}),
+    partial_update=extend_schema(parameters=[ID_PARAMETER], request=VolumeWriteSerializer,
+                                 responses={200: VolumeSerializer, **error_responses(409)}),
+    destroy=extend_schema(parameters=[ID_PARAMETER], responses={204: None, **error_responses(409)}),
 )
 class VolumeViewSet(viewsets.GenericViewSet):
     serializer_class = VolumeSerializer

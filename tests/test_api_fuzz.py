@@ -1,0 +1,170 @@
+"""The OpenAPI document is the API: schemathesis fuzzes a live server from its own schema.
+
+A real HTTP server (pytest-django's `live_server`, as the ops tests use) serves the test
+database, seeded with volumes holding files, a completed backup with a real snapshot, a
+failed and a queued backup, a policy and throwaway tokens. `schemathesis run` (the CLI, in its
+own process) reads `/api/schema/` from that server and sends generated requests, valid and
+invalid, as three callers: the admin token, the read token and no token. Every response must
+be no server error, carry a documented status code and match the documented schema.
+
+Ids of the seeded rows reach the fuzzer through schemathesis dictionaries, so part of the
+requests get past the 404 of a random id. DELETE /tokens/{id} only ever names throwaway
+tokens: the run must not revoke the token it is using. Messages of the jobs the run queues go
+to the test broker (Redis) and are purged afterwards; no worker runs them.
+
+Deterministic: a fixed seed, `generation.deterministic`, no example database.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.core.signals import request_started
+
+from backups.tests.conftest import own_repository  # noqa: F401 - a fresh repository, shared with live_server
+from tests.support.fixtures_celery import DEFAULT_QUEUES, purge_queues
+from tests.support.services import redis_available, require_service
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SEED = 20261202
+MIN_REQUESTS = 1000
+CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
+# (caller, max examples per operation, phases). The admin run reaches the most code, and its
+# stateful phase chains calls (create, then read, change, delete). The read run reaches every
+# read and the 403 of every write; the run without a token, the 401 of every operation.
+RUNS = (("admin", 12, "fuzzing,stateful"), ("read", 10, "fuzzing"), (None, 8, "fuzzing"))
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+class RequestCounter:
+    """Counts the API requests the live server starts (its own, in-process, count)."""
+
+    def __init__(self):
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, sender, environ=None, **kwargs):
+        if environ and environ.get("PATH_INFO", "").startswith("/api/v1/"):
+            with self._lock:
+                self.count += 1
+
+
+@pytest.fixture
+def broker(settings):
+    url = settings.CELERY_BROKER_URL
+    require_service("Redis", redis_available(url), f"{url} (the jobs the fuzzer queues are published there)")
+    yield url
+    purge_queues(url, DEFAULT_QUEUES)
+
+
+def seed(make_volume) -> dict[str, list]:
+    """Rows for the fuzzer to find; returns the dictionaries of their ids."""
+    from accounts.models import TokenSource
+    from accounts.tokens import create_token
+    from backups import runners, services
+    from backups.models import Backup, BackupStatus, BackupTrigger, Job, Policy
+
+    data = make_volume("fuzz-data", files={"a.txt": b"alpha", "dir/b.txt": b"beta", "dir/sub/c.bin": b"\x00\x01"})
+    empty = make_volume("fuzz-empty")
+    busy = make_volume("fuzz-busy", files={"x.txt": b"x"})
+    completed = services.trigger_backup(data, trigger=BackupTrigger.API)
+    assert runners.execute(completed.job_id) == "succeeded"
+    queued = services.trigger_backup(busy, trigger=BackupTrigger.API)  # stays queued: no worker
+    failed = Backup.objects.create(volume=empty, volume_name=empty.name, status=BackupStatus.FAILED,
+                                   trigger=BackupTrigger.API, error="disk on fire")
+    policy = Policy.objects.create(name="fuzz-policy", schedule="0 2 * * *")
+    throwaway = [create_token(f"fuzz-throwaway-{n}", "read", source=TokenSource.CLI)[0] for n in range(3)]
+    return {
+        "volumes": [str(data.id), data.name, str(empty.id), empty.name, str(busy.id), busy.name],
+        "backups": [str(completed.id), str(queued.id), str(failed.id)],
+        "jobs": [str(job.id) for job in Job.objects.all()],
+        "policies": [policy.id, Policy.objects.get(is_default=True).id],
+        "tokens": [token.id for token in throwaway],
+        "volume_files": ["a.txt", "dir", "dir/b.txt", "dir/sub/c.bin", "x.txt"],
+        "snapshot_paths": ["/", "/a.txt", "/dir", "/dir/b.txt", "dir/sub", "/dir/sub/c.bin"],
+        "volume_names": ["fuzz-new", "fuzz-data", "fuzz-empty"],
+    }
+
+
+def toml_value(value) -> str:
+    return json.dumps(value)  # JSON strings, numbers and arrays are valid TOML
+
+
+def config_text(dictionaries: dict[str, list], report: Path) -> str:
+    """A schemathesis.toml binding the seeded ids to the operations that take them."""
+    lines = [f"seed = {SEED}", "", "[generation]", "deterministic = true", "",
+             "[reports.json]", "enabled = true", f"path = {toml_value(str(report))}", ""]
+    for name, values in dictionaries.items():
+        lines += [f"[dictionaries.{name}]", f"values = {toml_value(values)}", ""]
+    bindings = [
+        # (path regex, method regex or "", parameter, dictionary, probability)
+        ("^/api/v1/(volumes/\\{id\\}|volumes/\\{id\\}/.*)$", "", "path.id", "volumes", 0.7),
+        ("^/api/v1/backups/\\{id\\}", "", "path.id", "backups", 0.7),
+        ("^/api/v1/jobs/\\{id\\}", "", "path.id", "jobs", 0.7),
+        ("^/api/v1/policies/\\{id\\}", "", "path.id", "policies", 0.7),
+        # Always a throwaway token: a run must never revoke the token it is using.
+        ("^/api/v1/tokens/\\{id\\}", "^DELETE$", "path.id", "tokens", 1.0),
+        ("^/api/v1/tokens/\\{id\\}", "^GET$", "path.id", "tokens", 0.5),
+        ("^/api/v1/volumes/\\{id\\}/files/\\{file_path\\}$", "", "path.file_path", "volume_files", 0.6),
+        ("^/api/v1/volumes/\\{id\\}/files/$", "", "query.path", "volume_files", 0.5),
+        ("^/api/v1/backups/\\{id\\}/(files|download)/$", "", "query.path", "snapshot_paths", 0.7),
+        ("^/api/v1/(backup|backups)/$", "", "body.volume", "volumes", 0.7),
+        ("^/api/v1/backups/\\{id\\}/restore/$", "", "body.new_volume_name", "volume_names", 0.5),
+    ]
+    for path, method, parameter, dictionary, probability in bindings:
+        lines += ["[[operations]]", f"include-path-regex = {toml_value(path)}"]
+        if method:
+            lines.append(f"include-method-regex = {toml_value(method)}")
+        lines += [f'parameters = {{ "{parameter}" = {{ dictionary = "{dictionary}", probability = {probability} }} }}',
+                  ""]
+    return "\n".join(lines)
+
+
+def run_schemathesis(url: str, token: str | None, max_examples: int, phases: str, workdir: Path,
+                     dictionaries) -> dict:
+    report = workdir / "report.json"
+    config = workdir / "schemathesis.toml"
+    config.write_text(config_text(dictionaries, report))
+    command = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/api/schema/",
+               "--checks", CHECKS, "--max-examples", str(max_examples), "--phases", phases, "--no-color",
+               "--request-timeout", "30"]
+    if token:
+        command += ["--header", f"X-API-TOKEN: {token}"]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert report.exists(), f"schemathesis wrote no report:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return {"report": json.loads(report.read_text()), "output": result.stdout, "exit": result.returncode}
+
+
+def test_every_response_matches_the_openapi_document(live_server, tokens, make_volume, own_repository, broker,
+                                                      tmp_path):
+    from accounts.models import ApiToken
+
+    dictionaries = seed(make_volume)
+    counter = RequestCounter()
+    request_started.connect(counter)
+    try:
+        outcomes = {}
+        for role, max_examples, phases in RUNS:
+            workdir = tmp_path / f"fuzz-{role or 'anonymous'}"
+            workdir.mkdir()
+            before = counter.count
+            outcomes[role] = run_schemathesis(live_server.url, tokens[role] if role else None, max_examples,
+                                              phases, workdir, dictionaries)
+            outcomes[role]["requests"] = counter.count - before
+    finally:
+        request_started.disconnect(counter)
+
+    for role, outcome in outcomes.items():
+        report = outcome["report"]
+        assert report["operations"]["tested"] == report["operations"]["selected"] > 30, role
+        assert (report["failures"], report["errors"], outcome["exit"]) == ([], [], 0), (
+            f"caller {role or 'without a token'}:\n{outcome['output'][-12000:]}")
+    assert counter.count >= MIN_REQUESTS, {role: outcome["requests"] for role, outcome in outcomes.items()}
+    # The run never revoked the tokens it used.
+    assert set(ApiToken.objects.filter(name__in=["test-admin", "test-read"]).values_list("revoked_at", flat=True)) == {None}
