@@ -44,7 +44,8 @@ LIST_PARAMETERS = [
     OpenApiParameter("volume", OpenApiTypes.STR, description="Volume id or name."),
     OpenApiParameter("status", OpenApiTypes.STR, enum=BackupStatus.values),
 ]
-PATH_PARAMETER = OpenApiParameter("path", OpenApiTypes.STR, description="Path inside the snapshot.")
+PATH_PARAMETER = OpenApiParameter("path", OpenApiTypes.STR, description="Directory inside the snapshot; `/` if omitted.")
+FILE_PATH_PARAMETER = OpenApiParameter("path", OpenApiTypes.STR, required=True, description="File inside the snapshot.")
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                          description="Repeat a request safely: the same key returns the same result.")
 # What reading or changing the repository can add: a locked repository, a failing or
@@ -104,7 +105,7 @@ def clean_snapshot_path(raw: str | None, *, required: bool) -> str:
                           responses={202: JobSerializer, **error_responses(409)}),
     verify=extend_schema(request=VerifySerializer, responses={202: JobSerializer, **error_responses(409)}),
     files=extend_schema(parameters=[PATH_PARAMETER], responses={200: SnapshotListingSerializer, **REPOSITORY_ERRORS}),
-    download=extend_schema(parameters=[PATH_PARAMETER],
+    download=extend_schema(parameters=[FILE_PATH_PARAMETER],
                            responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **REPOSITORY_ERRORS}),
 )
 class BackupViewSet(viewsets.GenericViewSet):
