@@ -16,8 +16,9 @@ them:
 | 503 | unsafe methods under `/api/` (maintenance mode, with `Retry-After`) |
 
 Statuses that depend on what an operation *does* (409 conflicts, 411, 502 and 503 from the
-backup repository's storage, 507) are declared on the view with `error_responses(409, ...)`. The hook never
-replaces a response a view declared.
+backup repository's storage, 507) are declared on the view with `error_responses(409, ...)`.
+The hook never replaces a response a view declared; an error a view declares with only a
+description (`OpenApiResponse(description=...)`) gets the `Error` body.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def add_error_responses(result, generator, request, public):
                     response["headers"] = RETRY_AFTER_HEADER
                 responses[str(status)] = response
             for status, response in responses.items():
+                if status[0] in "45" and "content" not in response:
+                    # A view may declare an error with only a description of its own.
+                    response["content"] = {"application/json": {"schema": ERROR_REF}}
                 if status in ("429", "503") and "headers" not in response:
                     response["headers"] = RETRY_AFTER_HEADER
     return result

@@ -117,3 +117,13 @@ def test_the_document_is_valid_openapi_and_generates_without_warnings(tmp_path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert (tmp_path / "schema.yaml").read_text().startswith("openapi: 3")
+
+
+def test_an_error_declared_with_only_a_description_gets_the_error_body():
+    result = {"paths": {"/api/v1/things/": {"post": {"responses": {
+        "201": {"description": "created"}, "409": {"description": "the name is taken"}}}}}}
+    responses = add_error_responses(result, FakeGenerator(object), None, True)["paths"]["/api/v1/things/"][
+        "post"]["responses"]
+    assert responses["409"] == {"description": "the name is taken",
+                                "content": {"application/json": {"schema": ERROR_REF}}}
+    assert "content" not in responses["201"]
