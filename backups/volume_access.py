@@ -16,7 +16,7 @@ from volumes.errors import VolumeNotAvailable, VolumeNotFound
 logger = logging.getLogger(__name__)
 
 __all__ = ["VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path", "find_volume",
-           "finish_restore", "get_volume", "is_available", "available_volumes", "keep_restoring", "refresh_usage", "start_restoring"]
+           "finish_restore", "get_volume", "is_available", "available_volumes", "is_volume_name", "keep_restoring", "refresh_usage", "start_restoring"]
 
 
 def find_volume(reference):
@@ -24,6 +24,14 @@ def find_volume(reference):
     from volumes import services as volume_services
 
     return volume_services.find_volume(reference)
+
+
+def is_volume_name(text: str) -> bool:
+    """True when `text` can be a volume's name (a DNS label). Filters by name check it first,
+    so other text (a NUL byte, which PostgreSQL refuses in a query) matches nothing."""
+    from volumes.validation import NAME_PATTERN
+
+    return bool(NAME_PATTERN.match(text))
 
 
 def get_volume(volume_id):

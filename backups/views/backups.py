@@ -34,11 +34,10 @@ from backups.serializers import (
     VerifySerializer,
 )
 from backups.views import idempotency_key, request_body
-from backups.volume_access import VolumeNotFound
+from backups.volume_access import VolumeNotFound, is_volume_name
 from storage_platform.errors import BadRequest
 from storage_platform.openapi import error_responses
 from storage_platform.pagination import StandardPagination
-from volumes.validation import NAME_PATTERN
 
 LIST_PARAMETERS = [
     OpenApiParameter("volume", OpenApiTypes.STR, description="Volume id or name."),
@@ -64,9 +63,7 @@ def filter_backups(queryset, params):
         try:
             queryset = queryset.filter(volume_id=uuid.UUID(volume))
         except ValueError:
-            # Only a volume name (a DNS label) can match; other text, such as a NUL byte that
-            # PostgreSQL refuses in a query, matches nothing.
-            queryset = queryset.filter(volume_name=volume) if NAME_PATTERN.match(volume) else queryset.none()
+            queryset = queryset.filter(volume_name=volume) if is_volume_name(volume) else queryset.none()
     state = params.get("status")
     if state:
         if state not in BackupStatus.values:

@@ -18,12 +18,11 @@ from rest_framework.response import Response
 from accounts.actors import actor_of
 from accounts.permissions import request_role
 from accounts.roles import Role, role_allows
-from backups import services
+from backups import services, volume_access
 from backups.models import Job, JobKind, JobStatus
 from backups.serializers import JobSerializer
 from storage_platform.errors import BadRequest, NotFound
 from storage_platform.openapi import error_responses
-from volumes.validation import NAME_PATTERN
 
 CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP}
 LIST_PARAMETERS = [
@@ -52,9 +51,7 @@ def filter_jobs(queryset, params):
         try:
             queryset = queryset.filter(volume_id=uuid.UUID(volume))
         except ValueError:
-            # Only a volume name (a DNS label) can match; other text, such as a NUL byte that
-            # PostgreSQL refuses in a query, matches nothing.
-            queryset = queryset.filter(volume__name=volume) if NAME_PATTERN.match(volume) else queryset.none()
+            queryset = queryset.filter(volume__name=volume) if volume_access.is_volume_name(volume) else queryset.none()
     return queryset
 
 
