@@ -30,6 +30,16 @@ from rest_framework import serializers
 
 ERROR_COMPONENT = "Error"
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The one error shape of the API.",
+    "properties": {
+        "code": {"type": "string", "description": "Stable machine-readable code, e.g. `volume_not_found`."},
+        "message": {"type": "string", "description": "One sentence for a human."},
+        "detail": {"description": "Structured context: field errors, the conflicting job, limits."},
+    },
+    "required": ["code", "message", "detail"],
+}
 RETRY_AFTER_HEADER = {"Retry-After": {"description": "Seconds to wait before retrying.",
                                       "schema": {"type": "integer"}}}
 
@@ -42,25 +52,13 @@ ERROR_DESCRIPTIONS = {
     411: "The upload needs a Content-Length.",
     413: "The request body is too large.",
     415: "The request's Content-Type is not accepted.",
-    502: "The backup repository's storage answered with an error.",
     429: "Too many requests; retry after `Retry-After` seconds.",
+    502: "The backup repository's storage answered with an error.",
     503: "Maintenance mode (mutations answer 503 with `Retry-After`) or a service the operation needs is unavailable.",
     507: "The volume's quota is exhausted.",
 }
 UNSAFE_METHODS = ("post", "put", "patch", "delete")
 PARAMETER = re.compile(r"\{[^}]+\}")
-
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "description": "The one error shape of the API.",
-    "properties": {
-        "code": {"type": "string", "description": "Stable machine-readable code, e.g. `volume_not_found`."},
-        "message": {"type": "string", "description": "One sentence for a human."},
-        "detail": {"description": "Structured context: field errors, the conflicting job, limits."},
-    },
-    "required": ["code", "message", "detail"],
-}
 
 
 def error_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
@@ -106,7 +104,8 @@ def _statuses_for(path: str, method: str, operation: dict, view_class) -> list[i
     statuses = []
     if has_body or any(parameter.get("in") in ("query", "header") for parameter in parameters):
         statuses.append(400)
-    if any(requirement for requirement in operation.get("security", [])) and {} not in operation.get("security", []):
+    security = operation.get("security", [])
+    if security and {} not in security:  # `{}`: anonymous access allowed
         statuses += [401, 403]
     if "{" in path or any(parameter.get("name") == "page" for parameter in parameters):
         statuses.append(404)
