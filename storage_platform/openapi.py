@@ -8,11 +8,12 @@ them:
 | status | documented on |
 | --- | --- |
 | 400 | operations that take a body, a query parameter or a header |
-| 401, 403 | operations that need a token (all of `/api/v1/`) |
+| 401, 403, 429 | operations that need a token (all of `/api/v1/`); 429 after too many failed |
+| | authentications from one client (`accounts/throttle.py`) |
 | 404 | operations with path parameters, and paginated lists (`?page=` past the end) |
 | 413 | operations that take a body (too large) |
 | 415 | operations that take a body of a fixed set of media types (JSON, form, multipart) |
-| 429 | operations whose view has throttles |
+| 429 | also operations whose view has DRF throttles |
 | 503 | unsafe methods under `/api/` (maintenance mode, with `Retry-After`) |
 
 Statuses that depend on what an operation *does* (409 conflicts, 411, 502 and 503 from the
@@ -52,7 +53,7 @@ ERROR_DESCRIPTIONS = {
     411: "The upload needs a Content-Length.",
     413: "The request body is too large.",
     415: "The request's Content-Type is not accepted.",
-    429: "Too many requests; retry after `Retry-After` seconds.",
+    429: "Too many failed authentications from this client, or too many requests; retry after `Retry-After` seconds.",
     502: "The backup repository's storage answered with an error.",
     503: "Maintenance mode (mutations answer 503 with `Retry-After`) or a service the operation needs is unavailable.",
     507: "The volume's quota is exhausted.",
@@ -105,7 +106,8 @@ def _statuses_for(path: str, method: str, operation: dict, view_class) -> list[i
     if has_body or any(parameter.get("in") in ("query", "header") for parameter in parameters):
         statuses.append(400)
     security = operation.get("security", [])
-    if security and {} not in security:  # `{}`: anonymous access allowed
+    authenticated = bool(security) and {} not in security  # `{}`: anonymous access allowed
+    if authenticated:
         statuses += [401, 403]
     if "{" in path or any(parameter.get("name") == "page" for parameter in parameters):
         statuses.append(404)
@@ -113,7 +115,7 @@ def _statuses_for(path: str, method: str, operation: dict, view_class) -> list[i
         statuses.append(413)
         if not _reads_any_media_type(view_class):
             statuses.append(415)
-    if _throttled(view_class):
+    if authenticated or _throttled(view_class):
         statuses.append(429)
     if method in UNSAFE_METHODS and path.startswith("/api/"):
         statuses.append(503)

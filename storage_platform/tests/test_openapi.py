@@ -40,10 +40,11 @@ def test_the_error_component_is_the_one_error_shape(schema):
     assert set(error["properties"]) == {"code", "message", "detail"}
 
 
-def test_every_api_operation_documents_401_and_403_with_the_error_shape(schema):
+def test_every_api_operation_documents_401_403_and_429_with_the_error_shape(schema):
     for path, method, operation in operations(schema):
-        for status in ("401", "403"):
+        for status in ("401", "403", "429"):
             assert json_schema(operation["responses"][status]) == ERROR_REF, (method, path, status)
+        assert "Retry-After" in operation["responses"]["429"]["headers"]  # too many failed authentications
 
 
 def test_every_mutation_documents_maintenance_mode_with_retry_after(schema):
@@ -96,13 +97,13 @@ class FakeGenerator:
         self.endpoints = [("/api/v1/things/{pk}/", "", "GET", callback)]
 
 
-def test_a_throttled_view_documents_429_and_a_declared_response_is_kept():
+def test_a_throttled_view_documents_429_even_without_a_token_and_a_declared_response_is_kept():
     class ThrottledView:
         throttle_classes = [AnonRateThrottle]
 
     declared = {"description": "declared by the view"}
     result = {"paths": {"/api/v1/things/{id}/": {"get": {
-        "security": [{"ApiTokenHeader": []}], "responses": {"200": {}, "404": declared}}}}}
+        "security": [{}], "responses": {"200": {}, "404": declared}}}}}
     responses = add_error_responses(result, FakeGenerator(ThrottledView), None, True)["paths"][
         "/api/v1/things/{id}/"]["get"]["responses"]
     assert "Retry-After" in responses["429"]["headers"]
