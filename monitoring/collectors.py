@@ -6,7 +6,7 @@ process answers the same and a restart changes nothing. Counters are catalog tot
 persisted share of deleted rows (`monitoring.counters`), so they never go down.
 
 The clock is injected (`clock=`) so tests can age backups without sleeping. Registration is
-idempotent per registry (`register_collectors`), and `describe()` returns nothing so that
+idempotent (`register_collectors`), and `describe()` returns nothing so that
 registering never queries the database (prometheus_client would otherwise call `collect()`).
 See docs/metrics.md for the catalog of names, labels and meanings.
 """
@@ -269,20 +269,23 @@ def _build_info() -> Metric:
     return info
 
 
-# The platform's collectors live in their own registry, rendered by monitoring.exposition
-# (fast) next to django-prometheus's default REGISTRY (rendered by prometheus_client).
-PLATFORM_REGISTRY = CollectorRegistry(auto_describe=False)
-_registered: set[int] = set()
+# The platform's collectors live in their own registries, rendered by monitoring.exposition
+# (fast) next to django-prometheus's default REGISTRY (rendered by prometheus_client): the
+# catalog (which monitoring.cached may serve from a shared render) and the live gauges.
+CATALOG_REGISTRY = CollectorRegistry(auto_describe=False)
+LIVE_REGISTRY = CollectorRegistry(auto_describe=False)
+_registered = False
 _registration_lock = threading.Lock()
 
 
-def register_collectors(registry: CollectorRegistry = PLATFORM_REGISTRY) -> None:
-    """Register the platform's collectors on `registry` once (safe to call repeatedly)."""
+def register_collectors() -> None:
+    """Register the platform's collectors once (safe to call repeatedly)."""
+    global _registered
     from monitoring.readiness import ReadinessCollector
 
     with _registration_lock:
-        if id(registry) in _registered:
+        if _registered:
             return
-        registry.register(CatalogCollector())
-        registry.register(ReadinessCollector())
-        _registered.add(id(registry))
+        CATALOG_REGISTRY.register(CatalogCollector())
+        LIVE_REGISTRY.register(ReadinessCollector())
+        _registered = True

@@ -48,3 +48,20 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker} seen {self.last_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class CatalogExposition(models.Model):
+    """The catalog metrics as last rendered (one row), shared by every API process.
+
+    Used only when `METRICS_CACHE_SECONDS` is set (see `monitoring.cached`): a scrape serves
+    this text and, when it is older than that, one process renders a new one in the
+    background. `refreshing_since` is that process's claim, so two never render at once.
+    """
+
+    body = models.TextField(default="")
+    rendered_at = models.FloatField(default=0)  # unix time the render started (its data's age)
+    render_seconds = models.FloatField(default=0)
+    refreshing_since = models.FloatField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"catalog exposition rendered at {self.rendered_at:.0f} ({len(self.body)} bytes)"

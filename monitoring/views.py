@@ -18,7 +18,8 @@ from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import REGISTRY, generate_latest
 
 from accounts.throttle import record_failure, throttled_response
-from monitoring.collectors import PLATFORM_REGISTRY
+from monitoring.cached import catalog_text
+from monitoring.collectors import LIVE_REGISTRY
 from monitoring.exposition import CONTENT_TYPE, render
 
 from storage_platform.errors import error_response
@@ -54,5 +55,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
         body = response.content
     else:
         body = generate_latest(REGISTRY)
-    body += render(PLATFORM_REGISTRY.collect()).encode()
+    body += (catalog_text() + render(LIVE_REGISTRY.collect())).encode()
     return HttpResponse(body, content_type=CONTENT_TYPE)

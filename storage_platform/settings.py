@@ -56,6 +56,9 @@ for _role, _token in BOOTSTRAP_TOKENS.items():
 
 # Optional bearer token protecting /metrics (Prometheus `authorization` block).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Seconds a rendered set of catalog metrics may be served before one API process renders the
+# next in the background (0: render at every scrape). For large catalogs: docs/metrics.md.
+METRICS_CACHE_SECONDS = env_int("METRICS_CACHE_SECONDS", 0, minimum=0, maximum=3600)
 
 # HTTPS behind a TLS-terminating proxy (docs/security.md, "Production settings"). Off by
 # default: the embedded `make run` serves plain HTTP on localhost.
