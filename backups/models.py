@@ -107,7 +107,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "kind"]), models.Index(fields=["volume", "status"])]
+        indexes = [
+            models.Index(fields=["status", "kind"]),
+            models.Index(fields=["volume", "status"]),
+            models.Index(fields=["status", "-created_at"], name="job_status_newest"),
+        ]
         constraints = [
             # One active backup or restore per volume across every API process and worker:
             # the database refuses a second one, so no race between two triggers can slip by.
@@ -166,7 +170,13 @@ class Backup(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["volume", "status", "completed_at"])]
+        indexes = [
+            models.Index(fields=["volume", "status", "completed_at"]),
+            # List pages (newest first) filtered by status or volume: an index range in list
+            # order instead of sorting every matching row (bench/catalog_scale.py).
+            models.Index(fields=["status", "-created_at"], name="backup_status_newest"),
+            models.Index(fields=["volume", "-created_at"], name="backup_volume_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"backup {self.id} of {self.volume_name} ({self.status})"

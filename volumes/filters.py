@@ -1,12 +1,15 @@
 """Filters of the volume list: `name`, `status`, `policy`, `label=key=value` (repeatable) and
 `label_selector=key=value,key2=value2`. All are exact matches and combine with AND.
 
-Label filters compare one JSON key each through `KeyTextTransform` cast to text, which works the same on
-SQLite and PostgreSQL and never splices the key into SQL.
+Label filters never splice a key into SQL. On PostgreSQL they are one containment test
+(`labels @> {"key": "value", ...}`), which the GIN index on labels answers; label values are
+always strings (volumes.validation), so containment is exact equality of each key. On SQLite
+each term compares one JSON key through `KeyTextTransform` cast to text.
 """
 
 from __future__ import annotations
 
+from django.db import connections
 from django.db.models import QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -55,7 +58,13 @@ def filter_volumes(queryset: QuerySet, query_params) -> QuerySet:
     policy = query_params.get("policy")
     if policy:
         queryset = queryset.filter(policy__name=policy)
-    for index, (key, value) in enumerate(parse_label_terms(query_params)):
+    terms = parse_label_terms(query_params)
+    if terms and connections[queryset.db].vendor == "postgresql":
+        wanted = dict(terms)
+        if len(set(terms)) != len(wanted):
+            return queryset.none()  # one key asked to equal two different values
+        return queryset.filter(labels__contains=wanted)
+    for index, (key, value) in enumerate(terms):
         alias = f"label_filter_{index}"
         # Cast to text: a bare key transform would make Django compare against the value
         # parsed as JSON, which fails on SQLite for plain strings.

@@ -130,6 +130,10 @@ def test_list_filters_by_name_status_and_labels(admin, create_volume):
     assert names({"label": ["tier=gold", "app=blog"]}) == ["beta"]
     assert names({"label_selector": "tier=gold,app=shop"}) == ["alpha"]
     assert names({"label": "tier=silver"}) == []
+    # The same term twice is one condition; one key with two values matches nothing.
+    assert names({"label": ["tier=gold", "tier=gold"]}) == ["alpha", "beta"]
+    assert names({"label": ["tier=gold", "tier=bronze"]}) == []
+    assert names({"label": "tier="}) == []
     assert_error(admin.get("/api/v1/volumes", {"status": "sleeping"}), 400, "validation_error")
     assert_error(admin.get("/api/v1/volumes", {"label": "no-equals-sign"}), 400, "validation_error")
 
