@@ -37,8 +37,11 @@ DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/sp_catalog_bench"
 
 def _prepare_database(args) -> str | None:
     """Point Django at a fresh database; returns the temporary DATA_DIR to remove, if any."""
-    data_dir = tempfile.mkdtemp(prefix="bench-catalog-")
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="bench-catalog-")
     os.environ["DATA_DIR"] = data_dir
+    if args.data_dir:
+        os.environ.pop("DATABASE_URL", None)
+        return None  # an existing SQLite catalog: kept
     if args.database == "sqlite":
         os.environ.pop("DATABASE_URL", None)
         return data_dir
@@ -96,6 +99,15 @@ def fill(volumes_wanted: int, backups_per_volume: int) -> dict:
     return {"backups": created, "volume_name": middle.name, "volume_id": str(middle.id)}
 
 
+def existing_facts() -> dict:
+    from backups.models import Backup
+    from volumes.models import Volume
+
+    names = Volume.objects.order_by("name").values_list("name", "id")
+    name, volume_id = names[names.count() // 2]
+    return {"backups": Backup.objects.count(), "volume_name": name, "volume_id": str(volume_id)}
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -110,6 +122,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="scrapes of /metrics")
     parser.add_argument("--requests", type=int, default=100, help="requests per list page")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--data-dir", help="reuse the SQLite catalog of an earlier --keep run (migrated, not refilled)")
+    parser.add_argument("--lists-only", action="store_true", help="time the list pages only, not /metrics")
     args = parser.parse_args()
 
     data_dir = _prepare_database(args)
@@ -128,7 +142,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
-    facts = fill(args.volumes, args.backups_per_volume)
+    facts = existing_facts() if args.data_dir else fill(args.volumes, args.backups_per_volume)
     fill_seconds = time.perf_counter() - started
     if args.database == "postgres":
         with connection.cursor() as cursor:
@@ -156,12 +170,16 @@ def main() -> int:
           f" fill={fill_seconds:.1f} s")
     from django.conf import settings
 
-    settings.METRICS_CACHE_SECONDS = 0
-    wall, cpu = timed("/metrics", args.runs)
-    body = get("/metrics").content
-    print(f"{'GET /metrics (render per scrape)':46s} median={statistics.median(wall):7.1f} max={max(wall):7.1f} ms"
-          f" | cpu median={statistics.median(cpu):7.1f} ms  runs={len(wall)} bytes={len(body)}")
-    if hasattr(settings, "METRICS_CACHE_SECONDS"):
+    if args.lists_only:
+        settings.METRICS_CACHE_SECONDS = -1  # skip the /metrics section below
+    else:
+        settings.METRICS_CACHE_SECONDS = 0
+    wall, cpu = timed("/metrics", args.runs) if not args.lists_only else ([0.0], [0.0])
+    body = get("/metrics").content if not args.lists_only else b""
+    if not args.lists_only:
+        print(f"{'GET /metrics (render per scrape)':46s} median={statistics.median(wall):7.1f} max={max(wall):7.1f} ms"
+              f" | cpu median={statistics.median(cpu):7.1f} ms  runs={len(wall)} bytes={len(body)}")
+    if not args.lists_only and hasattr(settings, "METRICS_CACHE_SECONDS"):
         from monitoring import cached
         from monitoring.models import CatalogExposition
 
@@ -193,6 +211,9 @@ def main() -> int:
         "/api/v1/volumes?label=team=team-7",
         "/api/v1/volumes?label_selector=team=team-7,env=test",
         "/api/v1/jobs",
+        "/api/v1/backups?cursor=&status=failed",
+        "/api/v1/volumes?cursor=&label=team=team-7",
+        "/api/v1/volumes?cursor=&label_selector=team=team-7,env=test",
     ]
     cursor_pages = _cursor_pages(get)
     for path in pages + cursor_pages:
@@ -200,7 +221,7 @@ def main() -> int:
         print(f"{path[:46]:46s} p50={percentile(wall, 0.5):6.1f} p99={percentile(wall, 0.99):6.1f}"
               f" max={max(wall):6.1f} ms | cpu p50={percentile(cpu, 0.5):6.1f} ms")
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    if not args.keep:
+    if not args.keep and not args.data_dir:
         connection.close()
         if args.database == "postgres":
             import psycopg
