@@ -92,6 +92,13 @@ class StandardPagination(PageNumberPagination):
             return self.keyset.get_paginated_response(data)
         return super().get_paginated_response(data)
 
+    def get_paginated_response_schema(self, schema):
+        envelope = super().get_paginated_response_schema(schema)
+        # Cursor pages have no count.
+        envelope["required"] = [name for name in envelope.get("required", []) if name != "count"]
+        envelope["properties"]["count"]["description"] = "Matching rows (page-number form only)."
+        return envelope
+
     def get_schema_operation_parameters(self, view):
         return [
             *super().get_schema_operation_parameters(view),
