@@ -271,6 +271,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between heartbeats of a running job, and how long a silent job may stay running
 # before the reconciler decides its worker is gone.
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+#: A changed progress is written at least this often (the admin's job page and
+#: `storagectl --wait` poll every 2 s).
+JOB_PROGRESS_SECONDS = env_int("JOB_PROGRESS_SECONDS", 2, minimum=1)
 JOB_STALE_AFTER_SECONDS = env_int("JOB_STALE_AFTER_SECONDS", 120, minimum=5)
 # A queued job whose message was sent this long ago and never picked up is re-sent by the
 # reconciler (the message was lost, e.g. a Redis restart); see docs/scheduling.md.

@@ -15,16 +15,12 @@ from backups.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
-#: A changed progress is written at least this often, whatever JOB_HEARTBEAT_SECONDS says:
-#: the admin's job page and `storagectl --wait` poll every 2 s and should see it move.
-PROGRESS_SECONDS = 2.0
-
 
 class JobContext:
     """What a runner gets besides its job: `progress(done, total, message)` and `cancel()`.
 
     A daemon thread writes `heartbeat_at` every `JOB_HEARTBEAT_SECONDS`, and the latest
-    progress (with a heartbeat) within `PROGRESS_SECONDS` of any change, and reads
+    progress (with a heartbeat) within `JOB_PROGRESS_SECONDS` of any change, and reads
     `cancel_requested`. When the job was cancelled, or it
     no longer belongs to this worker (taken over after a stall), `cancel()` turns True so the
     engine stops at its next chunk. Use as a context manager around the runner.
@@ -34,6 +30,7 @@ class JobContext:
         self.job = job
         self.worker = worker
         self.interval = interval if interval is not None else settings.JOB_HEARTBEAT_SECONDS
+        self.progress_every = min(settings.JOB_PROGRESS_SECONDS, self.interval)
         self._done = job.progress_done
         self._total = job.progress_total
         self._message = ""
@@ -95,7 +92,7 @@ class JobContext:
         # written once per interval, and a changed progress once per `progress_every` (it
         # carries a heartbeat too); a tick can come one poll late, so progress is written one
         # poll early and two writes are never more than `progress_every` apart.
-        progress_every = min(PROGRESS_SECONDS, self.interval)
+        progress_every = self.progress_every
         poll = max(0.05, min(1.0, self.interval / 4, progress_every / 4))
         last_beat = time.monotonic()
         try:

@@ -13,6 +13,20 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def no_heartbeat_writes_inside_a_test_transaction(request, settings):
+    """Jobs run in-process inside a test's transaction: the heartbeat thread's own database
+    connection cannot see the uncommitted job row, so a heartbeat would find no job and
+    declare it lost. Such tests are about the state machine, not liveness: no heartbeat
+    during them. Tests with committed rows (`transactional_db`, real workers) keep them."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+    if not transactional:
+        settings.JOB_HEARTBEAT_SECONDS = 3600
+        settings.JOB_PROGRESS_SECONDS = 3600
+
+
 @pytest.fixture
 def sent_messages(monkeypatch):
     from backups import jobs
