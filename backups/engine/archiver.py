@@ -185,6 +185,7 @@ class _Archiver:
         self.readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="backup-reader")
         self.reader_slots = threading.Semaphore(READER_QUEUE)
         self.aborted = False
+        self.small_read = [0, 0]  # files, bytes read on the main thread (read_small)
         self.progress = ProgressReporter(progress, total=self._estimate() if progress else 0)
 
     def _estimate(self) -> int:
@@ -266,6 +267,7 @@ class _Archiver:
             root = self.walk(self.root, self.parent_tree)
             self.flush_batch()
             self.finish_ready(wait=True)
+            self.count(files_read=self.small_read[0], bytes_read=self.small_read[1])
             return root.tree_id
         except BaseException as error:
             self.aborted = True
@@ -420,7 +422,7 @@ class _Archiver:
                    content: _Content) -> None:
         """Main thread: a file below the chunker minimum is one chunk, batched."""
         size = 0
-        after = None
+        after = info
         try:
             data = os.read(descriptor, self.min_size)
             # A short read of a regular file is its end: no second read() per small file.
@@ -432,14 +434,23 @@ class _Archiver:
                 if len(data) < self.min_size:
                     break
                 data = os.read(descriptor, self.min_size)
-            after = os.fstat(descriptor)
+            if size != info.st_size or size >= self.min_size:
+                # Only then can the file have changed under the read; one read() of the
+                # whole (unchanged-size) file needs no fstat: a syscall per small file saved.
+                after = os.fstat(descriptor)
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
                       f"{error.strerror}")
         finally:
             os.close(descriptor)
         self.progress.advance(size, path)
-        self.finish_read(path, info, after, size, content)
+        if after is not None and (size != info.st_size or after.st_size != info.st_size
+                                  or after.st_mtime_ns != info.st_mtime_ns):
+            self.warn(f"{os.fsdecode(path)}: changed while being read")
+        content.size = size
+        # Main thread: its own counters (no lock per file), merged into stats at the end.
+        self.small_read[0] += 1
+        self.small_read[1] += size
 
     def read_large(self, descriptor: int, path: bytes, info: os.stat_result,
                    content: _Content) -> None:

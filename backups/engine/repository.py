@@ -303,12 +303,20 @@ class Repository:
         return self._index
 
     def load_index(self, reload: bool = False) -> Index:
-        """(Re)load every `index/*` object. Raises `DataIntegrityError`/`FormatError` on damage."""
+        """(Re)load every `index/*` object. Raises `DataIntegrityError`/`FormatError` on damage.
+
+        A reload reads only index objects that are new since the last load: they are
+        immutable (named by the hash of their bytes), so the ones already loaded cannot have
+        changed. When one of them is gone (prune rewrote the index), everything is reloaded."""
         with self._index_lock:
             if self._index is None or reload:
-                index = Index()
-                for name in self.list_index_names():
-                    index.load(name, self.read_index_payload(name))
+                names = self.list_index_names()
+                index = self._index
+                if index is None or not index.index_names.issubset(names):
+                    index = Index()
+                for name in names:
+                    if name not in index.index_names:
+                        index.load(name, self.read_index_payload(name))
                 self._index = index
         return self._index
 
