@@ -59,7 +59,8 @@ print("| step | engine s | restic s | cp -a s | engine vs restic |\n|---|---|---
 for step in ("full", "restore"):
     engine, restic = median("engine", step), median("restic", step)
     copy = median("cp", "restore") if step == "restore" else None
-    print(f"| {step} | {engine:.2f} | {restic:.2f} | {copy or '-'} | {restic / engine:.2f}x |")
+    shown = f"{copy:.2f}" if copy else "-"
+    print(f"| {step} | {engine:.2f} | {restic:.2f} | {shown} | {restic / engine:.2f}x |")
 rss = {tool: max(int(r[5]) for r in rows if r[0] == tool and r[5]) / 1024 for tool in ("engine", "restic")}
 repo = {tool: median(tool, "repo", 6) for tool in ("engine", "restic")}
 print(f"| peak RSS MiB | {rss['engine']:.0f} | {rss['restic']:.0f} | | {rss['restic'] / rss['engine']:.2f}x |")
