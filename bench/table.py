@@ -90,6 +90,11 @@ def main(folders):
         print(f"| {label} | " + " | ".join(cells) + "".join(f" | {r}" for r in ratios) + " |")
     print("| restore byte-identical | " + " | ".join(metrics[t]["identical"] for t in tools)
           + " |" * (len(peers) + 1))
+    if timed.get("cp", {}).get("restore") and "restore" in metrics.get("engine", {}):
+        copy = median_run(timed["cp"]["restore"])
+        engine_restore = metrics["engine"]["restore"][1]
+        print(f"\n`cp -a` of the same source on the same disk: {copy['wall']:.2f} s; engine "
+              f"restore {engine_restore:.2f} s = {copy['wall'] / engine_restore:.2f}x cp -a.")
     print("\nRatios: >1 means the engine is better (faster, smaller); for the incremental "
           "backup, repository size and RSS, the ratio is peer/engine.")
 

@@ -35,7 +35,8 @@ from .memory import without_cyclic_gc
 from .pipeline import Batch, BlobPipeline
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
-from .tree import TreeEntry, encode_tree
+from .tree import TreeEntry, encode_tree, encode_xattrs
+from .xattrs import read_xattrs
 
 #: Small files are hashed/compressed in batches of about this size: one task per file would
 #: cost more in thread hand-offs than the work itself.
@@ -114,6 +115,8 @@ class _Directory:
 
 
 _SAME_METADATA = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns")
+#: File types kept as they are (no content): FIFOs and device nodes.
+_SPECIAL_TYPES = {stat.S_IFIFO: "fifo", stat.S_IFCHR: "chardev", stat.S_IFBLK: "blockdev"}
 
 
 class _ParentEntry:
@@ -125,7 +128,7 @@ class _ParentEntry:
     """
 
     __slots__ = ("type", "mode", "mtime_ns", "uid", "gid", "inode", "ctime_ns", "size",
-                 "target", "hardlink", "_subtree", "_content")
+                 "target", "hardlink", "rdev", "xattrs", "_subtree", "_content")
 
     def __init__(self, raw: dict) -> None:
         get = raw.get
@@ -134,6 +137,7 @@ class _ParentEntry:
         self.ctime_ns, self.size, self.target = get("ctime_ns"), get("size"), get("target")
         self.hardlink, self._subtree, self._content = get("hardlink"), get("subtree"), \
             get("content")
+        self.rdev, self.xattrs = get("rdev", 0), get("xattrs")
 
     @property
     def subtree(self) -> bytes | None:
@@ -150,8 +154,11 @@ class _ParentEntry:
 
 
 def _unchanged(entry: TreeEntry, previous: _ParentEntry | None) -> bool:
+    """Same metadata as in the parent tree, extended attributes included (a parent written
+    before they were kept has none, so a file with attributes is never "unchanged" there)."""
     return previous is not None and all(
-        getattr(entry, name) == getattr(previous, name) for name in _SAME_METADATA)
+        getattr(entry, name) == getattr(previous, name) for name in _SAME_METADATA) and (
+        (encode_xattrs(entry.xattrs) if entry.xattrs else None) == previous.xattrs)
 
 
 class _Archiver:
@@ -163,7 +170,7 @@ class _Archiver:
         self.chunker_settings = repo.config.get("chunker", {})
         self.min_size = int(self.chunker_settings.get("min_size", 512 << 10))
         self.stats = collections.Counter(
-            files=0, dirs=0, symlinks=0, files_read=0, files_reused=0, bytes_total=0,
+            files=0, dirs=0, symlinks=0, specials=0, files_read=0, files_reused=0, bytes_total=0,
             bytes_read=0, bytes_new=0, bytes_stored=0, blobs_new=0, packs_written=0,
             skipped=0, warnings=0)
         self.stats_lock = threading.Lock()
@@ -178,6 +185,7 @@ class _Archiver:
         self.readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="backup-reader")
         self.reader_slots = threading.Semaphore(READER_QUEUE)
         self.aborted = False
+        self.small_read = [0, 0]  # files, bytes read on the main thread (read_small)
         self.progress = ProgressReporter(progress, total=self._estimate() if progress else 0)
 
     def _estimate(self) -> int:
@@ -259,6 +267,7 @@ class _Archiver:
             root = self.walk(self.root, self.parent_tree)
             self.flush_batch()
             self.finish_ready(wait=True)
+            self.count(files_read=self.small_read[0], bytes_read=self.small_read[1])
             return root.tree_id
         except BaseException as error:
             self.aborted = True
@@ -302,7 +311,8 @@ class _Archiver:
                 continue
             entry = TreeEntry(name=name, type="file", mode=stat.S_IMODE(info.st_mode),
                               mtime_ns=info.st_mtime_ns, uid=info.st_uid, gid=info.st_gid,
-                              inode=info.st_ino, ctime_ns=info.st_ctime_ns)
+                              inode=info.st_ino, ctime_ns=info.st_ctime_ns,
+                              xattrs=read_xattrs(item.path, self.warn))
             previous = parent.get(name)
             if stat.S_ISDIR(info.st_mode):
                 entry.type = "dir"
@@ -337,9 +347,16 @@ class _Archiver:
                 if unchanged and not (reused and _unchanged(entry, previous)
                                       and previous.hardlink == entry.hardlink):
                     unchanged = False
-            else:
+            elif stat.S_IFMT(info.st_mode) in _SPECIAL_TYPES:
+                entry.type = _SPECIAL_TYPES[stat.S_IFMT(info.st_mode)]
+                if entry.type != "fifo":
+                    entry.rdev = info.st_rdev
+                self.stats["specials"] += 1
+                if unchanged and not (_unchanged(entry, previous) and previous.rdev == entry.rdev):
+                    unchanged = False
+            else:  # sockets: a listening process recreates them, nothing to restore
                 self.stats["skipped"] += 1
-                self.warn(f"{os.fsdecode(item.path)}: special file skipped")
+                self.warn(f"{os.fsdecode(item.path)}: socket skipped")
                 unchanged = False
                 continue
             directory.entries.append(entry)
@@ -405,7 +422,7 @@ class _Archiver:
                    content: _Content) -> None:
         """Main thread: a file below the chunker minimum is one chunk, batched."""
         size = 0
-        after = None
+        after = info
         try:
             data = os.read(descriptor, self.min_size)
             # A short read of a regular file is its end: no second read() per small file.
@@ -417,14 +434,23 @@ class _Archiver:
                 if len(data) < self.min_size:
                     break
                 data = os.read(descriptor, self.min_size)
-            after = os.fstat(descriptor)
+            if size != info.st_size or size >= self.min_size:
+                # Only then can the file have changed under the read; one read() of the
+                # whole (unchanged-size) file needs no fstat: a syscall per small file saved.
+                after = os.fstat(descriptor)
         except OSError as error:
             self.warn(f"{os.fsdecode(path)}: read failed, stored as read so far: "
                       f"{error.strerror}")
         finally:
             os.close(descriptor)
         self.progress.advance(size, path)
-        self.finish_read(path, info, after, size, content)
+        if after is not None and (size != info.st_size or after.st_size != info.st_size
+                                  or after.st_mtime_ns != info.st_mtime_ns):
+            self.warn(f"{os.fsdecode(path)}: changed while being read")
+        content.size = size
+        # Main thread: its own counters (no lock per file), merged into stats at the end.
+        self.small_read[0] += 1
+        self.small_read[1] += size
 
     def read_large(self, descriptor: int, path: bytes, info: os.stat_result,
                    content: _Content) -> None:

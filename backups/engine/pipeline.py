@@ -1,7 +1,8 @@
 """The blob pipeline of a backup: plaintext chunks in, stored packs out.
 
 Worker threads hash each chunk (HMAC-SHA256 id), skip it when the index or another task
-already has it (dedup), compress (zstd 3, raw when not smaller), encrypt (AES-256-GCM) and
+already has it (dedup), compress (zstd 3, raw when not smaller; a chunk whose samples do not
+compress is stored raw without trying the whole), encrypt (AES-256-GCM) and
 append it to the open pack; full packs go to upload threads (trailer, SHA-256 pack id,
 `backend.put`). zstd, HMAC and AES-GCM release the GIL, so the workers use both cores.
 
@@ -31,6 +32,14 @@ WORKERS = max(2, min(4, os.cpu_count() or 2))
 #: memory.py): often enough to hold the peak well under 300 MiB, rarely enough that
 #: re-faulting pages costs little.
 TRIM_ABOVE_BYTES = 224 * 1024 * 1024
+#: Compression trial: chunks of at least TRIAL_MIN bytes are sampled first (TRIAL_SAMPLES
+#: pieces of TRIAL_SAMPLE bytes spread over the chunk); when no sample shrinks below
+#: TRIAL_RATIO of its size, the chunk is stored raw without compressing it whole. Random data
+#: (media, archives, encrypted files) then costs 64 KiB of zstd per chunk instead of all of it.
+TRIAL_MIN = 256 * 1024
+TRIAL_SAMPLE = 16 * 1024
+TRIAL_SAMPLES = 4
+TRIAL_RATIO = 0.97
 
 
 class Batch:
@@ -117,8 +126,19 @@ class BlobPipeline:
             self.failed = error
             raise
 
+    def _incompressible(self, data: bytes) -> bool:
+        """True when every sample of a large chunk stays at TRIAL_RATIO or more of its size."""
+        if len(data) < TRIAL_MIN:
+            return False
+        view, step, compressor = memoryview(data), len(data) // TRIAL_SAMPLES, self._compressor()
+        for number in range(TRIAL_SAMPLES):
+            sample = view[number * step: number * step + TRIAL_SAMPLE]
+            if len(compressor.compress(sample)) < len(sample) * TRIAL_RATIO:
+                return False
+        return True
+
     def _store(self, blob_id: bytes, blob_type: BlobType, data: bytes) -> None:
-        compressed = self._compressor().compress(data)
+        compressed = data if self._incompressible(data) else self._compressor().compress(data)
         if len(compressed) < len(data):
             payload, compression = compressed, Compression.ZSTD
         else:

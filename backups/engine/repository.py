@@ -31,7 +31,7 @@ from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_en
                    unwrap_master_key, wrap_master_key)
 from .packer import PackEntry, blob_associated_data, pack_name, read_pack_entries
 from .snapshot import SnapshotInfo, decode_snapshot, encode_snapshot
-from .tree import MAX_TREE_BYTES, TREE_VERSION, TreeEntry, decode_tree
+from .tree import MAX_TREE_BYTES, TREE_VERSIONS, TreeEntry, decode_tree
 
 CONFIG_VERSION = 1
 DEFAULT_CHUNKER = {"min_size": 512 * 1024, "avg_size": 1024 * 1024, "max_size": 8 * 1024 * 1024}
@@ -303,12 +303,20 @@ class Repository:
         return self._index
 
     def load_index(self, reload: bool = False) -> Index:
-        """(Re)load every `index/*` object. Raises `DataIntegrityError`/`FormatError` on damage."""
+        """(Re)load every `index/*` object. Raises `DataIntegrityError`/`FormatError` on damage.
+
+        A reload reads only index objects that are new since the last load: they are
+        immutable (named by the hash of their bytes), so the ones already loaded cannot have
+        changed. When one of them is gone (prune rewrote the index), everything is reloaded."""
         with self._index_lock:
             if self._index is None or reload:
-                index = Index()
-                for name in self.list_index_names():
-                    index.load(name, self.read_index_payload(name))
+                names = self.list_index_names()
+                index = self._index
+                if index is None or not index.index_names.issubset(names):
+                    index = Index()
+                for name in names:
+                    if name not in index.index_names:
+                        index.load(name, self.read_index_payload(name))
                 self._index = index
         return self._index
 
@@ -444,7 +452,7 @@ class Repository:
         only, where it halves the per-directory cost; never for restoring.
         `FormatError` on an unknown tree version."""
         document = json.loads(self.read_blob(tree_id, BlobType.TREE, verify_id=False))
-        if not isinstance(document, dict) or document.get("version") != TREE_VERSION:
+        if not isinstance(document, dict) or document.get("version") not in TREE_VERSIONS:
             raise FormatError("tree blob has an unsupported version")
         entries = document.get("entries")
         if not isinstance(entries, list):

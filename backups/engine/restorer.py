@@ -3,7 +3,8 @@
 Plan, then fetch:
 
 1. The main thread walks the snapshot's trees (validated by `tree.decode_tree`: no "..",
-   "/", NUL or duplicate names), creates directories and symlinks, and plans every file:
+   "/", NUL or duplicate names), creates directories, symlinks, FIFOs and device nodes
+   (root only), and plans every file:
    its size must equal the sum of its blobs' indexed plaintext sizes (a crafted tree cannot
    make us write absurd amounts), and every blob must be indexed.
 2. Worker threads take one pack at a time, read the needed byte ranges (adjacent blobs in
@@ -11,7 +12,7 @@ Plan, then fetch:
    `os.pwrite` it to every place it belongs. All-zero blobs are not written: each file is
    created with `ftruncate` to its size, so zero regions stay holes (sparse).
 3. A file is written under a temporary name in its final directory and renamed over the
-   final name once complete, after mode/owner/times are set: a reader never sees a
+   final name once complete, after owner/xattrs/mode/times are set: a reader never sees a
    half-written file, and rename replaces a symlink rather than following it.
 4. Hardlinks are re-linked to the first restored path; directory metadata is applied
    last, deepest first (writing into a directory changes its mtime).
@@ -38,7 +39,8 @@ from .format import BlobType, Compression
 from .memory import without_cyclic_gc
 from .packer import pack_name
 from .progress import ProgressReporter, check_cancelled
-from .tree import TreeEntry, check_name
+from .tree import SPECIAL_TYPES, TreeEntry, check_name
+from .xattrs import apply_xattrs
 
 RESTORE_WORKERS = 4
 #: Blobs closer than this in a pack are fetched in one ranged read (skipping the gap costs
@@ -61,6 +63,7 @@ class RestoreResult:
     files: int = 0
     dirs: int = 0
     symlinks: int = 0
+    specials: int = 0
     hardlinks: int = 0
     bytes_written: int = 0
     duration_seconds: float = 0.0
@@ -170,8 +173,31 @@ class _Restorer:
             self.set_metadata(temporary, entry, symlink=True)
             self.replace(temporary, path)
             self.result.symlinks += 1
+        elif entry.type in SPECIAL_TYPES:
+            self.restore_special(entry, directory, path)
         else:
             self.plan_file(entry, directory, path)
+
+    def restore_special(self, entry: TreeEntry, directory: bytes, path: bytes) -> None:
+        """A FIFO or device node, made under a temporary name and renamed into place. Device
+        nodes need root (CAP_MKNOD): without it they are a warning, not a failure."""
+        if entry.type == "fifo":
+            def create(name: bytes) -> None:
+                os.mkfifo(name, 0o600)
+        else:
+            kind = stat.S_IFCHR if entry.type == "chardev" else stat.S_IFBLK
+
+            def create(name: bytes) -> None:
+                os.mknod(name, 0o600 | kind, entry.rdev)
+        try:
+            temporary = _retrying(create, directory)
+        except PermissionError as error:
+            self.result.warnings.append(
+                f"{os.fsdecode(path)}: {entry.type} not restored: {error.strerror}")
+            return
+        self.set_metadata(temporary, entry)
+        self.replace(temporary, path)
+        self.result.specials += 1
 
     def plan_file(self, entry: TreeEntry, directory: bytes, path: bytes) -> None:
         if entry.hardlink and entry.hardlink in self.link_primary:
@@ -280,19 +306,25 @@ class _Restorer:
 
     # -- metadata -----------------------------------------------------------------------------
     def set_metadata(self, path: bytes | int, entry: TreeEntry, symlink: bool = False) -> None:
-        """Owner (when root), mode and mtime of a path or an open descriptor."""
+        """Owner (when root), extended attributes, mode and mtime of an open descriptor or a
+        path (never followed if it is a symlink). In that order: chown clears setuid bits and
+        `security.capability`, and setting an access ACL rewrites the group mode bits."""
+        descriptor = isinstance(path, int)
         if _IS_ROOT:
             try:
-                if isinstance(path, int):
+                if descriptor:
                     os.chown(path, entry.uid, entry.gid)
                 else:
                     os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
             except OSError as error:
                 self.result.warnings.append(f"{entry.name}: chown: {error.strerror}")
-        if not symlink:
+        apply_xattrs(path, entry.xattrs, entry.name, self.result.warnings.append)
+        if descriptor:
             os.chmod(path, entry.mode)
+        elif not symlink:  # a FIFO or device node we just created
+            os.chmod(path, entry.mode, follow_symlinks=False)
         try:
-            os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=not symlink)
+            os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=descriptor)
         except (NotImplementedError, OSError) as error:
             if not symlink:
                 raise

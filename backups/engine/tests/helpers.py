@@ -38,6 +38,9 @@ def snapshot_tree(root) -> dict:
                 result[relative] = ("symlink", os.readlink(path))
             elif stat.S_ISDIR(info.st_mode):
                 result[relative] = ("dir", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+            elif not stat.S_ISREG(info.st_mode):  # FIFO or device node: never opened
+                result[relative] = (stat.S_IFMT(info.st_mode), stat.S_IMODE(info.st_mode),
+                                    info.st_mtime_ns, info.st_rdev)
             else:
                 with open(path, "rb") as handle:
                     content = handle.read()

@@ -1,0 +1,73 @@
+"""Index reloads read only new index objects; incompressible chunks skip compression."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from backups import engine
+from backups.engine.format import Compression
+
+from .helpers import KEY
+
+
+class CountingBackend(engine.LocalBackend):
+    """A real local backend that counts the index objects it is asked for."""
+
+    index_reads = 0
+
+    def get(self, name, *args, **kwargs):
+        if name.startswith("index/"):
+            self.index_reads += 1
+        return super().get(name, *args, **kwargs)
+
+
+def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    backend = CountingBackend(str(tmp_path / "repo"))
+    repo = engine.Repository.init(backend, KEY)
+    for number in range(3):
+        (source / f"f{number}").write_bytes(os.urandom(1000))
+        repo.backup(source)
+    assert len(repo.list_index_names()) == 3
+
+    other = engine.Repository.open(engine.LocalBackend(str(tmp_path / "repo")), KEY)
+    (source / "f3").write_bytes(os.urandom(1000))
+    other.backup(source)  # another process adds a fourth index object
+    backend.index_reads = 0
+    index = repo.load_index(reload=True)
+    assert backend.index_reads == 1  # the new one only
+    assert len(index.index_names) == 4
+
+    removed = sorted(index.index_names)[0]
+    backend.delete(removed)  # as prune does when it rewrites the index
+    backend.index_reads = 0
+    index = repo.load_index(reload=True)
+    assert backend.index_reads == 3 and removed not in index.index_names
+
+
+def test_incompressible_chunks_are_stored_raw_and_text_compressed(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    rng = random.Random(7)
+    (source / "random.bin").write_bytes(rng.randbytes(3 << 20))
+    (source / "text.log").write_bytes(b"GET /index.html 200 1234\n" * 120_000)
+    # Random except one compressible quarter: a sample lands in it, so it is compressed.
+    mixed = bytearray(rng.randbytes(2 << 20))
+    mixed[len(mixed) // 4: len(mixed) // 2] = b"a" * (len(mixed) // 4)
+    (source / "mixed.bin").write_bytes(bytes(mixed))
+    repo = engine.Repository.init(engine.LocalBackend(str(tmp_path / "repo")), KEY)
+    snapshot = repo.backup(source).snapshot_id
+    entries = {entry.name: entry for entry in repo.read_tree(
+        bytes.fromhex(repo.load_snapshot(snapshot).tree))}
+
+    def compressions(name):
+        return {repo.index.get(blob_id).compression for blob_id in entries[name].content}
+
+    assert compressions("random.bin") == {Compression.RAW}
+    assert compressions("text.log") == {Compression.ZSTD}
+    assert Compression.ZSTD in compressions("mixed.bin")
+    repo.restore(snapshot, tmp_path / "target")
+    for name in ("random.bin", "text.log", "mixed.bin"):
+        assert (tmp_path / "target" / name).read_bytes() == (source / name).read_bytes()
