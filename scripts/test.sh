@@ -57,8 +57,9 @@ for name in faults slow django engine postgres; do
   echo
   echo "== lane $name (exit $status, $(( $(date +%s) - ${lane_started[$name]} )) s)"
   cat "$SCRATCH/$name.log"
-  # pytest's own closing line, e.g. "== 12 failed, 700 passed, 3 warnings in 61.2s ==".
-  last=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$SCRATCH/$name.log" | tail -1 || true)
+  # pytest's own closing line, e.g. "12 failed, 700 passed, 3 warnings in 61.2s (0:01:01)".
+  last=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|deselected|skipped).* in [0-9.]+s' \
+         "$SCRATCH/$name.log" | tail -1 || true)
   passed=$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)
   lane_failed=$(( $(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0) \
                 + $(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0) ))
