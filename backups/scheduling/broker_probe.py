@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 # kombu's Redis transport keeps priority levels in sibling lists "<queue>\x06\x16<priority>".
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 UNACKED_KEY = "unacked"
+#: kombu's sorted set of the same delivery tags, scored by the time each was delivered.
+UNACKED_INDEX_KEY = "unacked_index"
 
 
 def current_broker_url() -> str:
@@ -30,8 +33,17 @@ def current_broker_url() -> str:
     return app.conf.broker_url or ""
 
 
-def job_ids_with_messages(queues: Iterable[str], *, broker_url: str | None = None) -> set[str] | None:
-    """Job ids (as strings) named by a message waiting in `queues` or held unacknowledged."""
+def job_ids_with_messages(queues: Iterable[str], *, broker_url: str | None = None,
+                          held_for_at_most: float | None = None,
+                          now: float | None = None) -> set[str] | None:
+    """Job ids (as strings) named by a message waiting in `queues` or held unacknowledged.
+
+    With `held_for_at_most` (seconds), an unacknowledged message counts only if it was
+    delivered that recently. A worker killed with SIGKILL leaves the messages it had
+    reserved in `unacked` until the broker's visibility timeout (hours): for a job that is
+    still queued long after its message was delivered, that message is no sign that
+    anyone will run it.
+    """
     url = broker_url if broker_url is not None else current_broker_url()
     if not url.startswith(("redis://", "rediss://")):
         return None
@@ -44,9 +56,17 @@ def job_ids_with_messages(queues: Iterable[str], *, broker_url: str | None = Non
             for queue in sorted(set(queues)):
                 for suffix in _PRIORITY_SUFFIXES:
                     pipe.lrange(f"{queue}{suffix}", 0, -1)
-            pipe.hvals(UNACKED_KEY)
+            if held_for_at_most is None:
+                pipe.hvals(UNACKED_KEY)
+                results = pipe.execute()
+            else:
+                since = (time.time() if now is None else now) - held_for_at_most
+                pipe.zrangebyscore(UNACKED_INDEX_KEY, since, "+inf")
+                *results, recent_tags = pipe.execute()
+                results.append(client.hmget(UNACKED_KEY, recent_tags) if recent_tags else [])
             found: set[str] = set()
-            for messages in pipe.execute():
+            for messages in results:
+                messages = [raw for raw in messages if raw is not None]
                 for raw in messages:
                     found.update(match.decode() for match in _UUID.findall(raw))
             return found

@@ -6,9 +6,12 @@ Runs every minute from beat (and from `manage.py reconcile_jobs`). Two repairs:
    `JOB_RESEND_AFTER_SECONDS` ago (or never: the broker refused it, the process died between
    commit and send), and which has been due (`run_after`, a retry's backoff) for as long, gets
    its message sent again.
-   With Redis, a job whose message is still in its queue (or held by a worker) is only waiting
-   its turn and is left alone (`broker_probe`); when the broker cannot be read, age alone
-   decides. Sending twice is safe anyway: `jobs.claim` is one conditional UPDATE, so of two
+   With Redis, a job whose message is still in its queue (or was delivered to a worker less
+   than `JOB_RESEND_AFTER_SECONDS` ago) is only waiting its turn and is left alone
+   (`broker_probe`); a message a worker has held unacknowledged for longer, while its job is
+   still queued, was reserved by a worker that died (kill -9 keeps it in `unacked` until the
+   visibility timeout, hours), so the job is re-sent. When the broker cannot be read, age
+   alone decides. Sending twice is safe anyway: `jobs.claim` is one conditional UPDATE, so of two
    messages for the same job exactly one runs it; the other finds it taken and does nothing.
 2. **Dead workers.** A job `running` whose heartbeat is older than `JOB_STALE_AFTER_SECONDS`
    lost its worker (kill -9, OOM, host gone). With attempts left it is requeued (a new
@@ -81,7 +84,12 @@ def reconcile(*, now: datetime | None = None) -> ReconcileResult:
     now = now or clock.now()
     result = ReconcileResult()
     candidates = list(lost_queued_jobs(now)[:BATCH_LIMIT])
-    in_broker = broker_probe.job_ids_with_messages({job.queue for job in candidates}) if candidates else None
+    # An unacknowledged message older than the resend delay belongs to a worker that died
+    # holding it (its job would be running otherwise): it does not count as "waiting".
+    # (Delivery times are kombu's, on the real clock, so the probe reads the real clock.)
+    in_broker = broker_probe.job_ids_with_messages(
+        {job.queue for job in candidates}, held_for_at_most=resend_after_seconds()) \
+        if candidates else None
     for job in candidates:
         if in_broker is not None and str(job.pk) in in_broker:
             result.waiting.append(str(job.pk))  # its message is there: it only waits its turn

@@ -138,3 +138,41 @@ def test_a_job_whose_message_is_still_in_redis_only_waits_its_turn(make_volume, 
     finally:
         client.delete(queue)
         client.close()
+
+
+def test_a_message_left_unacknowledged_by_a_killed_worker_does_not_hold_its_job_back(
+        make_volume, clock_now, settings_fast, monkeypatch):
+    """Real Redis, kombu's own `unacked` layout: a message delivered moments ago means a
+    worker is about to run the job; one delivered long ago, while its job is still queued,
+    was reserved by a worker that died (kill -9 leaves it there for the visibility timeout,
+    hours), so the job is re-sent now."""
+    import json
+    import time
+    import uuid
+
+    import redis
+
+    from backups.scheduling import broker_probe
+    from tests.support.services import REDIS_URL, redis_available, require_service
+
+    require_service("Redis", redis_available(REDIS_URL), REDIS_URL)
+    monkeypatch.setattr(broker_probe, "current_broker_url", lambda: REDIS_URL)
+    sent = []
+    monkeypatch.setattr(jobs.publish, "publisher", lambda job_id, queue, countdown: sent.append(job_id))
+    job = make_job(make_volume("reserved"), queue=f"probe-test-{uuid.uuid4().hex}",
+                   sent_at=clock_now.now() - timedelta(minutes=10))
+    message = {"headers": {"task": "backups.tasks.run_job", "argsrepr": f"['{job.pk}']"}, "body": "e30="}
+    tag = f"test-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.hset(broker_probe.UNACKED_KEY, tag, json.dumps([message, "", job.queue]))
+        client.zadd(broker_probe.UNACKED_INDEX_KEY, {tag: time.time() - 1})
+        assert reconciler.reconcile().waiting == [str(job.pk)] and sent == []
+        client.zadd(broker_probe.UNACKED_INDEX_KEY,
+                    {tag: time.time() - settings_fast.JOB_RESEND_AFTER_SECONDS - 60})
+        assert reconciler.reconcile().resent == [str(job.pk)]
+        assert sent == [str(job.pk)]
+    finally:
+        client.hdel(broker_probe.UNACKED_KEY, tag)
+        client.zrem(broker_probe.UNACKED_INDEX_KEY, tag)
+        client.close()
