@@ -10,7 +10,8 @@
 #   engine    pure backup-engine tests (no Django database)               Redis db 10
 #   django    every other quick test, on SQLite                           Redis db 11
 #   faults    slow tests that kill, cut or restart things, fresh deploys  Redis db 12
-#   slow      the other slow tests (real workers, live servers, browser)  Redis db 13
+#   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
+#   slow      the other slow tests (real workers, live servers, ops)      Redis db 13
 #   postgres  the quick Django/API tests again, on PostgreSQL             Redis db 9
 #
 # Extra arguments go to every lane's pytest (`bash scripts/test.sh -x`). Each lane's output is
@@ -23,6 +24,7 @@ SCRATCH=$(mktemp -d /tmp/sp-test.XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 PG_NAME="sp_test_$$"
 FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py)
+CLIENT_TESTS=(tests/storagectl tests/browser tests/test_api_fuzz.py)
 
 declare -A lane_pid lane_started
 start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
@@ -41,7 +43,8 @@ start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
 }
 
 start_lane faults 12 -- -m slow "${FAULT_TESTS[@]}" "$@"
-start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}") "$@"
+start_lane clients 14 -- -m slow "${CLIENT_TESTS[@]}" "$@"
+start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${CLIENT_TESTS[@]}") "$@"
 start_lane django 11 -- -m "not engine and not slow" "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
@@ -51,7 +54,7 @@ failed=0
 total_passed=0
 total_failed=0
 summary=()
-for name in faults slow django engine postgres; do
+for name in faults clients slow django engine postgres; do
   status=0
   wait "${lane_pid[$name]}" || status=$?
   echo
