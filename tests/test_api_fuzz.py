@@ -83,12 +83,16 @@ def seed(make_volume) -> dict[str, list]:
     failed = Backup.objects.create(volume=empty, volume_name=empty.name, status=BackupStatus.FAILED,
                                    trigger=BackupTrigger.API, error="disk on fire")
     policy = Policy.objects.create(name="fuzz-policy", schedule="0 2 * * *")
+    # The default policy comes from a data migration; an earlier transactional test of the
+    # same run may have flushed it.
+    default_policy = Policy.objects.filter(is_default=True).first() or \
+        Policy.objects.create(name="default", is_default=True)
     throwaway = [create_token(f"fuzz-throwaway-{n}", "read", source=TokenSource.CLI)[0] for n in range(3)]
     return {
         "volumes": [str(data.id), data.name, str(empty.id), empty.name, str(busy.id), busy.name],
         "backups": [str(completed.id), str(queued.id), str(failed.id)],
         "jobs": [str(job.id) for job in Job.objects.all()],
-        "policies": [policy.id, Policy.objects.get(is_default=True).id],
+        "policies": [policy.id, default_policy.id],
         "tokens": [token.id for token in throwaway],
         "volume_files": ["a.txt", "dir", "dir/b.txt", "dir/sub/c.bin", "x.txt"],
         "snapshot_paths": ["/", "/a.txt", "/dir", "/dir/b.txt", "dir/sub", "/dir/sub/c.bin"],

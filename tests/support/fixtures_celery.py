@@ -240,7 +240,7 @@ def _point_test_app_at(broker_url: str):
     """Make this process's Celery app publish to `broker_url`; returns a function that undoes it."""
     from storage_platform.celery import app
 
-    previous = app.conf.broker_url
+    previous = app.conf.broker_url, app.conf.broker_write_url
 
     def reset_pools():
         # Producers and connections are pooled per broker URL on first use; drop the app's
@@ -253,11 +253,13 @@ def _point_test_app_at(broker_url: str):
         except AttributeError:
             pass
 
-    app.conf.broker_url = broker_url
+    # send_task publishes through a connection "for write", whose URL Celery resolves from
+    # broker_write_url (defaulting to the broker URL seen when the app was configured).
+    app.conf.broker_url = app.conf.broker_write_url = broker_url
     reset_pools()
 
     def undo():
-        app.conf.broker_url = previous
+        app.conf.broker_url, app.conf.broker_write_url = previous
         reset_pools()
 
     return undo
