@@ -12,7 +12,8 @@
 #   faults    slow tests that kill, cut or restart things, fresh deploys  Redis db 12
 #   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
 #   slow      the other slow tests (real workers, live servers, ops)      Redis db 13
-#   postgres  the quick Django/API tests again, on PostgreSQL             Redis db 9
+#   postgres  the quick Django/API tests again, on PostgreSQL (not the     Redis db 9
+#             database-agnostic ones: ops files, configuration, system probes)
 #
 # Extra arguments go to every lane's pytest (`bash scripts/test.sh -x`). Each lane's output is
 # printed whole, lane after lane, as the lanes finish; the last line totals them.
@@ -48,7 +49,8 @@ start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${
 start_lane django 11 -- -m "not engine and not slow" "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
-  -m "not engine and not slow" accounts volumes backups monitoring storage_platform console tests "$@"
+  -m "not engine and not slow" accounts volumes backups monitoring storage_platform console \
+  tests/test_role_matrix.py tests/security tests/test_logging_redaction.py "$@"
 
 failed=0
 total_passed=0
