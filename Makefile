@@ -7,9 +7,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv migrate lint bench clean
 
+# uv installs the pinned requirements in seconds where pip takes minutes on a fresh machine;
+# it comes from the same package index, into the virtualenv itself. Modules are compiled to
+# bytecode on first import, not all of them at install time.
+UV_VERSION := 0.13.9
 $(STAMP): requirements/base.txt requirements/test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/test.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/test.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -59,9 +59,14 @@ def wait_mid_backup(backup) -> Job:
     return wait_until(mid_backup, 60, "the backup to report progress")
 
 
-def wait_finished(job_id) -> Job:
-    return wait_until(lambda: (job := Job.objects.get(pk=job_id)).status not in
-                      (JobStatus.QUEUED, JobStatus.RUNNING) and job, 120, "the job to finish")
+def wait_finished(job_id, worker) -> Job:
+    try:
+        return wait_until(lambda: (job := Job.objects.get(pk=job_id)).status not in
+                          (JobStatus.QUEUED, JobStatus.RUNNING) and job, 120, "the job to finish")
+    except AssertionError as timed_out:  # say what the worker saw, not only that time ran out
+        job = Job.objects.get(pk=job_id)
+        raise AssertionError(f"{timed_out}; job {job.status} on {job.worker}, attempts {job.attempts}, "
+                             f"heartbeat {job.heartbeat_at}\n{worker.log()[-4000:]}") from None
 
 
 def snapshots_of_job(job_id) -> list[str]:
@@ -83,7 +88,7 @@ def test_a_backup_whose_worker_process_is_killed_is_redelivered_and_succeeds_onc
     assert killed, "the worker had no pool process to kill"
     assert running.progress_done < running.progress_total
 
-    finished = wait_finished(backup.job_id)
+    finished = wait_finished(backup.job_id, worker)
     assert finished.status == JobStatus.SUCCEEDED, (finished.error, worker.log()[-3000:])
     assert finished.attempts == 2 and finished.worker != running.worker
     backup.refresh_from_db()
@@ -94,12 +99,12 @@ def test_a_backup_whose_worker_process_is_killed_is_redelivered_and_succeeds_onc
 
 def test_a_running_backup_cancelled_through_the_api_stops_and_leaves_no_snapshot(make_volume, api,
                                                                                  celery_worker_factory):
-    celery_worker_factory(env=WORKER_ENV)
+    worker = celery_worker_factory(env=WORKER_ENV)
     backup = services.trigger_backup(big_volume(make_volume, "vol-cancel"), trigger=BackupTrigger.API)
     wait_mid_backup(backup)
     response = api("backup").post(f"/api/v1/jobs/{backup.job_id}/cancel")
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
-    finished = wait_finished(backup.job_id)
+    finished = wait_finished(backup.job_id, worker)
     assert finished.status == JobStatus.CANCELLED and finished.progress_done < finished.progress_total
     backup.refresh_from_db()
     assert backup.status == "cancelled" and backup.snapshot_id == ""
