@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv migrate lint bench clean
+.PHONY: run test venv sanity-envs migrate lint bench clean
 
 # uv installs the pinned requirements in seconds where pip takes minutes on a fresh machine;
 # it comes from the same package index, into the virtualenv itself. Modules are compiled to
@@ -17,14 +17,18 @@ $(STAMP): requirements/base.txt requirements/test.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/test.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) sanity-envs
+
+## ansible-test sanity's own virtualenvs, once per machine (needs PyPI; a no-op when ready)
+sanity-envs: $(STAMP)
+	VENV=$(VENV) bash scripts/ansible-sanity.sh prime
 
 ## make run: API + Celery worker + beat in the foreground with embedded defaults (Ctrl-C stops all)
 run: $(STAMP)
 	VENV=$(VENV) bash scripts/run.sh
 
 ## make test: the whole suite in parallel lanes (SQLite, PostgreSQL, real workers), then promtool
-test: $(STAMP)
+test: $(STAMP) sanity-envs
 	VENV=$(VENV) bash scripts/test.sh
 
 migrate: $(STAMP)

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.fixtures_celery",  # real Celery worker processes on real Redis
     "tests.support.fixtures_server",  # a real gunicorn server over the test database
     "tests.support.fixtures_gunicorn",  # the API under real gunicorn
+    "tests.support.fixtures_repository",  # a backup repository per test
 ]

@@ -180,3 +180,19 @@ class Backup(models.Model):
 
     def __str__(self) -> str:
         return f"backup {self.id} of {self.volume_name} ({self.status})"
+
+
+class PackVerification(models.Model):
+    """When a verify job last read and authenticated one pack of the repository.
+
+    Written only by `backups.pack_verification` after a verify job; a pack without a row was
+    never verified, and the next verify that reads data reads it (`engine.pack_selection`).
+    """
+
+    pack_id = models.CharField(max_length=128, primary_key=True)
+    verified_at = models.DateTimeField(db_index=True)
+    # The verify job that read it last (no foreign key: jobs may be deleted, the time stays).
+    job_id = models.UUIDField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"pack {self.pack_id[:12]} verified {self.verified_at:%Y-%m-%d %H:%M:%S}"

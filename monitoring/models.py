@@ -65,3 +65,22 @@ class CatalogExposition(models.Model):
 
     def __str__(self) -> str:
         return f"catalog exposition rendered at {self.rendered_at:.0f} ({len(self.body)} bytes)"
+
+
+class SchedulerTick(models.Model):
+    """The last turn of Celery beat's scheduling loop (one row per scheduler, normally one).
+
+    Written by `monitoring.scheduler.DatabaseScheduler` every JOB_HEARTBEAT_SECONDS while its
+    loop runs, and marked stopped when beat shuts down cleanly, so `/ready` can tell a beat
+    that runs from one that stopped or hangs.
+    """
+
+    name = models.CharField(max_length=255, unique=True)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_tick_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ticked {self.last_tick_at:%Y-%m-%d %H:%M:%S}"

@@ -89,7 +89,7 @@ pids+=($!)
   --concurrency "${WORKER_CONCURRENCY:-2}" &
 pids+=($!)
 "$BIN/celery" -A storage_platform beat --loglevel "${LOG_LEVEL:-INFO}" \
-  --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile= &
+  --scheduler monitoring.scheduler:DatabaseScheduler --pidfile= &
 pids+=($!)
 say "API on http://$BIND_ADDRESS:$PORT (health: /health, ready: /ready); data in $DATA_DIR; Ctrl-C stops all"
 

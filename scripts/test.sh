@@ -9,7 +9,8 @@
 #
 #   engine    pure backup-engine tests (no Django database)               Redis db 10
 #   django    every other quick test, on SQLite                           Redis db 11
-#   faults    slow tests that kill, cut or restart things, fresh deploys  Redis db 12
+#   faults    slow tests that kill, cut or restart things, fresh deploys,  Redis db 12
+#             the upgrade of a real deployment
 #   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
 #   slow      the other slow tests (real workers, live servers, ops)      Redis db 13
 #   postgres  the quick tests of the database's users again, on PostgreSQL  Redis db 9
@@ -27,7 +28,7 @@ unset PYTHONDONTWRITEBYTECODE
 SCRATCH=$(mktemp -d /tmp/sp-test.XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 PG_NAME="sp_test_$$"
-FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py)
+FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py tests/ops/test_lcm_upgrade_live.py)
 CLIENT_TESTS=(tests/storagectl tests/browser tests/test_api_fuzz.py)
 # What the database can change: models, queries, transactions and locks, migrations, pagination,
 # aggregates, the API over them. Not the database-agnostic rest (pages, settings, headers,

@@ -4,7 +4,10 @@
   does not make an orchestrator restart healthy API processes in a loop.
 * `/ready` is readiness: database, broker and storage each checked with a short timeout;
   200 when all are usable, 503 naming the failing parts otherwise. Storage reports
-  `unknown` (not failing) when the storage layer offers no health check.
+  `unknown` (not failing) when the storage layer offers no health check. Its `components`
+  object says whether the background parts do their work (worker and beat liveness, verify
+  schedule; `monitoring.liveness`); it never changes the status code, which is about
+  serving traffic.
 * `/version`: platform version, git revision when known, applied migrations per app and the
   number of unapplied ones (non-zero during an upgrade).
 
@@ -98,8 +101,20 @@ def ready(request):
             checks[name] = {"status": "failing", "error": _error_text(error)}
         checks[name]["seconds"] = round(time.monotonic() - started, 3)
     failing = [name for name, result in checks.items() if result["status"] == "failing"]
-    body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks}
+    body = {"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks,
+            "components": _components(database_ok="database" not in failing)}
     return JsonResponse(body, status=503 if failing else 200)
+
+
+def _components(database_ok: bool) -> dict:
+    from monitoring.liveness import components
+
+    if not database_ok:
+        return {"error": "the database is unreachable; component states are unknown"}
+    try:
+        return components()
+    except Exception as error:  # noqa: BLE001 - readiness must answer even if this read fails
+        return {"error": _error_text(error)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,8 +11,8 @@
 3. Structure: every snapshot manifest is read, and every tree reachable from it (each tree
    once for the whole repository): each tree must be indexed and readable, each file's blobs
    must be indexed.
-4. Data (when `read_data_percent` > 0): all packs, or a random sample of that percentage, are
-   read whole. Its header must be valid, its trailer must authenticate and agree with the
+4. Data (when `read_data_percent` > 0): all packs, or a random sample of that percentage
+   (or the packs a caller's `select` picks, see `pack_selection`), are read whole. Its header must be valid, its trailer must authenticate and agree with the
    index, and every indexed blob in it is authenticated (AES-GCM: any flipped byte),
    decompressed and checked against its keyed id (`Repository.open_blob`).
 5. Blame: only when something is damaged, snapshots are walked again to name each snapshot
@@ -64,9 +64,14 @@ class VerifyReport:
     blobs_read: int = 0
     unreferenced_packs: int = 0
     read_data_percent: float = 0.0
+    #: Ids of the packs the data check read (damaged ones included); left out of `to_json`
+    #: because a large repository has tens of thousands of packs.
+    read_pack_ids: list[str] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["read_pack_ids"]
+        return data
 
 
 class _PackIndex:
@@ -323,10 +328,15 @@ def _blame(repo, snapshots, bad_trees: set[bytes], bad_blobs: set[bytes]) -> lis
 
 def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable | None = None,
                       *, random: random_module.Random | None = None,
+                      select: Callable[[list[str]], Iterable[str]] | None = None,
                       lock: bool = True) -> VerifyReport:
     """Check `repo` (see the module docstring). Never raises for damage: it is reported.
 
     `read_data_percent` in [0, 100]: 0 checks structure only, 100 reads every pack.
+    `select`, when given, replaces the random sample: it gets the ids of the indexed packs
+    present in storage and answers those to read (for example
+    `pack_selection.unverified_first`); ids it invents are ignored. `report.read_pack_ids`
+    names the packs read either way.
     Storage outages (`BackendUnavailable` after retries) and a held exclusive lock
     (`RepositoryLocked`) do raise: they say nothing about the data.
     """
@@ -337,7 +347,7 @@ def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable |
 
         with repository_lock(repo.backend, exclusive=False, holder="verify"):
             return verify_repository(repo, read_data_percent, progress, random=random,
-                                     lock=False)
+                                     select=select, lock=False)
     report = VerifyReport(read_data_percent=float(read_data_percent))
     random = random or random_module.Random()
     damaged_blobs: set[bytes] = set()
@@ -350,7 +360,11 @@ def verify_repository(repo, read_data_percent: float = 0.0, progress: Callable |
     # The data check (threads, mostly outside the GIL: SHA-256, AES-GCM, zstd) runs while
     # this thread walks the trees (mostly Python: JSON and validation), so on two cores the
     # structure pass costs almost no extra time.
-    chosen = _choose_packs(present, float(read_data_percent), random)
+    if select is not None:
+        chosen = sorted(set(select(sorted(present))) & set(present))
+    else:
+        chosen = _choose_packs(present, float(read_data_percent), random)
+    report.read_pack_ids = list(chosen)
     data_errors: list[str] = []
     data_failure: list[BaseException] = []
 

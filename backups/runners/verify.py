@@ -1,4 +1,9 @@
-"""Verify runner: check the repository's structure and read a percentage of its data.
+"""Verify runner: check the repository's structure and read a share of its data.
+
+With `read_data_percent` > 0 the packs read are chosen from the catalog's last-verified time
+per pack (`backups.pack_verification`): every pack never verified, then the longest-unverified
+ones up to that percentage; the packs read intact get a new verified time. 0 checks the
+structure only.
 
 A damaged repository fails the job (code `verify_failed`) with the engine's report kept in
 the job's `result`, so an operator sees which packs and snapshots are affected.
@@ -6,6 +11,7 @@ the job's `result`, so an operator sees which packs and snapshots are affected.
 
 from __future__ import annotations
 
+from backups import pack_verification
 from backups.runners import RunnerFailure
 from backups.runners.results import to_jsonable
 
@@ -19,15 +25,22 @@ def _report_ok(report) -> bool:
 
 
 def run(job, context) -> dict:
+    from backups.engine.verify import verify_repository
     from backups.storage import open_repository
 
     percent = float(job.params.get("read_data_percent", 0))
+    selection = pack_verification.selection(percent) if percent > 0 else None
     repository = open_repository()
     try:
-        report = repository.verify(read_data_percent=percent, progress=context.progress)
+        report = verify_repository(repository, read_data_percent=percent, progress=context.progress,
+                                   select=selection)
     finally:
         repository.close()
     result = {"read_data_percent": percent, "report": to_jsonable(report)}
+    if selection is not None:
+        result["packs_verified"] = pack_verification.record(
+            report.read_pack_ids, report.damaged_packs, offered=selection.offered, job_id=job.pk)
+        result["pack_selection"] = "unverified_first"
     if job.params.get("backup"):
         snapshot_id = job.params.get("snapshot_id", "")
         result["backup"] = job.params["backup"]

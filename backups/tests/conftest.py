@@ -3,7 +3,7 @@
 * `sent_messages`: replaces the Celery publisher with a recorder, so tests see what would be
   sent (job id, queue, countdown) without a broker; on-commit callbacks run at once.
 * `volume`: an available volume with a few files (via the shared `make_volume`).
-* `own_repository`: a fresh local repository for this test (its directory is returned).
+* `own_repository` (tests/support/fixtures_repository.py): a fresh local repository per test.
 * `use_runner(kind, function)`: run jobs of `kind` with `function` in this test, for tests
   about the state machine rather than about the engine.
 """
@@ -49,17 +49,3 @@ def use_runner(monkeypatch):
         monkeypatch.setitem(runners.RUNNERS, kind, function)
 
     return install
-
-
-@pytest.fixture
-def own_repository(settings, tmp_path):
-    """A fresh repository per test: snapshots and damage of one test never reach another."""
-    from backups import storage
-
-    location = tmp_path / "repository"
-    settings.REPOSITORY_DIR = location
-    settings.STORAGES = {**settings.STORAGES, "backups": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}}}
-    storage.forget_cached_repository()
-    yield location
-    storage.forget_cached_repository()

@@ -29,7 +29,7 @@ case "${1:-api}" in
   beat)
     shift
     exec celery -A storage_platform beat --loglevel "${LOG_LEVEL:-INFO}" \
-      --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile= "$@"
+      --scheduler monitoring.scheduler:DatabaseScheduler --pidfile= "$@"
     ;;
   migrate)
     shift

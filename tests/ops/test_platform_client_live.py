@@ -94,15 +94,30 @@ def test_check_mode_creates_nothing(run_module_logic, platform_client):
     assert platform_client("admin").find_volume("preview-only") is None
 
 
-def test_volume_info_filters_by_labels_and_reports_rpo_violation_without_backups(run_module_logic):
+def test_volume_info_filters_by_labels_and_judges_rpo_as_the_platform_s_metric_does(run_module_logic, client):
+    import datetime
+
+    from django.utils import timezone
+
+    from volumes.models import Volume
+
     run_module_logic("volume", {"name": "keep", "size_gb": 1, "labels": {"temporary": "false"}})
     run_module_logic("volume", {"name": "scratch", "size_gb": 1, "labels": {"temporary": "true"}})
     temporary = run_module_logic("volume_info", {"labels": {"temporary": "true"}}, role="read")
     assert [volume["name"] for volume in temporary["volumes"]] == ["scratch"]
 
+    # Never backed up and created a moment ago: within the RPO, as backup_rpo_violation says.
     with_rpo = run_module_logic("volume_info", {"rpo_status": True}, role="read")
-    assert with_rpo["in_violation"] == ["keep", "scratch"]
-    assert all(volume["rpo"]["last_backup_id"] is None for volume in with_rpo["volumes"])
+    assert with_rpo["in_violation"] == []
+    assert all(volume["rpo"]["reference"] == "created_at" for volume in with_rpo["volumes"])
+
+    Volume.objects.filter(name="keep").update(created_at=timezone.now() - datetime.timedelta(hours=25))
+    with_rpo = run_module_logic("volume_info", {"rpo_status": True}, role="read")
+    assert with_rpo["in_violation"] == ["keep"]
+    violations = {line.split('volume="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+                  for line in client.get("/metrics").content.decode().splitlines()
+                  if line.startswith("backup_rpo_violation{")}
+    assert violations == {"keep": "1", "scratch": "0"}  # the module and the metric agree
 
 
 def test_checksums_through_the_data_plane_match_the_host_path(run_module_logic, platform_client):

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reading the catalog for automation: which backup to use, RPO status, content checksums.
 
-RPO follows the platform's definition (docs/metrics.md): a volume is in violation when
-it has no completed backup within its RPO — the age of the newest completed backup, not the
-outcome of the last trigger.
+RPO follows the platform's one definition (docs/metrics.md), the one behind its
+``backup_rpo_violation`` metric: a volume violates its RPO when its newest completed backup,
+or its creation if it was never backed up, is older than its RPO. A volume created a minute
+ago is not in violation.
 
 Checksums describe a volume's tree as ``{relative path: digest}`` so that a restore drill
 can compare the source with the restored copy: ``sha256:<hex>`` for a file,
@@ -25,13 +26,11 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
     API_PREFIX,
     PlatformApiError,
 )
-
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote
+from urllib.parse import quote
 
 UTC = datetime.timezone.utc
+# Volume.rpo_hours without an override or a policy.
+DEFAULT_RPO_HOURS = 24
 
 
 def parse_timestamp(text):
@@ -65,17 +64,36 @@ def resolve_backup_id(client, params):
     return latest["id"]
 
 
+def newest_backup_of(client, volume):
+    """The volume's newest completed backup as ``{id, completed_at}``, or None: from the
+    volume's own ``last_backup`` field when the API serves it, else one query."""
+    if "last_backup" in volume:
+        return volume["last_backup"] or None
+    return latest_completed_backup(client, volume["id"])
+
+
 def rpo_status(volume, latest_backup, now=None):
-    """``{last_backup_id, last_backup_at, age_hours, rpo_hours, violation}`` for one volume."""
+    """``{last_backup_id, last_backup_at, reference, age_hours, rpo_hours, violation}`` for one
+    volume: ``reference`` is ``last_backup`` or ``created_at``, whichever the age counts from
+    (see the module docstring)."""
     now = now or datetime.datetime.now(UTC)
-    rpo_hours = volume.get("rpo_hours") or 24
-    if latest_backup is None:
-        return {"last_backup_id": None, "last_backup_at": None, "age_hours": None,
-                "rpo_hours": rpo_hours, "violation": True}
-    completed_at = parse_timestamp(latest_backup["completed_at"])
-    age_hours = (now - completed_at).total_seconds() / 3600.0
-    return {"last_backup_id": latest_backup.get("id"), "last_backup_at": latest_backup["completed_at"],
-            "age_hours": round(age_hours, 3), "rpo_hours": rpo_hours, "violation": age_hours > rpo_hours}
+    rpo_hours = volume.get("rpo_hours") or DEFAULT_RPO_HOURS
+    completed_at = parse_timestamp(latest_backup.get("completed_at")) if latest_backup else None
+    reference = completed_at or parse_timestamp(volume.get("created_at"))
+    age_hours = (now - reference).total_seconds() / 3600.0 if reference else None
+    return {"last_backup_id": latest_backup.get("id") if latest_backup else None,
+            "last_backup_at": latest_backup.get("completed_at") if latest_backup else None,
+            "reference": "last_backup" if completed_at else "created_at",
+            "age_hours": round(age_hours, 3) if age_hours is not None else None, "rpo_hours": rpo_hours,
+            "violation": age_hours is None or age_hours > rpo_hours}
+
+
+def backup_age_minutes(latest_backup, now=None):
+    """Minutes since the backup completed, or None for no backup."""
+    completed_at = parse_timestamp(latest_backup.get("completed_at")) if latest_backup else None
+    if completed_at is None:
+        return None
+    return ((now or datetime.datetime.now(UTC)) - completed_at).total_seconds() / 60.0
 
 
 def _sha256_stream(chunks):

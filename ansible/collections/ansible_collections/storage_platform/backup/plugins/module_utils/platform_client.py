@@ -40,6 +40,14 @@ RETRYABLE_STATUSES = (502, 503, 504)
 UUID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 # Largest page the API serves; fewer round trips when listing everything.
 MAX_PAGE_SIZE = 500
+# The environment variable each connection option falls back to, named the same way in the
+# argument spec, the documentation and every error message.
+ENVIRONMENT_FALLBACKS = {"api_url": "STORAGE_PLATFORM_URL", "api_token": "STORAGE_PLATFORM_TOKEN"}
+
+
+def missing_option_message(option):
+    return "%s is required: set the %s option or the %s environment variable" % (
+        option, option, ENVIRONMENT_FALLBACKS[option])
 
 
 class PlatformApiError(Exception):
@@ -105,9 +113,9 @@ class PlatformClient:
     def __init__(self, base_url, token, timeout=30, validate_certs=True, retries=3,
                  opener=open_url, sleep=time.sleep, clock=time.monotonic):
         if not base_url:
-            raise PlatformApiError("api_url is required (or set STORAGE_PLATFORM_URL)", code="configuration")
+            raise PlatformApiError(missing_option_message("api_url"), code="configuration")
         if not token:
-            raise PlatformApiError("api_token is required (or set STORAGE_PLATFORM_TOKEN)", code="configuration")
+            raise PlatformApiError(missing_option_message("api_token"), code="configuration")
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout

@@ -14,6 +14,7 @@ __metaclass__ = type
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
+    ENVIRONMENT_FALLBACKS,
     PlatformApiError,
     PlatformClient,
     job_id_of,
@@ -21,10 +22,14 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 
 
 def platform_argument_spec():
-    """Connection options shared by every module (doc fragment ``platform``)."""
+    """Connection options shared by every module (doc fragment ``platform``).
+
+    ``api_url`` and ``api_token`` are checked by the client rather than with
+    ``required=True``, so that the error names the environment variable too.
+    """
     return dict(
-        api_url=dict(type="str", required=True, fallback=(env_fallback, ["STORAGE_PLATFORM_URL"])),
-        api_token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["STORAGE_PLATFORM_TOKEN"])),
+        api_url=dict(type="str", fallback=(env_fallback, [ENVIRONMENT_FALLBACKS["api_url"]])),
+        api_token=dict(type="str", no_log=True, fallback=(env_fallback, [ENVIRONMENT_FALLBACKS["api_token"]])),
         validate_certs=dict(type="bool", default=True),
         request_timeout=dict(type="int", default=30),
     )

@@ -15,10 +15,12 @@ description:
     (O(all), C(POST /api/v1/backups) with V(all) set to V(true)), then waits for each backup's job.
   - The platform runs one backup at a time per volume. When one is already queued or running,
     O(on_conflict=attach) waits for that one instead of failing (reported as not changed).
-  - In check mode nothing is triggered; the task reports that a backup would run.
+  - With O(last_backup_min_age), volumes whose newest completed backup is younger than that
+    many minutes are skipped (like C(ec2_snapshot)'s C(last_snapshot_min_age)), so running the
+    task again soon after reports C(changed=false).
+  - Reports C(changed=true) when it started at least one backup.
+  - In check mode nothing is triggered; the task reports whether a backup would start.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
   - storage_platform.backup.platform.wait
@@ -45,10 +47,20 @@ options:
     type: str
     choices: [attach, fail]
     default: attach
+  last_backup_min_age:
+    description:
+      - Skip a volume whose newest completed backup finished less than this many minutes ago;
+        V(0) backs up every volume named.
+      - With O(all), the volumes are then triggered one by one, so that only the others start.
+    type: int
+    default: 0
+    version_added: 2.0.0
 attributes:
   check_mode:
+    description: Nothing is triggered; the task reports whether a backup would start (volumes backed up within O(last_backup_min_age) would not).
     support: full
   diff_mode:
+    description: No diff is returned.
     support: none
 """
 
@@ -64,6 +76,11 @@ EXAMPLES = r"""
   storage_platform.backup.backup:
     all: true
     wait_timeout: 7200
+
+- name: Back up the volumes not backed up in the last hour (a re-run changes nothing)
+  storage_platform.backup.backup:
+    all: true
+    last_backup_min_age: 60
 """
 
 RETURN = r"""
@@ -96,22 +113,18 @@ attached:
   type: bool
 skipped:
   description:
-    - With O(all), the volumes the platform did not back up, each with C(volume), C(volume_name),
-      C(code) and C(reason) (for example a volume being deleted).
+    - The volumes not backed up, each with C(volume), C(volume_name), C(code) and C(reason).
+      With O(all) they are those the platform refused (for example a volume being deleted); with
+      O(last_backup_min_age), those backed up recently (code C(recent_backup)).
   returned: always
   type: list
   elements: dict
 """
 
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
-    API_PREFIX,
-    PlatformApiError,
-)
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-    wait_for_jobs,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX, PlatformApiError
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module, wait_for_jobs
+from ansible_collections.storage_platform.backup.plugins.module_utils.catalog import backup_age_minutes, newest_backup_of
+
 
 def argument_spec():
     return build_argument_spec(dict(
@@ -119,6 +132,7 @@ def argument_spec():
         all=dict(type="bool", default=False),
         idempotency_key=dict(type="str", no_log=False),
         on_conflict=dict(type="str", choices=["attach", "fail"], default="attach"),
+        last_backup_min_age=dict(type="int", default=0),
     ), wait=True)
 
 
@@ -143,21 +157,36 @@ def running_backup(client, conflict_detail):
     return None
 
 
-def trigger_one(module, client, headers):
-    params = module.params
-    volume = client.find_volume(params["volume"])
+def find_volume(client, name):
+    volume = client.find_volume(name)
     if volume is None:
-        raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
+        raise PlatformApiError("volume %s does not exist" % name, status=404, code="volume_not_found")
+    return volume
+
+
+def recently_backed_up(client, volume, min_age):
+    """A ``skipped`` entry when the volume's newest completed backup is younger than `min_age`
+    minutes, else None."""
+    if min_age <= 0:
+        return None
+    age = backup_age_minutes(newest_backup_of(client, volume))
+    if age is None or age >= min_age:
+        return None
+    return {"volume": volume["id"], "volume_name": volume["name"], "code": "recent_backup",
+            "reason": "backed up %.0f minutes ago (last_backup_min_age is %d)" % (age, min_age)}
+
+
+def trigger_one(module, client, volume, headers):
     path = "%s/volumes/%s/backups" % (API_PREFIX, volume["id"])
     try:
-        return {"backups": backups_in(client.post(path, {}, headers=headers)), "attached": False, "skipped": []}
+        return {"backups": backups_in(client.post(path, {}, headers=headers)), "attached": [], "skipped": []}
     except PlatformApiError as error:
-        if error.code != "backup_in_progress" or params["on_conflict"] != "attach":
+        if error.code != "backup_in_progress" or module.params["on_conflict"] != "attach":
             raise
         running = running_backup(client, error.detail)
         if running is None:
             raise
-        return {"backups": [running], "attached": True, "skipped": []}
+        return {"backups": [], "attached": [running], "skipped": []}
 
 
 def trigger_all(module, client, headers):
@@ -175,14 +204,39 @@ def trigger_all(module, client, headers):
             attached.append(running)
         else:
             still_skipped.append(entry)
-    return {"backups": started + attached, "attached": bool(attached) and not started, "skipped": still_skipped}
+    return {"backups": started, "attached": attached, "skipped": still_skipped}
 
 
-def trigger(module, client):
+def plan(module, client):
+    """``(volumes to back up, skipped entries)``; volumes is None for "all, in one call"."""
+    params = module.params
+    min_age = params["last_backup_min_age"]
+    if params["volume"]:
+        volumes = [find_volume(client, params["volume"])]
+    elif min_age > 0:
+        volumes = client.list("%s/volumes" % API_PREFIX)
+    else:
+        return None, []
+    wanted, skipped = [], []
+    for volume in volumes:
+        recent = recently_backed_up(client, volume, min_age)
+        if recent is not None:
+            skipped.append(recent)
+        else:
+            wanted.append(volume)
+    return wanted, skipped
+
+
+def trigger(module, client, volumes):
     headers = {"Idempotency-Key": module.params["idempotency_key"]} if module.params["idempotency_key"] else None
-    if module.params["all"]:
+    if volumes is None:
         return trigger_all(module, client, headers)
-    return trigger_one(module, client, headers)
+    result = {"backups": [], "attached": [], "skipped": []}
+    for volume in volumes:
+        one = trigger_one(module, client, volume, headers)
+        for key in result:
+            result[key].extend(one[key])
+    return result
 
 
 def handle(module, client):
@@ -192,14 +246,18 @@ def handle(module, client):
     if bool(params["volume"]) == bool(params["all"]):
         return {"changed": False, "backups": [], "jobs": [], "attached": False, "skipped": [],
                 "failed_msg": "give exactly one of volume or all=true"}
+    if params["last_backup_min_age"] < 0:
+        return {"changed": False, "backups": [], "jobs": [], "attached": False, "skipped": [],
+                "failed_msg": "last_backup_min_age must be 0 or more minutes"}
+    volumes, skipped = plan(module, client)
     if module.check_mode:
-        if params["volume"] and client.find_volume(params["volume"]) is None:
-            raise PlatformApiError("volume %s does not exist" % params["volume"], status=404, code="volume_not_found")
-        return {"changed": True, "backups": [], "jobs": [], "attached": False, "skipped": []}
-    triggered = trigger(module, client)
-    backups, attached = triggered["backups"], triggered["attached"]
-    result = {"changed": not attached, "backups": backups, "jobs": [], "attached": attached,
-              "skipped": triggered["skipped"]}
+        would_start = bool(volumes if volumes is not None else client.list("%s/volumes" % API_PREFIX, limit=1))
+        return {"changed": would_start, "backups": [], "jobs": [], "attached": False, "skipped": skipped}
+    triggered = trigger(module, client, volumes)
+    started, attached = triggered["backups"], triggered["attached"]
+    backups = started + attached
+    result = {"changed": bool(started), "backups": backups, "jobs": [], "attached": bool(attached) and not started,
+              "skipped": skipped + triggered["skipped"]}
     if params["wait"] and backups:
         jobs, failures = wait_for_jobs(client, backups, params)
         result["jobs"] = jobs

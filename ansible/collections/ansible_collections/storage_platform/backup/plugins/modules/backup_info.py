@@ -14,10 +14,9 @@ description:
   - Reads one backup by O(id), or lists backups filtered by O(volume) and O(status), newest first.
   - Backups outlive their volume; O(volume) also accepts the id of a deleted volume.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
+  - storage_platform.backup.platform.info
 options:
   id:
     description:
@@ -41,11 +40,6 @@ options:
     description:
       - Return at most this many backups.
     type: int
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""
@@ -69,14 +63,8 @@ backup:
   type: dict
 """
 
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
-    API_PREFIX,
-    looks_like_uuid,
-)
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX, looks_like_uuid
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 
 def argument_spec():

@@ -16,10 +16,9 @@ description:
   - Without O(id), lists jobs filtered by O(status) and O(kind), for example to see that no
     job is still running before an upgrade.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
+  - storage_platform.backup.platform.info
 options:
   id:
     description:
@@ -50,11 +49,6 @@ options:
       - Longest pause in seconds between two polls.
     type: float
     default: 2.0
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""
@@ -95,11 +89,7 @@ exists:
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-    wait_for_jobs,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module, wait_for_jobs
 
 
 def argument_spec():

@@ -18,10 +18,9 @@ description:
   - The platform refuses to delete the default policy or a policy volumes still follow; the
     task then fails with the platform's message.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
+  - storage_platform.backup.platform.state
 options:
   name:
     description:
@@ -71,11 +70,6 @@ options:
     description:
       - Cron schedule of prune (retention) jobs; empty for never.
     type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""
@@ -114,10 +108,7 @@ changed_fields:
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "verify_schedule",
             "verify_percent", "prune_schedule")
@@ -176,7 +167,7 @@ def handle(module, client):
         result = {"changed": True, "policy": {}, "changed_fields": [],
                   "diff": {"before": diff_view(current), "after": {}}}
         if not module.check_mode:
-            deleted, _ = client.delete("%s/policies/%s" % (API_PREFIX, current["id"]))
+            deleted = client.delete("%s/policies/%s" % (API_PREFIX, current["id"]))[0]
             result["changed"] = deleted
         return result
 

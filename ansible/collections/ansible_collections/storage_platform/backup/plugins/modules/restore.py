@@ -18,8 +18,6 @@ description:
   - With O(in_place) the backup's own volume is overwritten with the snapshot; this always
     reports a change.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
   - storage_platform.backup.platform.wait
@@ -53,8 +51,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Nothing is started; the task reports whether a restore would run.
     support: full
   diff_mode:
+    description: No diff is returned.
     support: none
 """
 
@@ -81,15 +81,8 @@ backup_id:
   type: str
 """
 
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import (
-    API_PREFIX,
-    PlatformApiError,
-)
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-    wait_for_jobs,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX, PlatformApiError
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module, wait_for_jobs
 from ansible_collections.storage_platform.backup.plugins.module_utils.catalog import resolve_backup_id
 
 

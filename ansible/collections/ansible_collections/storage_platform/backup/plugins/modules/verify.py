@@ -23,8 +23,6 @@ description:
   - Reports C(changed=false), because verifying reads the repository and changes no data.
   - In check mode nothing is started.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
   - storage_platform.backup.platform.wait
@@ -43,8 +41,10 @@ options:
     type: int
 attributes:
   check_mode:
+    description: Nothing is started; the task reports which backup the verify would be recorded against.
     support: full
   diff_mode:
+    description: No diff is returned.
     support: none
 """
 
@@ -71,11 +71,7 @@ backup_id:
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-    wait_for_jobs,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module, wait_for_jobs
 from ansible_collections.storage_platform.backup.plugins.module_utils.catalog import resolve_backup_id
 
 

@@ -17,10 +17,9 @@ description:
     differing fields are sent. Supports check mode and diff mode.
   - Deleting a volume never deletes its backups; they stay restorable into a new volume.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
+  - storage_platform.backup.platform.state
 options:
   name:
     description:
@@ -64,11 +63,6 @@ options:
       - Seconds to wait for O(wait).
     type: int
     default: 300
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""
@@ -114,10 +108,7 @@ changed_fields:
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 MANAGED_FIELDS = ("size_gb", "labels", "rpo_hours", "policy")
 
@@ -223,7 +214,7 @@ def ensure_absent(module, client, current):
               "diff": {"before": diff_view(current), "after": {}}}
     if module.check_mode:
         return result
-    deleted, _ = client.delete("%s/volumes/%s" % (API_PREFIX, current["id"]))
+    deleted = client.delete("%s/volumes/%s" % (API_PREFIX, current["id"]))[0]
     if not deleted:
         # Someone else deleted it between our read and our delete: the goal holds.
         result["changed"] = False

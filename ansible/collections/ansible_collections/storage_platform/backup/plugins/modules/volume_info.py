@@ -12,16 +12,17 @@ module: volume_info
 short_description: List volumes, with their RPO status and content checksums on request
 description:
   - Lists volumes, or the one named by O(name), filtered by O(labels).
-  - With O(rpo_status) each volume gets C(rpo) from its newest completed backup; a volume is in
-    violation when it has no completed backup younger than its RPO.
+  - With O(rpo_status) each volume gets C(rpo), judged as the platform judges it for its
+    C(backup_rpo_violation) metric - a volume violates its RPO when its newest completed
+    backup, or its creation if it was never backed up, is older than its RPO. A volume
+    created a minute ago is not in violation.
   - With O(checksums) each volume gets C(checksums), a map of relative path to digest
     (C(sha256:...) for files, C(symlink:<target>), C(dir)), to compare two volumes, for example
     a restore drill's copy with its source. This reads every byte, so use it on small volumes.
 version_added: 1.0.0
-author:
-  - Storage & Backup Platform team
 extends_documentation_fragment:
   - storage_platform.backup.platform
+  - storage_platform.backup.platform.info
 options:
   name:
     description:
@@ -33,7 +34,8 @@ options:
     type: dict
   rpo_status:
     description:
-      - Add C(rpo) (last backup, its age, the RPO and whether it is violated) to each volume.
+      - Add C(rpo) (newest completed backup, the age the RPO is judged by and what it counts
+        from, the RPO, whether it is violated) to each volume.
     type: bool
     default: false
   checksums:
@@ -49,11 +51,6 @@ options:
     type: str
     choices: [api, path]
     default: api
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""
@@ -84,7 +81,7 @@ volumes:
       labels: {tier: gold}
       rpo_hours: 4
       rpo: {last_backup_id: 9b1f7c9e-1d7e-4a0e-b2a4-1f5c2f0f7a11, last_backup_at: "2026-11-27T16:00:09Z",
-            age_hours: 0.5, rpo_hours: 4, violation: false}
+            reference: last_backup, age_hours: 0.5, rpo_hours: 4, violation: false}
 in_violation:
   description: Names of the volumes violating their RPO (with O(rpo_status)).
   returned: always
@@ -93,16 +90,8 @@ in_violation:
 """
 
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
-from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import (
-    build_argument_spec,
-    run_module,
-)
-from ansible_collections.storage_platform.backup.plugins.module_utils.catalog import (
-    checksums_from_api,
-    checksums_from_path,
-    latest_completed_backup,
-    rpo_status,
-)
+from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
+from ansible_collections.storage_platform.backup.plugins.module_utils.catalog import checksums_from_api, checksums_from_path, newest_backup_of, rpo_status
 
 
 def argument_spec():
@@ -117,7 +106,7 @@ def argument_spec():
 
 def has_labels(volume, wanted):
     current = volume.get("labels") or {}
-    return all(str(current.get(key)) == str(value) for key, value in wanted.items())
+    return all(key in current and str(current[key]) == str(value) for key, value in wanted.items())
 
 
 def handle(module, client):
@@ -134,7 +123,7 @@ def handle(module, client):
     in_violation = []
     for volume in volumes:
         if params["rpo_status"]:
-            volume["rpo"] = rpo_status(volume, latest_completed_backup(client, volume["id"]))
+            volume["rpo"] = rpo_status(volume, newest_backup_of(client, volume))
             if volume["rpo"]["violation"]:
                 in_violation.append(volume["name"])
         if params["checksums"]:
