@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from backups.tests.conftest import own_repository  # noqa: F401 - a fresh repository for the run
 from tests.support.fixtures_celery import DEFAULT_QUEUES, purge_queues
 from tests.support.services import REDIS_URL
 

@@ -8,6 +8,7 @@ every pack read."""
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -44,8 +45,14 @@ def test_twenty_kill_9s_mid_backup_leave_every_job_finished_and_the_repository_s
         write_random_files(Path(volume.path), VOLUME_MB, file_mb=4)
         job_ids.append(services.trigger_backup(volume, trigger="api").job_id)
 
+        last_reconcile = [0.0]
+
         def victim():
-            reconcile()  # earlier victims: requeued once their heartbeat is stale
+            # Earlier victims are requeued once their heartbeat is stale: play beat once a
+            # second (its real period is longer), and look for a half-way backup in between.
+            if time.monotonic() - last_reconcile[0] >= 1.0:
+                reconcile()
+                last_reconcile[0] = time.monotonic()
             return _a_backup_half_way(job_ids)
 
         wait_for(victim, timeout=60, interval=0.1, message=f"a backup half-way (round {round_number})")
