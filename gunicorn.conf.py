@@ -15,6 +15,11 @@ from storage_platform.startup import load_settings_or_exit  # noqa: E402
 load_settings_or_exit()
 
 wsgi_app = "storage_platform.wsgi:application"
+# The master imports the application once and forks the workers from it: a worker starts in
+# milliseconds instead of importing Django again, and the workers share that memory. Nothing
+# opens a database, broker or S3 connection at import (they open on first use, in the worker),
+# so no connection is shared across a fork. New code needs a restart, not a HUP.
+preload_app = True
 logger_class = "storage_platform.gunicorn_logging.RedactingLogger"
 
 # Gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), so two

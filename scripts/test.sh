@@ -14,7 +14,7 @@
 #   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
 #   slow      the other slow tests (real workers, live servers, ops)      Redis db 13
 #   postgres  the quick tests of the database's users again, on PostgreSQL  Redis db 9
-#             (POSTGRES_TESTS: models, services, the API; not pages or configuration)
+#             (POSTGRES_TESTS: where the database changes the outcome)
 #
 # Extra arguments go to every lane's pytest (`bash scripts/test.sh -x`). Each lane's output is
 # printed whole, lane after lane, as the lanes finish; the last line totals them.
@@ -30,11 +30,21 @@ trap 'rm -rf "$SCRATCH"' EXIT
 PG_NAME="sp_test_$$"
 FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py tests/ops/test_lcm_upgrade_live.py)
 CLIENT_TESTS=(tests/storagectl tests/browser tests/test_api_fuzz.py)
-# What the database can change: models, queries, transactions and locks, migrations, pagination,
-# aggregates, the API over them. Not the database-agnostic rest (pages, settings, headers,
-# subprocess checks of configuration), which the SQLite lane covers.
-POSTGRES_TESTS=(accounts volumes backups monitoring console/tests/test_overview.py
-                storage_platform/tests/test_pagination.py tests/test_role_matrix.py)
+# What the database can change: tokens and audit rows, conditional job-state updates, quota
+# reservations under concurrent uploads, policy and beat rows, aggregates of the metrics and the
+# overview, cursor pagination, NUL bytes, the API over all of them for every role. The rest of
+# the quick tests (validation, parsing, pages, settings, files) runs on SQLite only.
+POSTGRES_TESTS=(accounts tests/test_role_matrix.py storage_platform/tests/test_pagination.py
+                console/tests/test_overview.py
+                backups/tests/test_api_backups.py backups/tests/test_jobs.py backups/tests/test_api_jobs.py
+                backups/tests/test_api_volume_references.py backups/tests/test_pack_verification.py
+                backups/scheduling/tests/test_policy_api.py backups/scheduling/tests/test_sync.py
+                backups/scheduling/tests/test_fanout.py backups/scheduling/tests/test_missed_runs.py
+                backups/scheduling/tests/test_reconciler.py backups/scheduling/tests/test_backup_all_command.py
+                volumes/tests/test_volume_api.py volumes/tests/test_reservations.py
+                volumes/tests/test_parallel_uploads.py
+                monitoring/tests/test_collectors.py monitoring/tests/test_heartbeats_and_readiness.py
+                monitoring/tests/test_liveness.py)
 
 declare -A lane_pid lane_started
 start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
@@ -47,6 +57,7 @@ start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
   lane_started[$name]=$(date +%s)
   env DATA_DIR="$SCRATCH/$name" CELERY_BROKER_URL="redis://127.0.0.1:6379/$db" \
     TEST_REDIS_URL="redis://127.0.0.1:6379/$db" "${environment[@]}" \
+    /usr/bin/time -f "lane $name: %U s user + %S s system CPU (pytest and the processes it waited for)" \
     "$BIN/pytest" -q --durations=5 "$@" >"$SCRATCH/$name.log" 2>&1 &
   lane_pid[$name]=$!
   echo "== lane $name started (pid ${lane_pid[$name]})"
@@ -58,8 +69,7 @@ start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${
 start_lane django 11 -- -m "not engine and not slow" "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
-  -m "not engine and not slow" "${POSTGRES_TESTS[@]}" \
-  --ignore=monitoring/tests/test_grafana_dashboard.py --ignore=monitoring/tests/test_runbook_links.py "$@"
+  -m "not engine and not slow" "${POSTGRES_TESTS[@]}" "$@"
 
 failed=0
 total_passed=0
