@@ -9,10 +9,13 @@
 #
 #   engine    pure backup-engine tests (no Django database)               Redis db 10
 #   django    every other quick test, on SQLite                           Redis db 11
-#   faults    slow tests that kill, cut or restart things, fresh deploys,  Redis db 12
-#             the upgrade of a real deployment
+#   faults    slow tests that kill, cut or restart things                 Redis db 12
+#   deploys   fresh deployments (make run's processes), the upgrade of a   Redis db 15
+#             real deployment and its rollback
 #   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
-#   slow      the other slow tests (real workers, live servers, ops)      Redis db 13
+#   ops       slow tests of the Ansible collection and playbooks, sanity   Redis db 8
+#             and lint (their own workers use db 6)
+#   slow      the other slow tests (real workers, live servers)           Redis db 13
 #   postgres  the quick tests of the database's users again, on PostgreSQL  Redis db 9
 #             (POSTGRES_TESTS: where the database changes the outcome)
 #
@@ -28,8 +31,10 @@ unset PYTHONDONTWRITEBYTECODE
 SCRATCH=$(mktemp -d /tmp/sp-test.XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 PG_NAME="sp_test_$$"
-FAULT_TESTS=(tests/faults tests/test_fresh_deployment.py tests/ops/test_lcm_upgrade_live.py)
+FAULT_TESTS=(tests/faults)
+DEPLOY_TESTS=(tests/test_fresh_deployment.py tests/ops/test_lcm_upgrade_live.py)
 CLIENT_TESTS=(tests/storagectl tests/browser tests/test_api_fuzz.py)
+OPS_TESTS=(tests/ops)
 # What the database can change: tokens and audit rows, conditional job-state updates, quota
 # reservations under concurrent uploads, policy and beat rows, aggregates of the metrics and the
 # overview, cursor pagination, NUL bytes, the API over all of them for every role. The rest of
@@ -64,8 +69,11 @@ start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
 }
 
 start_lane faults 12 -- -m slow "${FAULT_TESTS[@]}" "$@"
+start_lane deploys 15 -- -m slow "${DEPLOY_TESTS[@]}" "$@"
 start_lane clients 14 -- -m slow "${CLIENT_TESTS[@]}" "$@"
-start_lane slow 13 -- -m slow $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${CLIENT_TESTS[@]}") "$@"
+start_lane ops 8 -- -m slow "${OPS_TESTS[@]}" --ignore=tests/ops/test_lcm_upgrade_live.py "$@"
+start_lane slow 13 -- -m slow \
+  $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${DEPLOY_TESTS[@]}" "${CLIENT_TESTS[@]}" "${OPS_TESTS[@]}") "$@"
 start_lane django 11 -- -m "not engine and not slow" "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
@@ -75,7 +83,7 @@ failed=0
 total_passed=0
 total_failed=0
 summary=()
-for name in faults clients slow django engine postgres; do
+for name in faults deploys clients ops slow django engine postgres; do
   status=0
   wait "${lane_pid[$name]}" || status=$?
   echo

@@ -46,6 +46,7 @@ class MotoServer:
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile()
+        self._shared_client = None
 
     @property
     def endpoint_url(self) -> str:
@@ -113,6 +114,14 @@ class MotoServer:
                            secret_access_key=self.secret_access_key,
                            connect_timeout=connect_timeout, read_timeout=read_timeout)
 
+    def shared_client(self):
+        """One client with the default timeouts for every test of this server: building a boto3
+        client costs a quarter of a CPU second, and hundreds of tests each want one. boto3
+        clients are thread-safe; nobody closes this one but the server's end."""
+        if self._shared_client is None:
+            self._shared_client = self.client()
+        return self._shared_client
+
     def create_bucket(self, name: str | None = None, client=None) -> str:
         name = name or f"test-{os.getpid()}-{next(_bucket_numbers)}-{uuid.uuid4().hex[:8]}"
         (client or self.client()).create_bucket(Bucket=name)
@@ -162,10 +171,9 @@ def s3_server():
 
 @pytest.fixture
 def s3_bucket(s3_server):
-    client = s3_server.client()
+    client = s3_server.shared_client()
     name = s3_server.create_bucket(client=client)
     yield S3Bucket(name=name, client=client, server=s3_server)
-    client.close()
 
 
 @pytest.fixture

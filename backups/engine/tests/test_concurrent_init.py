@@ -17,7 +17,7 @@ from backups.engine.backends import open_backend
 from backups.engine.repository import Repository
 
 PROCESSES = 5
-ROUNDS = 2  # each round is a fresh race; two catch what three did in every run so far
+ROUNDS = 2  # each round is a fresh race on a fresh repository
 ROOT = Path(__file__).resolve().parents[3]
 
 
