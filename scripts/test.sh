@@ -8,7 +8,9 @@
 # lane sees another's volumes or steals another's queued messages:
 #
 #   engine    pure backup-engine tests (no Django database)               Redis db 10
-#   django    every other quick test, on SQLite                           Redis db 11
+#   django    the quick tests of backups and volumes, on SQLite           Redis db 11
+#   platform  every other quick test (accounts, console, monitoring,       Redis db 7
+#             settings and API-wide tests, ops files), on SQLite
 #   faults    slow tests that kill, cut or restart things                 Redis db 12
 #   deploys   fresh deployments (make run's processes), the upgrade of a   Redis db 15
 #             real deployment and its rollback
@@ -74,7 +76,8 @@ start_lane clients 14 -- -m slow "${CLIENT_TESTS[@]}" "$@"
 start_lane ops 8 -- -m slow "${OPS_TESTS[@]}" --ignore=tests/ops/test_lcm_upgrade_live.py "$@"
 start_lane slow 13 -- -m slow \
   $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${DEPLOY_TESTS[@]}" "${CLIENT_TESTS[@]}" "${OPS_TESTS[@]}") "$@"
-start_lane django 11 -- -m "not engine and not slow" "$@"
+start_lane django 11 -- -m "not engine and not slow" backups volumes "$@"
+start_lane platform 7 -- -m "not engine and not slow" accounts console monitoring storage_platform tests "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
   -m "not engine and not slow" "${POSTGRES_TESTS[@]}" "$@"
@@ -83,7 +86,7 @@ failed=0
 total_passed=0
 total_failed=0
 summary=()
-for name in faults deploys clients ops slow django engine postgres; do
+for name in faults deploys clients ops slow django platform engine postgres; do
   status=0
   wait "${lane_pid[$name]}" || status=$?
   echo
