@@ -8,15 +8,17 @@
 # lane sees another's volumes or steals another's queued messages:
 #
 #   engine    pure backup-engine tests (no Django database)               Redis db 10
-#   django    the quick tests of backups and volumes, on SQLite           Redis db 11
+#   django    the quick tests of backups and volumes, and the security     Redis db 11
+#             tests (hostile input, tokens, throttling), on SQLite
 #   platform  every other quick test (accounts, console, monitoring,       Redis db 7
 #             settings and API-wide tests, ops files), on SQLite
-#   faults    slow tests that kill, cut or restart things                 Redis db 12
+#   faults    slow tests that kill, cut or restart things; the browser     Redis db 12
+#             tests; the collection's sanity and lint
 #   deploys   fresh deployments (make run's processes), the upgrade of a   Redis db 15
 #             real deployment and its rollback
-#   clients   slow tests of the clients: storagectl, browser, API fuzzing  Redis db 14
-#   ops       slow tests of the Ansible collection and playbooks, sanity   Redis db 8
-#             and lint (their own workers use db 6)
+#   clients   slow tests of the clients: storagectl, API fuzzing           Redis db 14
+#   ops       slow tests of the Ansible collection and playbooks           Redis db 8
+#             (their own workers use db 6)
 #   slow      the other slow tests (real workers, live servers)           Redis db 13
 #   postgres  the quick tests of the database's users again, on PostgreSQL  Redis db 9
 #             (POSTGRES_TESTS: where the database changes the outcome)
@@ -33,9 +35,11 @@ unset PYTHONDONTWRITEBYTECODE
 SCRATCH=$(mktemp -d /tmp/sp-test.XXXXXX)
 trap 'rm -rf "$SCRATCH"' EXIT
 PG_NAME="sp_test_$$"
-FAULT_TESTS=(tests/faults)
+# The faults lane is the shortest of the slow ones: it also takes the browser tests and the
+# collection's sanity and lint, so that no lane runs alone at the end.
+FAULT_TESTS=(tests/faults tests/browser tests/ops/test_collection_quality.py)
 DEPLOY_TESTS=(tests/test_fresh_deployment.py tests/ops/test_lcm_upgrade_live.py)
-CLIENT_TESTS=(tests/storagectl tests/browser tests/test_api_fuzz.py)
+CLIENT_TESTS=(tests/storagectl tests/test_api_fuzz.py)
 OPS_TESTS=(tests/ops)
 # What the database can change: tokens and audit rows, conditional job-state updates, quota
 # reservations under concurrent uploads, policy and beat rows, aggregates of the metrics and the
@@ -73,11 +77,13 @@ start_lane() {  # name redis-db [VAR=value ...] -- pytest arguments
 start_lane faults 12 -- -m slow "${FAULT_TESTS[@]}" "$@"
 start_lane deploys 15 -- -m slow "${DEPLOY_TESTS[@]}" "$@"
 start_lane clients 14 -- -m slow "${CLIENT_TESTS[@]}" "$@"
-start_lane ops 8 -- -m slow "${OPS_TESTS[@]}" --ignore=tests/ops/test_lcm_upgrade_live.py "$@"
+start_lane ops 8 -- -m slow "${OPS_TESTS[@]}" --ignore=tests/ops/test_lcm_upgrade_live.py \
+  --ignore=tests/ops/test_collection_quality.py "$@"
 start_lane slow 13 -- -m slow \
   $(printf -- '--ignore=%s ' "${FAULT_TESTS[@]}" "${DEPLOY_TESTS[@]}" "${CLIENT_TESTS[@]}" "${OPS_TESTS[@]}") "$@"
-start_lane django 11 -- -m "not engine and not slow" backups volumes "$@"
-start_lane platform 7 -- -m "not engine and not slow" accounts console monitoring storage_platform tests "$@"
+start_lane django 11 -- -m "not engine and not slow" backups volumes tests/security "$@"
+start_lane platform 7 -- -m "not engine and not slow" accounts console monitoring storage_platform tests \
+  --ignore=tests/security "$@"
 start_lane engine 10 -- -m "engine and not slow" "$@"
 start_lane postgres 9 DATABASE_URL="postgres://postgres@127.0.0.1:5432/${PG_NAME}" -- \
   -m "not engine and not slow" "${POSTGRES_TESTS[@]}" "$@"
