@@ -241,6 +241,24 @@ def test_lcm_upgrade_moves_a_real_deployment_from_the_previous_commit_to_the_cur
     backups = deployment.api("GET", "/api/v1/backups", role="read").json()["results"]
     assert [backup["status"] for backup in backups] == ["completed"]  # the pre-upgrade backup
 
+    # A second run with the version already running touches nothing.
+    dumps = sorted((deployment.root / "dumps").iterdir())
+    again = deployment.playbook("lcm_upgrade.yml", {"platform_version": current})
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output + deployment.logs()
+    assert f"the platform already runs {current}" in output and "changed=0" in output, output
+    assert "TASK [Maintenance mode, systemd or venv host" not in output
+    assert sorted((deployment.root / "dumps").iterdir()) == dumps
+    assert len(deployment.api("GET", "/api/v1/backups", role="read").json()["results"]) == 1
+
+    # --check cannot preview an upgrade: the play refuses before touching anything.
+    checked = deployment.playbook("lcm_upgrade.yml", {"platform_version": current}, "--check")
+    output = checked.stdout + checked.stderr
+    assert checked.returncode != 0 and "--check is not supported" in output, output
+    assert "changed=0" in output
+    assert deployment.version()["git_revision"] == current
+    assert not (deployment.data / "maintenance").exists()
+
 
 def test_lcm_health_check_passes_on_the_upgraded_platform_and_names_a_stopped_beat(deployment, releases):
     _previous, current = releases
