@@ -24,6 +24,13 @@ every implementation):
 * `delete(name)` removes the object; deleting a missing object is not an error (prune may
   be retried).
 * `exists(name)` and `size(name)` (`ObjectNotFound` when missing).
+* `spool()` gives a scratch file for an object written piece by piece (a pack), and
+  `put_spool(name, spool)` stores its whole content under `name` with `put`'s guarantees.
+  The default spool is an anonymous temporary file that `put_spool` reads back and `put`s;
+  a backend that can do better overrides both (local disk renames the spool into place, S3
+  streams it). Either way the object's bytes are never all in memory while it is written.
+  Retrying `put_spool` is safe; the caller closes the spool afterwards, which removes
+  whatever is left of it.
 * Transient failures (network, 5xx, throttling) raise `BackendUnavailable`, which callers
   may retry; everything else is permanent. Retrying is the job of `RetryingBackend`, a
   wrapper, not of each backend.
@@ -32,7 +39,47 @@ every implementation):
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
+
+#: Writes to a spool are buffered: a pack of many small blobs costs one system call per
+#: this many bytes instead of one per blob.
+SPOOL_BUFFER_BYTES = 256 * 1024
+
+
+class Spool:
+    """A scratch file that an object is written into piece by piece before it is stored.
+
+    `path` is set while the file has a name that must be removed when the spool is closed
+    unstored (a backend that renames the file into place clears it).
+    """
+
+    def __init__(self, file, path: str | None = None):
+        self.file = file
+        self.path = path
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.file.write(data)
+        self.size += len(data)
+
+    def rewind(self):
+        """The file, flushed and positioned at its start, for reading it back."""
+        self.file.flush()
+        self.file.seek(0)
+        return self.file
+
+    def read_all(self) -> bytes:
+        return self.rewind().read()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.path = None
 
 
 class Backend(abc.ABC):
@@ -61,6 +108,15 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def size(self, name: str) -> int: ...
+
+    def spool(self) -> Spool:
+        """A new scratch file for `put_spool`: by default anonymous, in the system's
+        temporary directory (`TMPDIR`)."""
+        return Spool(tempfile.TemporaryFile(prefix="spool-", buffering=SPOOL_BUFFER_BYTES))
+
+    def put_spool(self, name: str, spool: Spool) -> None:
+        """Store the spool's whole content as `name` (see the module docstring)."""
+        self.put(name, spool.read_all())
 
     def close(self) -> None:
         """Release connections; the backend must not be used afterwards."""
@@ -99,6 +155,12 @@ class BackendWrapper(Backend):
 
     def size(self, name: str) -> int:
         return self.inner.size(name)
+
+    def spool(self) -> Spool:
+        return self.inner.spool()
+
+    def put_spool(self, name: str, spool: Spool) -> None:
+        return self.inner.put_spool(name, spool)
 
     def close(self) -> None:
         self.inner.close()

@@ -17,7 +17,7 @@ import time
 from . import errors
 from .backends import open_backend
 from .keys import load_key_encryption_key
-from .memory import limit_malloc_arenas
+from .memory import tune_malloc
 from .repository import Repository
 
 
@@ -298,7 +298,7 @@ COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    limit_malloc_arenas()
+    tune_malloc()
     # File names are arbitrary bytes (surrogate-escaped): print them escaped rather than
     # fail a finished backup on the message that reports it.
     for stream in (sys.stdout, sys.stderr):

@@ -50,6 +50,20 @@ class RepositoryCipher:
         self._aead.encrypt_into(nonce, plaintext, associated, memoryview(sealed)[NONCE_SIZE:])
         return sealed
 
+    def seal_into(self, plaintext: bytes | memoryview, associated: bytes,
+                  buffer: bytearray) -> memoryview:
+        """`seal` into the start of a caller's reusable `buffer` (at least `sealed_size`
+        bytes); returns the sealed bytes as a view of it, valid until the buffer is reused."""
+        size = self.sealed_size(len(plaintext))
+        view = memoryview(buffer)[:size]
+        view[:NONCE_SIZE] = os.urandom(NONCE_SIZE)
+        self._aead.encrypt_into(view[:NONCE_SIZE], plaintext, associated, view[NONCE_SIZE:])
+        return view
+
+    @staticmethod
+    def sealed_size(plaintext_size: int) -> int:
+        return NONCE_SIZE + plaintext_size + TAG_SIZE
+
     def open(self, sealed: bytes | memoryview, associated: bytes, what: str) -> bytes:
         """Inverse of `seal`; `DataIntegrityError` when the bytes or the associated data differ."""
         if len(sealed) < NONCE_SIZE + TAG_SIZE:

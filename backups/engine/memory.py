@@ -1,10 +1,18 @@
 """Process memory tuning for the engine's thread pipeline (glibc only; a no-op elsewhere).
 
-Why: every worker thread that allocates 1 MiB chunk buffers gets its own glibc malloc arena,
-and freed chunks stay in those arenas, fragmented. Measured on a 256 MiB backup: peak RSS
-236 MiB with the default arena count, 180 MiB with two arenas, and slightly *less* CPU. The
-setting is process-wide and only affects arenas created afterwards, so it is applied once,
-as early as possible (CLI start, first backup/restore).
+Why: a backup allocates and frees two buffers of about a chunk (1 MiB on average) per chunk
+(the chunk itself and its compressed form) from several threads. glibc serves them from
+its arenas, raising its mmap threshold dynamically after the first such free, and freed
+chunks stay there, fragmented: RSS grows towards everything ever allocated. Two settings,
+applied once, as early as possible (CLI start, first backup/restore), process-wide:
+
+* at most two malloc arenas (measured on a 256 MiB backup: peak RSS 236 MiB with the default
+  arena count, 180 MiB with two, and slightly *less* CPU);
+* a fixed mmap threshold of 256 KiB, which also turns off the dynamic one: every
+  chunk-sized buffer is its own mapping, returned to the OS when freed. Measured on the
+  1 GiB bench set (full backup, packs spooled to disk): peak RSS 170-180 MiB with the
+  dynamic threshold and a trim above 128 MiB, 126-132 MiB with the fixed one, for ~1 s more
+  of system time (page faults of the fresh mappings) out of ~6 s of CPU.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ import os
 import sys
 
 M_ARENA_MAX = -8
+M_MMAP_THRESHOLD = -3
 ARENAS = 2
+MMAP_THRESHOLD_BYTES = 256 * 1024
 _applied = False
 
 
-def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
-    """Cap glibc malloc arenas; True when applied (or already), False when not glibc."""
+def tune_malloc(arenas: int = ARENAS, mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Cap glibc malloc arenas and fix its mmap threshold; True when applied (or already),
+    False when not glibc."""
     global _applied
     if _applied:
         return True
@@ -30,7 +41,8 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _applied = bool(libc.mallopt(M_ARENA_MAX, arenas))
+        _applied = bool(libc.mallopt(M_ARENA_MAX, arenas)) and \
+            bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold))
     except (OSError, AttributeError):
         return False
     return _applied

@@ -3,12 +3,13 @@
 Worker threads hash each chunk (HMAC-SHA256 id), skip it when the index or another task
 already has it (dedup), compress (zstd 3, raw when not smaller; a chunk whose samples do not
 compress is stored raw without trying the whole), encrypt (AES-256-GCM) and
-append it to the open pack; full packs go to upload threads (trailer, SHA-256 pack id,
-`backend.put`). zstd, HMAC and AES-GCM release the GIL, so the workers use both cores.
+append it to the open pack, a spool file (`backend.spool()`); full packs go to upload
+threads (trailer, `backend.put_spool`). zstd, HMAC and AES-GCM release the GIL, so the workers use both cores.
 
 Bounded: at most `IN_FLIGHT_BYTES` of plaintext queued for the workers (`submit` blocks),
 at most `UPLOAD_SLOTS` finished packs waiting for storage (a worker that fills a pack
-blocks), so memory stays flat for any input.
+blocks), so memory and spool space stay flat for any input: packs live in spool files,
+not in memory (see `PackSpool`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import zstandard
 
 from .format import BlobType, Compression
 from .memory import trim_if_above
-from .packer import PackBuilder, blob_associated_data, pack_name
+from .packer import PackSpool, blob_associated_data, pack_name
 
 IN_FLIGHT_BYTES = 16 * 1024 * 1024
 UPLOAD_SLOTS = 2
@@ -29,9 +30,9 @@ UPLOAD_SLOTS = 2
 UPLOAD_THREADS = 2
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 #: After each stored pack, freed heap memory goes back to the OS if RSS is above this (see
-#: memory.py): often enough to hold the peak well under 300 MiB, rarely enough that
-#: re-faulting pages costs little.
-TRIM_ABOVE_BYTES = 224 * 1024 * 1024
+#: memory.py): with chunk buffers mapped and unmapped one by one this rarely triggers; it
+#: stays as a bound for what the heap keeps of smaller allocations.
+TRIM_ABOVE_BYTES = 160 * 1024 * 1024
 #: Compression trial: chunks of at least TRIAL_MIN bytes are sampled first (TRIAL_SAMPLES
 #: pieces of TRIAL_SAMPLE bytes spread over the chunk); when no sample shrinks below
 #: TRIAL_RATIO of its size, the chunk is stored raw without compressing it whole. Random data
@@ -64,7 +65,7 @@ class BlobPipeline:
         self.lock = threading.Lock()
         self.index = repo.index
         self.pending_ids: set[bytes] = set()
-        self.packs = {BlobType.DATA: PackBuilder(), BlobType.TREE: PackBuilder()}
+        self.packs = {BlobType.DATA: self._new_pack(), BlobType.TREE: self._new_pack()}
         self.written: dict[str, list] = {}
         self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="backup-worker")
         self.uploader = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="backup-upload")
@@ -75,6 +76,9 @@ class BlobPipeline:
         self.in_flight_changed = threading.Condition()
         self.local = threading.local()
         self.failed: BaseException | None = None
+
+    def _new_pack(self) -> PackSpool:
+        return PackSpool(self.repo.backend.spool)
 
     # -- submission (main thread) ---------------------------------------------------------------
     def submit(self, batch: Batch) -> None:
@@ -126,6 +130,12 @@ class BlobPipeline:
             self.failed = error
             raise
 
+    def _seal_buffer(self, size: int) -> bytearray:
+        buffer = getattr(self.local, "seal_buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = self.local.seal_buffer = bytearray(size)
+        return buffer
+
     def _incompressible(self, data: bytes) -> bool:
         """True when every sample of a large chunk stays at TRIAL_RATIO or more of its size."""
         if len(data) < TRIAL_MIN:
@@ -143,7 +153,11 @@ class BlobPipeline:
             payload, compression = compressed, Compression.ZSTD
         else:
             payload, compression = data, Compression.RAW
-        sealed = self.cipher.seal(payload, blob_associated_data(blob_id, blob_type, compression))
+        # Sealed into this thread's reusable buffer: the pack spool copies it out under the
+        # lock below, so no fresh 1 MiB allocation per chunk (fewer pages to fault and trim).
+        associated = blob_associated_data(blob_id, blob_type, compression)
+        sealed = self.cipher.seal_into(payload, associated,
+                                       self._seal_buffer(self.cipher.sealed_size(len(payload))))
         full = None
         with self.lock:
             builder = self.packs[blob_type]
@@ -153,11 +167,11 @@ class BlobPipeline:
             self.stats["bytes_stored"] += len(sealed)
             if builder.size >= self.pack_size:
                 full = builder
-                self.packs[blob_type] = PackBuilder()
+                self.packs[blob_type] = self._new_pack()
         if full is not None:
             self._upload(full)
 
-    def _upload(self, builder: PackBuilder) -> None:
+    def _upload(self, builder: PackSpool) -> None:
         # Back-pressure: a worker that fills a pack waits for an upload slot, so at most
         # UPLOAD_SLOTS finished packs sit in memory.
         self.upload_slots.acquire()
@@ -166,10 +180,12 @@ class BlobPipeline:
         with self.lock:
             self.upload_futures.append(future)
 
-    def _write_pack(self, builder: PackBuilder) -> None:
-        pack_id, data, entries = builder.finish(self.cipher)
-        self.repo.backend.put(pack_name(pack_id), data)
-        del data
+    def _write_pack(self, builder: PackSpool) -> None:
+        try:
+            pack_id, entries = builder.finish(self.cipher)
+            self.repo.backend.put_spool(pack_name(pack_id), builder.spool)
+        finally:
+            builder.close()
         with self.lock:
             self.written[pack_id] = entries
             self.stats["packs_written"] += 1
@@ -188,7 +204,7 @@ class BlobPipeline:
         for blob_type in (BlobType.DATA, BlobType.TREE):
             builder = self.packs[blob_type]
             if builder.entries:
-                self.packs[blob_type] = PackBuilder()
+                self.packs[blob_type] = self._new_pack()
                 self._upload(builder)
         for future in list(self.upload_futures):
             future.result()
@@ -197,3 +213,5 @@ class BlobPipeline:
     def shutdown(self) -> None:
         self.workers.shutdown(wait=True, cancel_futures=True)
         self.uploader.shutdown(wait=True, cancel_futures=True)
+        for builder in self.packs.values():  # unfinished packs of a failed or cancelled backup
+            builder.close()

@@ -25,7 +25,7 @@ from .errors import (FormatError, DataIntegrityError, ObjectNotFound, Repository
                      RepositoryNotFound, SnapshotNotFound, WrongKey, EngineError)
 from .format import BlobType, Compression, ObjectType
 from .index import Index, IndexEntry, write_index
-from .memory import limit_malloc_arenas
+from .memory import tune_malloc
 from .locking import repository_lock
 from .keys import (KeyEncryptionKey, MasterKey, describe_key_object, load_key_encryption_key,
                    unwrap_master_key, wrap_master_key)
@@ -552,7 +552,7 @@ class Repository:
                parent: str | None = "auto", progress=None, cancel=None, hostname=None):
         """Back up `source_dir`; see `archiver.backup`."""
         from .archiver import backup
-        limit_malloc_arenas()
+        tune_malloc()
         with self.lock(exclusive=False, holder=f"backup {source or source_dir}",
                        wait=SHARED_LOCK_WAIT_SECONDS):
             return backup(self, source_dir, source=source, tags=tags, parent=parent,
@@ -562,7 +562,7 @@ class Repository:
                 progress=None, cancel=None):
         """Restore a snapshot (or `sub_path` of it) into `target_dir`; see `restorer.restore`."""
         from .restorer import restore
-        limit_malloc_arenas()
+        tune_malloc()
         with self.lock(exclusive=False, holder=f"restore {snapshot}",
                        wait=SHARED_LOCK_WAIT_SECONDS):
             return restore(self, snapshot, target_dir, sub_path=sub_path, progress=progress,

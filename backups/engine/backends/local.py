@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterator
 
-from ..backend import Backend
+from ..backend import SPOOL_BUFFER_BYTES, Backend, Spool
 from ..errors import BackendError, BackendUnavailable, ObjectCorrupt, ObjectNotFound
 
 #: Temporary files start with this prefix; `list` skips them, so a half-written object left
@@ -128,6 +128,35 @@ class LocalBackend(Backend):
             if isinstance(error, OSError):
                 raise _map_os_error(error, name) from error
             raise
+
+    def spool(self) -> Spool:
+        """A temporary file in the repository itself, so `put_spool` is a rename, not a
+        copy. A crash leaves it to prune's sweep of temporary files, like a half-done put."""
+        if not os.path.isdir(self.root):
+            self._make_directories(self.root)
+        path = os.path.join(self.root, f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}")
+        try:
+            file = open(path, "xb", buffering=SPOOL_BUFFER_BYTES)  # noqa: SIM115 - Spool closes it
+        except OSError as error:
+            raise _map_os_error(error, "a new spool file") from error
+        return Spool(file, path)
+
+    def put_spool(self, name: str, spool: Spool) -> None:
+        if spool.path is None or os.path.dirname(spool.path) != self.root:
+            return super().put_spool(name, spool)  # not one of ours (or stored already)
+        path = self._path(name)
+        directory = os.path.dirname(path)
+        try:
+            spool.file.flush()
+            if self._fsync:
+                os.fsync(spool.file.fileno())
+            if not os.path.isdir(directory):
+                self._make_directories(directory)
+            os.replace(spool.path, path)
+            spool.path = None  # it is the object now: closing the spool must not remove it
+            self._fsync_directory(directory)
+        except OSError as error:
+            raise _map_os_error(error, name) from error
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):

@@ -75,6 +75,9 @@ class RetryingBackend(BackendWrapper):
     def put(self, name: str, data: bytes) -> None:
         return self._call("put", name, self.inner.put, name, data)
 
+    def put_spool(self, name: str, spool) -> None:
+        return self._call("put", name, self.inner.put_spool, name, spool)
+
     def create(self, name: str, data: bytes) -> bool:
         return self._call("create", name, self.inner.create, name, data)
 

@@ -160,6 +160,16 @@ class S3Backend(Backend):
         except Exception as error:
             raise map_boto_error(error, self._what("put", name)) from error
 
+    def put_spool(self, name: str, spool) -> None:
+        if spool.size >= self.multipart_threshold:
+            super().put_spool(name, spool)  # rare (a pack larger than the threshold): read back, multipart
+            return
+        try:
+            # boto3 streams the file (and seeks back itself when it retries).
+            self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=spool.rewind())
+        except Exception as error:
+            raise map_boto_error(error, self._what("put", name)) from error
+
     def create(self, name: str, data: bytes) -> bool:
         key = self._key(name)
         try:

@@ -87,6 +87,11 @@ class RateLimitedBackend(BackendWrapper):
             self._upload.take(len(data))
         return self.inner.put(name, data)
 
+    def put_spool(self, name: str, spool) -> None:
+        if self._upload is not None:
+            self._upload.take(spool.size)
+        return self.inner.put_spool(name, spool)
+
     def create(self, name: str, data: bytes) -> bool:
         if self._upload is not None:
             self._upload.take(len(data))
