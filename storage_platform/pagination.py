@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -66,9 +67,33 @@ class KeysetPagination(CursorPagination):
         return []  # described by StandardPagination
 
 
+class KeysFirstPaginator(Paginator):
+    """Page numbers that select a page's primary keys first, then only those rows.
+
+    Why: a list's rows carry annotations (a volume's last backup is two subqueries), and
+    PostgreSQL evaluates them for every row an OFFSET steps over: `/volumes?page=500` of
+    50,000 volumes took ~0.5 s of database time, the first page ~15 ms. Stepping over bare
+    keys in the list's order is an index scan; the annotations are then computed for the
+    page's rows alone. Same rows, same order, same `count`.
+    """
+
+    def page(self, number):
+        if not isinstance(self.object_list, QuerySet):
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        keys = list(self.object_list.values_list("pk", flat=True)[bottom:top])
+        rows = {row.pk: row for row in self.object_list.filter(pk__in=keys)}
+        return self._get_page([rows[key] for key in keys if key in rows], number, self)
+
+
 class StandardPagination(PageNumberPagination):
     """`?page=`/`?page_size=` (with `count`), or `?cursor=` for keyset pages (see module doc)."""
 
+    django_paginator_class = KeysFirstPaginator
     page_size = DEFAULT_PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE

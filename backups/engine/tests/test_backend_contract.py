@@ -181,6 +181,47 @@ def test_local_create_leaves_no_temporary_file_either_way(tmp_path):
     assert list(store.list_temporary()) == []
 
 
+def _spool_with(backend, *pieces):
+    spool = backend.spool()
+    for piece in pieces:
+        spool.write(piece)
+    return spool
+
+
+def test_put_spool_stores_everything_written_to_the_spool(backend):
+    pieces = [os.urandom(1000), b"", os.urandom(300_000), b"tail"]
+    spool = _spool_with(backend, *pieces)
+    assert spool.size == sum(map(len, pieces))
+    try:
+        backend.put_spool("data/cd/spooled", spool)
+    finally:
+        spool.close()
+    assert backend.get("data/cd/spooled") == b"".join(pieces)
+    assert list(backend.list("data/")) == ["data/cd/spooled"]
+    if isinstance(backend, LocalBackend):
+        assert list(backend.list_temporary()) == []
+
+
+def test_a_spool_closed_without_being_stored_leaves_nothing(backend):
+    spool = _spool_with(backend, b"abandoned pack")
+    spool.close()
+    assert list(backend.list("")) == []
+    if isinstance(backend, LocalBackend):
+        assert list(backend.list_temporary()) == []
+        assert os.listdir(backend.root) == []
+
+
+def test_local_spool_becomes_the_object_by_rename_not_copy(tmp_path):
+    store = LocalBackend(tmp_path / "repo")
+    spool = _spool_with(store, b"x" * 70_000)
+    assert os.path.dirname(spool.path) == store.root  # same file system as the objects
+    spooled_inode = os.stat(spool.path).st_ino
+    store.put_spool("data/ee/renamed", spool)
+    spool.close()  # must not remove the stored object
+    assert os.stat(tmp_path / "repo" / "data" / "ee" / "renamed").st_ino == spooled_inode
+    assert store.get("data/ee/renamed") == b"x" * 70_000
+
+
 def test_invalid_names_are_refused(backend):
     for bad in ("", "/abs", "data/../config"):
         with pytest.raises(BackendError):
@@ -249,6 +290,13 @@ class FlakyBackend:
         self._maybe_fail("put")
         return self.inner.put(name, data)
 
+    def spool(self):
+        return self.inner.spool()
+
+    def put_spool(self, name, spool):
+        self._maybe_fail("put_spool")
+        return self.inner.put_spool(name, spool)
+
     def get(self, name, offset=0, length=None):
         self._maybe_fail("get")
         return self.inner.get(name, offset, length)
@@ -297,6 +345,18 @@ def test_retrying_backend_rides_out_transient_failures(backend):
     # exponential: 0.5, 1.0 for the two failures of each of the six operations
     assert delays == [0.5, 1.0] * 6
     assert wrapper.retries == 12
+
+
+def test_retrying_backend_retries_a_spooled_put_whole(backend):
+    wrapper, delays = _retrying(FlakyBackend(backend, failures=2))
+    payload = os.urandom(200_000)
+    spool = _spool_with(wrapper, payload[:1000], payload[1000:])
+    try:
+        wrapper.put_spool("data/aa/spooled", spool)
+    finally:
+        spool.close()
+    assert delays == [0.5, 1.0]
+    assert backend.get("data/aa/spooled") == payload  # the third attempt sent it all again
 
 
 def test_retrying_backend_gives_up_after_the_last_attempt(backend):
@@ -355,6 +415,21 @@ def test_s3_big_objects_go_up_in_multipart_and_read_back(s3_bucket, s3_backend):
     assert s3_backend.get("data/ff/big", 5 * 1024 * 1024 - 3, 10) == \
         payload[5 * 1024 * 1024 - 3:5 * 1024 * 1024 + 7]
     assert list(s3_backend.list_incomplete_uploads()) == []
+
+
+def test_s3_spools_stream_in_one_put_or_go_multipart_when_big(s3_bucket, s3_backend):
+    small, big = os.urandom(3 * 1024 * 1024), os.urandom(7 * 1024 * 1024)
+    for name, payload in (("data/ff/small-spool", small), ("data/ff/big-spool", big)):
+        spool = _spool_with(s3_backend, payload)
+        try:
+            s3_backend.put_spool(name, spool)
+        finally:
+            spool.close()
+        assert s3_backend.get(name) == payload
+    head = s3_bucket.client.head_object
+    assert "-" not in head(Bucket=s3_bucket.name, Key="repo/prefix/data/ff/small-spool")["ETag"]
+    assert head(Bucket=s3_bucket.name, Key="repo/prefix/data/ff/big-spool")["ETag"].strip(
+        '"').endswith("-2")
 
 
 def test_s3_small_objects_are_single_puts(s3_bucket, s3_backend):

@@ -169,3 +169,27 @@ def test_round_trip_on_s3(tmp_path, s3_bucket):
     repo.backup(source)
     repo.restore("latest", tmp_path / "target")
     assert snapshot_tree(tmp_path / "target") == snapshot_tree(source)
+
+
+def test_a_backup_that_cannot_store_a_pack_fails_and_leaves_no_spool_behind(tmp_path):
+    from backups.engine.backend import BackendWrapper
+    from backups.engine.errors import BackendError
+
+    class PacksRefused(BackendWrapper):
+        def put_spool(self, name, spool):
+            raise BackendError("disk says no")
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(3 * 1024 * 1024))
+    (source / "small").write_text("small file")
+    local = engine.LocalBackend(str(tmp_path / "repo"))
+    engine.Repository.init(local, KEY)
+    repo = engine.Repository.open(PacksRefused(local), KEY)
+    with pytest.raises(BackendError, match="disk says no"):
+        repo.backup(source)
+    assert list(local.list_temporary()) == []
+    assert list(local.list("data/")) == [] and list(local.list("snapshots/")) == []
+    # the same repository, storage working again: nothing of the failed run is in the way
+    result = engine.Repository.open(local, KEY).backup(source)
+    assert result.stats["packs_written"] >= 1 and list(local.list_temporary()) == []

@@ -52,6 +52,18 @@ def test_a_put_takes_its_size_divided_by_the_upload_rate_in_slices(tmp_path, fak
     assert fake_time.now - 100.0 == pytest.approx(4.0)
 
 
+def test_a_spooled_put_is_paced_by_the_spool_size(tmp_path, fake_time):
+    backend = limited(tmp_path, fake_time, upload_bytes_per_second=1 * MIB)
+    spool = backend.spool()
+    spool.write(b"z" * (2 * MIB))
+    try:
+        backend.put_spool("data/aa/spooled", spool)
+    finally:
+        spool.close()
+    assert fake_time.now - 100.0 == pytest.approx(2.0)
+    assert backend.get("data/aa/spooled") == b"z" * (2 * MIB)
+
+
 def test_a_get_is_paced_by_the_bytes_it_returned(tmp_path, fake_time):
     backend = limited(tmp_path, fake_time, download_bytes_per_second=2 * MIB)
     backend.put("data/aa/pack", b"y" * (3 * MIB))
