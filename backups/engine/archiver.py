@@ -200,7 +200,7 @@ class _Archiver:
 
     def _chunker(self) -> Chunker:
         chunker = getattr(self.local, "chunker", None)
-        if chunker is None:  # one per reader thread: it owns a reusable 16 MiB buffer
+        if chunker is None:  # one per reader thread: it owns a reusable buffer (up to 16 MiB)
             settings = self.chunker_settings
             chunker = self.local.chunker = Chunker(
                 min_size=settings.get("min_size", 512 << 10),
@@ -458,7 +458,7 @@ class _Archiver:
         size = 0
         try:
             try:
-                for data in self._chunker().chunks(descriptor):
+                for data in self._chunker().chunks(descriptor, info.st_size):
                     size += len(data)
                     self.add_large_chunk(data, content.pieces)
                     self.progress.advance(len(data), path)
