@@ -365,7 +365,7 @@ class PolicyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Policy
-        fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "rpo_hours",
+        fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
                   "verify_schedule", "verify_percent", "prune_schedule"]
 
     def clean(self):
@@ -387,7 +387,7 @@ class PolicyAdminForm(forms.ModelForm):
 class PolicyAdmin(admin.ModelAdmin):
     form = PolicyAdminForm
     list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_hours", "verify_schedule",
-                    "prune_schedule", "is_default"]
+                    "prune_schedule", "keep_good", "is_default"]
     list_filter = ["enabled", "is_default"]
     # Exactly one default policy exists (a database constraint); it is chosen by migration.
     readonly_fields = ["is_default", "next_run", "last_run"]
@@ -446,8 +446,9 @@ class PolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Apply retention and prune now…")
     def prune_now(self, request, queryset):
         if not confirmed(request):
-            items = [f"{policy.name}: retention {policy.retention or '{}'} on its "
-                     f"{policy.volumes.count()} volume(s), then unreferenced data removed" for policy in queryset]
+            items = [f"{policy.name}: retention {policy.retention or '{}'} (and the newest {policy.keep_good} good "
+                     f"snapshot(s) of each volume kept) on its {policy.volumes.count()} volume(s), then unreferenced "
+                     "data removed" for policy in queryset]
             return confirm_page(self, request, queryset, action="prune_now", title="Prune now",
                                 question="Forget the snapshots these policies no longer keep and delete the data "
                                          "no snapshot references? This cannot be undone; a dry run lists what "

@@ -12,6 +12,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 DEFAULT_SCHEDULE = "0 18 * * *"  # a daily backup at 18:00
+# Three, not one: the newest good snapshot may hold data that was already wrong when it was
+# read (ransomware, an application's bad write), which no verify can see.
+DEFAULT_KEEP_GOOD = 3
+MAX_KEEP_GOOD = 1000
 DEFAULT_RETENTION = {"keep_last": 7, "keep_daily": 14, "keep_weekly": 8, "keep_monthly": 12}
 
 
@@ -32,6 +36,12 @@ class Policy(models.Model):
     verify_schedule = models.CharField(max_length=128, blank=True, default="0 3 * * 0")
     verify_percent = models.PositiveSmallIntegerField(default=10, validators=[MaxValueValidator(100)])
     prune_schedule = models.CharField(max_length=128, blank=True, default="0 20 * * *")
+    # Retention never forgets a volume's newest `keep_good` good snapshots (verified or restored
+    # intact since they were made: `backups/good_backups.py`), whatever `retention` says.
+    keep_good = models.PositiveIntegerField(
+        default=DEFAULT_KEEP_GOOD, validators=[MaxValueValidator(MAX_KEEP_GOOD)],
+        help_text="Prune never forgets the newest this-many good snapshots of a volume (verified or "
+                  "restored intact since they were made); 0 turns this off.")
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -183,16 +193,27 @@ class Backup(models.Model):
 
 
 class PackVerification(models.Model):
-    """When a verify job last read and authenticated one pack of the repository.
+    """One pack of the repository as the catalog knows it: its size, since when the catalog
+    knows it, and when a verify job last read and authenticated it.
 
-    Written only by `backups.pack_verification` after a verify job; a pack without a row was
-    never verified, and the next verify that reads data reads it (`engine.pack_selection`).
+    Written only by `backups.pack_verification`: after a backup (the packs it wrote, never
+    verified yet), after a verify job (every pack present, with the time for those read
+    intact) and after a prune (rows of deleted packs go). A pack without a row, or with no
+    `verified_at`, was never verified, and the next verify that reads data reads it
+    (`engine.pack_selection`).
     """
 
     pack_id = models.CharField(max_length=128, primary_key=True)
-    verified_at = models.DateTimeField(db_index=True)
+    verified_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # The verify job that read it last (no foreign key: jobs may be deleted, the time stays).
     job_id = models.UUIDField(null=True, blank=True)
+    # Bytes in storage (0 for rows from before sizes were kept, until the next verify).
+    size_bytes = models.BigIntegerField(default=0)
+    # When the catalog first knew the pack: the re-verify window of a never-verified pack
+    # runs from here (`backup_unverified_bytes`).
+    first_seen_at = models.DateTimeField()
 
     def __str__(self) -> str:
+        if self.verified_at is None:
+            return f"pack {self.pack_id[:12]} never verified"
         return f"pack {self.pack_id[:12]} verified {self.verified_at:%Y-%m-%d %H:%M:%S}"

@@ -1,8 +1,8 @@
 """The catalog queries behind `/metrics`: a fixed number of queries, whatever the fleet size.
 
-`read_catalog(now)` runs exactly six queries (volumes with their last backups, backup totals,
-jobs by kind and status, the newest repository size, persisted counters, worker heartbeats)
-and returns plain data; `monitoring.collectors` turns it into metric families. There is no
+`read_catalog(now)` runs exactly seven queries (volumes with their last backups, backup totals,
+jobs by kind and status, the newest repository size, persisted counters, worker heartbeats,
+the bytes of packs no verify has read within the re-verify window) and returns plain data; `monitoring.collectors` turns it into metric families. There is no
 per-volume query: per-volume values come from one grouped query over volumes and backups.
 """
 
@@ -16,7 +16,7 @@ from django.db import connections
 from django.db.models import Count, F, FloatField, Func, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from backups import selectors
+from backups import pack_verification, selectors
 from backups.models import Backup, BackupStatus, Job, JobStatus
 from monitoring import counters, totals
 from monitoring.models import WorkerHeartbeat
@@ -69,6 +69,7 @@ class CatalogSnapshot:
     repository: RepositorySize | None = None
     persisted: dict[counters.CounterKey, float] = field(default_factory=dict)
     heartbeats: list[WorkerHeartbeat] = field(default_factory=list)
+    unverified: pack_verification.UnverifiedBytes | None = None
 
 
 class EpochSeconds(Func):
@@ -185,7 +186,7 @@ def read_heartbeats(now: datetime.datetime) -> list[WorkerHeartbeat]:
 
 
 def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
-    """Everything the collector exposes, read in six queries."""
+    """Everything the collector exposes, read in seven queries."""
     return CatalogSnapshot(
         now=now,
         volumes=read_volumes(),
@@ -194,4 +195,5 @@ def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
         repository=read_repository_size(),
         persisted=counters.read_all(),
         heartbeats=read_heartbeats(now),
+        unverified=pack_verification.unverified_bytes(now),
     )

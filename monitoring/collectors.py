@@ -63,6 +63,7 @@ class CatalogCollector:
         yield from self._backup_counters(snapshot)
         yield from self._job_metrics(snapshot)
         yield from self._repository_metrics(snapshot)
+        yield from self._verification_metrics(snapshot)
         yield from self._worker_metrics(snapshot)
         yield _build_info()
         yield GaugeMetricFamily(
@@ -225,6 +226,20 @@ class CatalogCollector:
                 "Unix time the repository size was recorded.",
                 value=_timestamp(snapshot.repository.recorded_at),
             )
+
+    # -- verification coverage ----------------------------------------------------------
+    def _verification_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        if snapshot.unverified is None:
+            return
+        unverified = GaugeMetricFamily(
+            "backup_unverified_bytes",
+            f"Bytes of packs no verify has read within VERIFY_REVERIFY_DAYS ({settings.VERIFY_REVERIFY_DAYS} d): "
+            "pending = never verified, known for less than that; overdue = not read for longer than that.",
+            labels=["state"],
+        )
+        unverified.add_metric(["pending"], snapshot.unverified.pending)
+        unverified.add_metric(["overdue"], snapshot.unverified.overdue)
+        yield unverified
 
     # -- workers ------------------------------------------------------------------------
     def _worker_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:

@@ -203,6 +203,10 @@ REPOSITORY_DIR = Path(env_str("REPOSITORY_DIR", str(DATA_DIR / "repository"))).e
 # / --limit-download); 0 = unlimited.
 BACKUP_UPLOAD_LIMIT_KIB = env_int("BACKUP_UPLOAD_LIMIT_KIB", 0, minimum=0)
 BACKUP_DOWNLOAD_LIMIT_KIB = env_int("BACKUP_DOWNLOAD_LIMIT_KIB", 0, minimum=0)
+# Every pack of the repository is read by a verify at least once in this many days (Proxmox
+# Backup Server's "re-verify after"): verifies read the packs that would pass it before the
+# next scheduled one; `backup_unverified_bytes{state="overdue"}` counts the packs that did.
+VERIFY_REVERIFY_DAYS = env_int("VERIFY_REVERIFY_DAYS", 30, minimum=1, maximum=3660)
 
 if S3_BUCKET:
     _backups_storage = {

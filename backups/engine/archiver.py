@@ -56,6 +56,9 @@ class BackupResult:
     snapshot: SnapshotInfo
     stats: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: {pack id: bytes} of the packs this backup wrote (none when everything deduplicated),
+    #: so a catalog can track them from the moment they exist (e.g. until their first verify).
+    packs: dict[str, int] = field(default_factory=dict)
 
 
 class _Content:
@@ -537,4 +540,4 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
     snapshot_id = repo.write_snapshot(info)
     archiver.progress.finish("backup complete")
     return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,
-                        warnings=list(archiver.warnings))
+                        warnings=list(archiver.warnings), packs=dict(archiver.pipeline.written_sizes))

@@ -67,6 +67,7 @@ class BlobPipeline:
         self.pending_ids: set[bytes] = set()
         self.packs = {BlobType.DATA: self._new_pack(), BlobType.TREE: self._new_pack()}
         self.written: dict[str, list] = {}
+        self.written_sizes: dict[str, int] = {}  # pack id -> bytes stored (BackupResult.packs)
         self.workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="backup-worker")
         self.uploader = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="backup-upload")
         self.upload_slots = threading.Semaphore(UPLOAD_SLOTS)
@@ -183,11 +184,13 @@ class BlobPipeline:
     def _write_pack(self, builder: PackSpool) -> None:
         try:
             pack_id, entries = builder.finish(self.cipher)
+            size = builder.size
             self.repo.backend.put_spool(pack_name(pack_id), builder.spool)
         finally:
             builder.close()
         with self.lock:
             self.written[pack_id] = entries
+            self.written_sizes[pack_id] = size
             self.stats["packs_written"] += 1
         trim_if_above(TRIM_ABOVE_BYTES)
 

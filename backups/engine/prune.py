@@ -33,7 +33,7 @@ referenced blob without an indexed copy. Before every destructive step the lock 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -73,7 +73,7 @@ class ForgetResult:
 
 def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = False,
                      now: dt.datetime | None = None, *, timezone: dt.tzinfo | None = None,
-                     lock: bool = True) -> ForgetResult:
+                     keep: Mapping[str, str] | None = None, lock: bool = True) -> ForgetResult:
     """Apply `policy` to each source's snapshots (or only `source`'s); delete the rest.
 
     `policy` is a `RetentionPolicy` or a dict for `RetentionPolicy.from_dict`. Retention is
@@ -81,21 +81,22 @@ def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = Fa
     calendar periods begin; without it, the zone of an aware `now` does (so a caller can pass
     `now` in the policy's zone through `Repository.forget`), else UTC. A dry run deletes
     nothing and returns what would go. Data is freed only by `prune_repository`.
+    `keep` ({snapshot id: reason}) is kept whatever the policy says (`apply_retention`).
     """
     if not isinstance(policy, RetentionPolicy):
         policy = RetentionPolicy.from_dict(policy)
     if lock:
         with repository_lock(repo.backend, exclusive=False, holder="forget"):
             return forget_snapshots(repo, policy, source, dry_run, now, timezone=timezone,
-                                    lock=False)
+                                    keep=keep, lock=False)
     now = now or dt.datetime.now(dt.timezone.utc)
     groups: dict[str, list] = {}
     for info in repo.snapshots(source=source):
         groups.setdefault(info.source, []).append((info.id, info.time))
     result = ForgetResult(dry_run=dry_run)
     for _, snapshots in sorted(groups.items()):
-        keep, remove, reasons = apply_retention(snapshots, policy, now, timezone=timezone)
-        result.keep.extend(keep)
+        kept, remove, reasons = apply_retention(snapshots, policy, now, timezone=timezone, keep=keep)
+        result.keep.extend(kept)
         result.remove.extend(remove)
         result.reasons.update(reasons)
     if not dry_run:

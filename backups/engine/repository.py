@@ -581,10 +581,11 @@ class Repository:
         from . import verify
         return verify.verify_repository(self, read_data_percent=read_data_percent, progress=progress)
 
-    def forget(self, policy, source: str | None = None, dry_run: bool = False, now=None):
-        """Apply a retention policy to snapshot manifests; see prune.py."""
+    def forget(self, policy, source: str | None = None, dry_run: bool = False, now=None, keep=None):
+        """Apply a retention policy to snapshot manifests, keeping `keep` ({id: reason}) too;
+        see prune.py."""
         from . import prune
-        return prune.forget_snapshots(self, policy, source=source, dry_run=dry_run, now=now)
+        return prune.forget_snapshots(self, policy, source=source, dry_run=dry_run, now=now, keep=keep)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Remove one snapshot manifest (its data goes at the next prune); see prune.py."""

@@ -16,6 +16,10 @@ it is unit-tested without a repository. Rules (restic, `internal/restic/snapshot
 * A snapshot is kept if any rule keeps it; reasons record every rule that did.
 * A policy with no rule at all keeps everything (restic refuses to forget with an empty
   policy; so do we, rather than delete every snapshot).
+* `keep` ({snapshot id: reason}) names snapshots the caller keeps whatever the rules say
+  (the platform's "last good snapshots", which the engine cannot judge: it knows nothing of
+  verify or restore history). Its ids are kept with that reason added; ids that are not
+  among the snapshots are ignored. Like restic's `--keep-tag`, but chosen by the caller.
 
 Counts are whole numbers >= 0 (0: rule off). `keep_within` is a `timedelta`, or a string in
 restic's notation: a sequence of <number><unit> with units y (365 days), m (30 days),
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -154,14 +159,16 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 
 def apply_retention(snapshots, policy: RetentionPolicy, now: dt.datetime | None = None, *,
-                    timezone: dt.tzinfo | None = None, within_reference: str = "latest"):
+                    timezone: dt.tzinfo | None = None, within_reference: str = "latest",
+                    keep: Mapping[str, str] | None = None):
     """Split `snapshots` ([(id, datetime)], any order) into (keep, remove, reasons).
 
     `keep` and `remove` are lists of ids, newest first; `reasons` maps every kept id to the
     list of rules that kept it. `timezone` decides where days/weeks/months begin; when it is
     not given, the zone of an aware `now` is used (so `now` in the policy's zone is enough),
     else UTC. `now` is the reference for `keep_within` only when `within_reference="now"`;
-    by default the newest snapshot is (see the module docstring).
+    by default the newest snapshot is (see the module docstring). `keep` ({id: reason}) is
+    kept whatever the rules say, with its reason recorded.
     """
     if within_reference not in ("latest", "now"):
         raise ValueError("within_reference must be 'latest' or 'now'")
@@ -174,7 +181,8 @@ def apply_retention(snapshots, policy: RetentionPolicy, now: dt.datetime | None 
         return [], [], reasons
     if policy.empty:
         for snapshot_id, _ in ordered:
-            reasons[snapshot_id] = ["no retention policy: keep everything"]
+            reasons[snapshot_id] = ["no retention policy: keep everything"] + (
+                [keep[snapshot_id]] if keep and snapshot_id in keep else [])
         return [snapshot_id for snapshot_id, _ in ordered], [], reasons
 
     remaining = {rule: getattr(policy, rule) for rule in COUNT_RULES}
@@ -187,7 +195,7 @@ def apply_retention(snapshots, policy: RetentionPolicy, now: dt.datetime | None 
             reference = ordered[0][1]
         within_start = reference - policy.keep_within
 
-    keep, remove = [], []
+    kept, remove = [], []
     for snapshot_id, moment in ordered:
         why = []
         if remaining["keep_last"] > 0:
@@ -204,9 +212,11 @@ def apply_retention(snapshots, policy: RetentionPolicy, now: dt.datetime | None 
                 why.append(_REASON[rule])
         if within_start is not None and moment >= within_start:
             why.append(f"within {format_duration(policy.keep_within)}")
+        if keep and snapshot_id in keep:
+            why.append(keep[snapshot_id])
         if why:
-            keep.append(snapshot_id)
+            kept.append(snapshot_id)
             reasons[snapshot_id] = why
         else:
             remove.append(snapshot_id)
-    return keep, remove, reasons
+    return kept, remove, reasons

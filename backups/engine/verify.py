@@ -67,10 +67,14 @@ class VerifyReport:
     #: Ids of the packs the data check read (damaged ones included); left out of `to_json`
     #: because a large repository has tens of thousands of packs.
     read_pack_ids: list[str] = field(default_factory=list, repr=False)
+    #: {pack id: bytes in storage} of every indexed pack present in storage (what `select`
+    #: was offered), so a caller can keep sizes without listing storage again; left out of
+    #: `to_json` for the same reason as `read_pack_ids`.
+    pack_sizes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         data = asdict(self)
-        del data["read_pack_ids"]
+        del data["read_pack_ids"], data["pack_sizes"]
         return data
 
 
@@ -149,7 +153,8 @@ def _check_packs(repo, packs: _PackIndex, report: VerifyReport, damaged_blobs: s
                              f"({len(packs.by_pack[pack_id])} blobs lost)")
         damaged_packs.add(pack_id)
         damaged_blobs.update(blob_id for blob_id, _ in packs.by_pack[pack_id])
-    for pack_id, size in pack_sizes(repo, present).items():
+    report.pack_sizes = pack_sizes(repo, present)
+    for pack_id, size in report.pack_sizes.items():
         entries = packs.by_pack[pack_id]
         needed = max(entry.offset + entry.length for _, entry in entries) + TRAILER_LENGTH.size
         if size < needed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from backups import selectors, volume_access
+from backups import pack_verification, selectors, volume_access
 from backups.models import Backup
 from backups.runners.results import backup_stats
 
@@ -74,6 +74,7 @@ def run(job, context) -> dict:
     context.progress(0, used_bytes, "backing up")
     tags = [volume_tag(volume.pk), job_tag(job), volume_name_tag(volume.name)]
     repository = open_repository()
+    written: dict[str, int] = {}  # an adopted snapshot's packs are learnt by the next verify
     try:
         earlier = adoptable_snapshots(repository, job)
         if earlier:
@@ -87,8 +88,12 @@ def run(job, context) -> dict:
                 progress=context.progress, cancel=context.cancel,
             )
             snapshot_id, stats, adopted = outcome.snapshot_id, backup_stats(outcome), False
+            written = outcome.packs
             stats.setdefault("duration_seconds", (timezone.now() - started).total_seconds())
     finally:
         repository.close()
     Backup.objects.filter(pk=backup.pk).update(snapshot_id=snapshot_id, stats=stats, tags=tags)
+    # The catalog knows each new pack from now on: the next verify reads it, and
+    # `backup_unverified_bytes` counts it until then.
+    pack_verification.register_written(written)
     return {"backup": str(backup.pk), "snapshot_id": snapshot_id, "stats": stats, "adopted": adopted}

@@ -130,6 +130,19 @@ def test_a_finished_dry_run_shows_what_would_be_removed_on_its_page(operator, vo
     assert "packs_removed: 3" in page and 'data-finished="true"' in page
 
 
+def test_a_dry_run_page_names_the_snapshots_kept_as_last_good(operator, volume):
+    job = Job.objects.create(kind=JobKind.PRUNE, status=JobStatus.SUCCEEDED, queue="maintenance",
+                             finished_at=timezone.now(), params={"dry_run": True},
+                             result={"dry_run": True, "forgotten": {"vol-a": [], "vol-b": []}, "keep_good": 3,
+                                     "kept_good": {"vol-a": [{"snapshot_id": "fedcba9876543210", "how": "verified",
+                                                              "only_reason": True}],
+                                                   "vol-b": []},
+                                     "prune": {}})
+    page = operator.get(f"/admin/backups/job/{job.pk}/change/").content.decode()
+    assert "kept as last good (newest 3)" in page
+    assert "<code>fedcba98</code> (verified, kept only for this)" in page and "vol-b: none known good" in page
+
+
 def test_a_running_jobs_page_polls_its_progress_fragment(operator, volume):
     job = Job.objects.create(kind=JobKind.BACKUP, volume=volume, status=JobStatus.RUNNING, queue="backup",
                              started_at=timezone.now(), heartbeat_at=timezone.now(), worker="w1",
@@ -184,14 +197,14 @@ def test_policies_show_their_next_and_last_run(operator):
 def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator):
     fields = {"name": "nightly", "description": "", "enabled": "on", "schedule": "not a cron", "timezone": "UTC",
               "retention": '{"keep_last": 3}', "rpo_hours": 24, "verify_schedule": "0 3 * * 0",
-              "verify_percent": 10, "prune_schedule": "0 20 * * *"}
+              "verify_percent": 10, "prune_schedule": "0 20 * * *", "keep_good": 2}
     refused = operator.post("/admin/backups/policy/add/", fields)
     assert refused.status_code == 200 and "schedule" in refused.context["adminform"].form.errors
     assert not Policy.objects.filter(name="nightly").exists()
     accepted = operator.post("/admin/backups/policy/add/", {**fields, "schedule": "30 2 * * *"})
     assert accepted.status_code == 302
     policy = Policy.objects.get(name="nightly")
-    assert policy.schedule == "30 2 * * *"
+    assert (policy.schedule, policy.keep_good) == ("30 2 * * *", 2)
     [event] = audit_events("create_policy")
     assert (event.actor, event.target_type, event.target_id, event.status_code) == ("ops", "policies", str(policy.pk), 201)
 

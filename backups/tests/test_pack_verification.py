@@ -72,7 +72,7 @@ def test_a_flipped_byte_in_a_pack_written_since_the_last_verify_fails_at_any_per
     failed = verify(1)
     assert failed.status == JobStatus.FAILED and failed.error_code == "verify_failed"
     assert damaged_id in failed.result["report"]["damaged_packs"]
-    assert not PackVerification.objects.filter(pack_id=damaged_id).exists()
+    assert PackVerification.objects.get(pack_id=damaged_id).verified_at is None
     # Still unverified: the next verify reads it again and fails again.
     assert verify(1).status == JobStatus.FAILED
 
@@ -80,7 +80,8 @@ def test_a_flipped_byte_in_a_pack_written_since_the_last_verify_fails_at_any_per
 def test_rows_of_packs_no_longer_in_the_repository_are_forgotten(make_volume, own_repository):
     volume = make_volume("vol-pruned", files={"a.bin": os.urandom(100_000)})
     back_up(volume)
-    PackVerification.objects.create(pack_id="f" * 64, verified_at="2026-01-01T00:00:00Z")
+    PackVerification.objects.create(pack_id="f" * 64, verified_at="2026-01-01T00:00:00Z",
+                                    first_seen_at="2026-01-01T00:00:00Z")
     verify(5)
     assert not PackVerification.objects.filter(pack_id="f" * 64).exists()
     assert PackVerification.objects.count() == len(pack_files(own_repository))

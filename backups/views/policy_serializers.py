@@ -51,7 +51,7 @@ class PolicySerializer(serializers.ModelSerializer):
     class Meta:
         model = Policy
         fields = [
-            "id", "name", "description", "enabled", "schedule", "timezone", "retention", "rpo_hours",
+            "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
             "verify_schedule", "verify_percent", "prune_schedule", "is_default", "volume_count", "next_run",
             "created_at", "updated_at",
         ]

@@ -59,6 +59,8 @@ PANELS: list[tuple] = [
       ("stored", 'max without (instance) (backup_bytes_stored_total{job=~"$job"})', False)]),
     ("Repository size over time", "timeseries", 8, 8, "bytes",
      [("repository", 'max without (instance) (backup_repository_size_bytes{job=~"$job"})', False)]),
+    ("Data not verified within the re-verify window", "timeseries", 8, 8, "bytes",
+     [("{{state}}", 'max by (state) (backup_unverified_bytes{job=~"$job"})', False)]),
     ("Jobs and workers", "row"),
     ("Queue depth", "timeseries", 8, 8, "short",
      [("{{kind}} {{state}}", 'max by (kind, state) (backup_jobs{job=~"$job"})', False)]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus, Policy
+from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus, PackVerification, Policy
 from monitoring.collectors import CatalogCollector
 from monitoring.exposition import render
 from monitoring.tests.factories import (
@@ -189,13 +189,27 @@ def test_build_info_is_always_one():
     assert labels["version"] and labels["django_version"]
 
 
+def test_unverified_bytes_are_pending_until_the_window_passes_then_overdue(settings):
+    settings.VERIFY_REVERIFY_DAYS = 2
+    assert value(scrape(), "backup_unverified_bytes", state="pending") == 0  # no pack known yet: 0, not absent
+    PackVerification.objects.create(pack_id="new", size_bytes=100, first_seen_at=hours_ago(1))
+    PackVerification.objects.create(pack_id="never-read", size_bytes=20, first_seen_at=hours_ago(49))
+    PackVerification.objects.create(pack_id="read-lately", size_bytes=3, first_seen_at=hours_ago(500),
+                                    verified_at=hours_ago(47))
+    PackVerification.objects.create(pack_id="read-long-ago", size_bytes=4000, first_seen_at=hours_ago(500),
+                                    verified_at=hours_ago(49))
+    parsed = scrape()
+    assert value(parsed, "backup_unverified_bytes", state="pending") == 100
+    assert value(parsed, "backup_unverified_bytes", state="overdue") == 4020
+
+
 def test_query_count_is_bounded_whatever_the_number_of_volumes(django_assert_max_num_queries):
     for index in range(30):
         volume = make_volume(f"vol-{index}")
         make_backup(volume)
         make_backup(volume, BackupStatus.FAILED, finished_hours_ago=0.5)
     collector = CatalogCollector(clock=lambda: NOW)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         families = list(collector.collect())
     assert any(family.name == "backup_rpo_violation" and len(family.samples) == 30 for family in families)
 

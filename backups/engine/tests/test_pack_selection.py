@@ -39,6 +39,15 @@ def test_zero_percent_reads_nothing_and_a_full_read_reads_everything():
         unverified_first(["a"], {}, percent=101)
 
 
+def test_every_pack_verified_at_or_before_due_before_is_read_whatever_the_percentage():
+    verified = {f"p{day:02d}": T0 + timedelta(days=day) for day in range(10)}
+    chosen = unverified_first(list(verified) + ["new"], verified, percent=1, due_before=T0 + timedelta(days=3))
+    assert chosen == ["new", "p00", "p01", "p02", "p03"]
+    # The percentage still wins when it asks for more, and 0 still reads nothing.
+    assert len(unverified_first(list(verified), verified, percent=60, due_before=T0)) == 6
+    assert unverified_first(list(verified), verified, percent=0, due_before=T0 + timedelta(days=30)) == []
+
+
 @LOCAL_ONLY
 def test_verify_reads_the_selected_packs_only_and_names_them(any_backend, tmp_path):
     repo = engine.Repository.init(any_backend, KEY)
@@ -57,3 +66,17 @@ def test_verify_reads_the_selected_packs_only_and_names_them(any_backend, tmp_pa
     assert report.ok and offered == packs
     assert report.read_pack_ids == [packs[0]] and report.packs_read == 1
     assert "read_pack_ids" not in report.to_json()
+    stored = {pack_id: any_backend.size(name) for pack_id, name in repo.list_packs().items()}
+    assert report.pack_sizes == stored and "pack_sizes" not in report.to_json()
+
+
+@LOCAL_ONLY
+def test_a_backup_names_the_packs_it_wrote_with_their_sizes(any_backend, tmp_path):
+    repo = engine.Repository.init(any_backend, KEY)
+    source = tmp_path / "source"
+    write_files(source, {"a": os.urandom(5000)})
+    first = repo.backup(source, source="vol")
+    sizes = {pack_id: any_backend.size(name) for pack_id, name in repo.list_packs().items()}
+    assert first.packs == sizes and first.stats["packs_written"] == len(sizes)
+    unchanged = repo.backup(source, source="vol")
+    assert unchanged.packs == {}

@@ -204,3 +204,15 @@ def test_parse_duration(text, expected):
 def test_format_duration_round_trips_days_and_hours():
     for text in ("7d", "36h", "1d12h"):
         assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+def test_snapshots_the_caller_keeps_survive_the_rules_with_their_reason():
+    keep, remove, reasons = apply_retention(
+        hourly_snapshots(6), RetentionPolicy(keep_last=2), NOW,
+        keep={"s0004": "last good snapshot (verified)", "s0000": "last good snapshot (restored)", "gone": "x"})
+    assert keep == ["s0000", "s0001", "s0004"] and remove == ["s0002", "s0003", "s0005"]
+    assert reasons["s0004"] == ["last good snapshot (verified)"]
+    assert reasons["s0000"] == ["last snapshot", "last good snapshot (restored)"]
+    assert "gone" not in reasons
+    _, _, everything = apply_retention(hourly_snapshots(2), RetentionPolicy(), NOW, keep={"s0001": "good"})
+    assert everything["s0001"] == ["no retention policy: keep everything", "good"]

@@ -33,7 +33,7 @@ def test_only_admin_may_create(api):
     response = api("admin").post(URL, payload, format="json")
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["schedule"], body["timezone"], body["rpo_hours"]) == ("0 18 * * *", "UTC", 24)
+    assert (body["schedule"], body["timezone"], body["rpo_hours"], body["keep_good"]) == ("0 18 * * *", "UTC", 24, 3)
 
 
 def test_create_in_a_time_zone_syncs_beat(api):
@@ -58,6 +58,9 @@ def test_create_in_a_time_zone_syncs_beat(api):
     ("retention", "7 days", "object"),
     ("rpo_hours", 0, "rpo_hours"),
     ("verify_percent", 101, "verify_percent"),
+    ("keep_good", -1, "keep_good"),
+    ("keep_good", 1001, "keep_good"),
+    ("keep_good", "three", "keep_good"),
 ])
 def test_bad_input_is_a_400_in_the_error_shape(api, field, value, fragment):
     response = api("admin").post(URL, {"name": "bad", field: value}, format="json")
@@ -76,6 +79,14 @@ def test_patch_updates_the_schedule_and_the_periodic_task(api):
     assert periodic.crontab.hour == "6"
     assert periodic.enabled is False
     assert response.json()["next_run"] is None
+
+
+def test_keep_good_is_set_and_changed_through_the_api(api):
+    created = api("admin").post(URL, {"name": "careful", "keep_good": 5}, format="json")
+    assert created.status_code == 201 and created.json()["keep_good"] == 5
+    changed = api("admin").patch(f"{URL}/{created.json()['id']}", {"keep_good": 0}, format="json")
+    assert changed.status_code == 200 and changed.json()["keep_good"] == 0
+    assert Policy.objects.get(name="careful").keep_good == 0
 
 
 def test_the_default_policy_cannot_be_deleted(api):
