@@ -253,8 +253,10 @@ def data_folder(volume: Volume) -> Path:
 
 
 def has_data_folder(volume: Volume) -> bool:
-    """True when the volume's data folder exists (a real folder, not a symlink to one)."""
+    """True when the volume's pool is configured here and its data folder exists (a real
+    folder, not a symlink to one)."""
     try:
+        get_pool(volume.pool)
         folder = data_folder(volume)
     except PoolError:
         return False
@@ -262,15 +264,14 @@ def has_data_folder(volume: Volume) -> bool:
 
 
 def missing_data_message(volume: Volume) -> str:
-    return (f"The data folder {data_folder_text(volume)} is missing: restore a backup into the "
-            "volume, or delete it.")[:1024]
-
-
-def data_folder_text(volume: Volume) -> str:
+    """Why the volume is `data_missing`, and what an operator can do."""
     try:
-        return str(data_folder(volume))
+        folder = data_folder(volume)
+        get_pool(volume.pool)
     except PoolError:
-        return f"(pool {volume.pool!r} is not configured on this host)"
+        return (f"Pool {volume.pool!r} is not configured on this host: configure it (VOLUME_POOLS) and run "
+                "manage.py rebuild_catalog again.")[:1024]
+    return f"The data folder {folder} is missing: restore a backup into the volume, or delete it."[:1024]
 
 
 def recreate_volume(*, volume_id, name: str, size_gb: int, labels: dict, policy, pool: str = DEFAULT_POOL,

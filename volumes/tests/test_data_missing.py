@@ -42,6 +42,16 @@ def test_a_recreated_volume_without_its_folder_is_data_missing_and_with_it_avail
         services.recreate_volume(volume_id=uuid.uuid4(), name="still-here", size_gb=1, labels={}, policy=None)
 
 
+def test_a_volume_of_a_pool_this_host_does_not_have_is_data_missing_even_if_its_old_path_exists(tmp_path):
+    old_folder = tmp_path / "elsewhere"
+    old_folder.mkdir()
+    volume = services.recreate_volume(volume_id=uuid.uuid4(), name="other-pool", size_gb=1, labels={}, policy=None,
+                                      pool="fast", recorded_path=str(old_folder))
+    assert (volume.status, volume.path) == (VolumeStatus.DATA_MISSING, str(old_folder))
+    assert "Pool 'fast' is not configured" in volume.status_message
+    assert services.recheck_missing_data(volume) is False
+
+
 def test_the_api_lists_and_filters_it_and_refuses_backups_and_file_reads(api, missing):
     reader = api("read")
     listed = reader.get("/api/v1/volumes", {"status": "data_missing"}).json()
