@@ -12,6 +12,7 @@ engine never reads Django settings itself. Both are wrapped in `RetryingBackend`
 `RateLimitedBackend` when `BACKUP_UPLOAD_LIMIT_KIB` / `BACKUP_DOWNLOAD_LIMIT_KIB` are set.
 
 `initialise_repository()` creates the repository at start (`manage.py init_repository`);
+`open_existing_repository()` opens it and never creates one (`manage.py rebuild_catalog`);
 `open_repository()` returns an opened engine `Repository` (and still initialises a missing
 one, race-free, unless the catalog says a repository existed). Unwrapping the repository key costs a key derivation (scrypt for
 passphrase-like keys, ~0.1 s and 32 MiB), so the unwrapped key is cached per process; every
@@ -166,6 +167,16 @@ def initialise_repository(*, force: bool = False) -> tuple[str, bool]:
         return backend.location, False
     forget_cached_repository()
     return backend.location, True
+
+
+def open_existing_repository():
+    """The configured repository, opened without the cache and never created:
+    `RepositoryNotFound` when the location holds none. For `manage.py rebuild_catalog`,
+    which runs on an empty catalog, where `open_repository` would create an empty repository
+    over a wrong location instead of saying that the repository is not there."""
+    from backups.engine.repository import Repository
+
+    return Repository.open(engine_backend(), settings.REPOSITORY_KEY)
 
 
 def open_repository():

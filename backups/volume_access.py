@@ -1,5 +1,6 @@
 """The backups app's one way into volumes: finding a volume, where its data is, its usage,
-making a new volume for a restore, and the `restoring` status a restore holds.
+making a new volume for a restore, the `restoring` status a restore holds, and recreating
+volume rows from their backups (`manage.py rebuild_catalog`).
 
 Everything goes through the volumes app's services and pool drivers, which own the volume
 rows: no other module of `backups/` reads pools or writes a volume's status. The volumes
@@ -11,12 +12,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from volumes.errors import VolumeNotAvailable, VolumeNotFound
+from volumes.errors import VolumeExists, VolumeNotAvailable, VolumeNotFound
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path", "find_volume",
-           "finish_restore", "get_volume", "is_available", "available_volumes", "is_volume_name", "keep_restoring", "refresh_usage", "start_restoring"]
+__all__ = ["VolumeExists", "VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path",
+           "find_volume", "finish_restore", "folders_without_volume", "get_volume", "is_available",
+           "available_volumes", "is_volume_name", "keep_restoring", "recheck_missing_data", "recreate_volume",
+           "refresh_usage", "start_restoring"]
 
 
 def find_volume(reference):
@@ -81,11 +84,9 @@ def finish_restore(volume_id, *, succeeded: bool, new_volume: bool, error: str =
 
 def data_path(volume) -> Path:
     """The host directory holding the volume's data (its recorded path, else the pool's)."""
-    if volume.path:
-        return Path(volume.path)
-    from volumes.pools import get_pool
+    from volumes import services as volume_services
 
-    return Path(get_pool(volume.pool).resolve_path(volume.pk))
+    return volume_services.data_folder(volume)
 
 
 def refresh_usage(volume) -> int:
@@ -106,3 +107,26 @@ def create_volume_for_restore(*, name: str, size_gb: int, actor: str, source_vol
         fields["pool"] = source_volume.pool
     logger.info("creating volume %s for a restore (by %s)", name, actor or "system")
     return volume_services.create_volume(fields, actor=actor)
+
+
+def recreate_volume(**fields):
+    """Insert the row of a volume known from its backups, with its old id (see
+    `volumes.services.recreate_volume`): `available` or `data_missing`; `VolumeExists` when
+    its id or name is taken."""
+    from volumes import services as volume_services
+
+    return volume_services.recreate_volume(**fields)
+
+
+def recheck_missing_data(volume) -> bool:
+    """A `data_missing` volume whose folder is back becomes `available`; True when it did."""
+    from volumes import services as volume_services
+
+    return volume_services.recheck_missing_data(volume)
+
+
+def folders_without_volume() -> list[Path]:
+    """Volume folders of the configured pools that no volume row owns (listing only)."""
+    from volumes import services as volume_services
+
+    return volume_services.folders_without_volume()

@@ -26,6 +26,9 @@ class VolumeStatus(models.TextChoices):
     RESTORING = "restoring"
     DELETING = "deleting"
     ERROR = "error"
+    # Known from its backups (`manage.py rebuild_catalog`) but its data folder is not there:
+    # neither backed up nor readable until a backup is restored into it (or it is deleted).
+    DATA_MISSING = "data_missing", "Data missing"
 
 
 class Volume(models.Model):

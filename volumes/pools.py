@@ -16,6 +16,7 @@ import errno
 import os
 import shutil
 import stat
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -36,6 +37,8 @@ class VolumePool:
     * `usage(volume_id)` returns the bytes used by regular files (apparent size, symlinks
       not followed). It walks the data, so callers must not call it per row of a list.
     * `resolve_path(volume_id)` returns the host path without touching the disk.
+    * `volume_folders()` returns {volume id: host path} of every volume's storage present in
+      the pool (what `manage.py rebuild_catalog` compares with the catalog).
 
     Errors are raised as `volumes.errors.PoolError` with the OS reason in the message.
     """
@@ -52,6 +55,9 @@ class VolumePool:
         raise NotImplementedError
 
     def resolve_path(self, volume_id) -> Path:
+        raise NotImplementedError
+
+    def volume_folders(self) -> dict[uuid.UUID, Path]:
         raise NotImplementedError
 
 
@@ -98,6 +104,24 @@ class DirectoryPool(VolumePool):
         except OSError as error:
             raise PoolError(f"Cannot remove the volume folder: {error.strerror}.",
                             detail={"pool": self.name}) from None
+
+    def volume_folders(self) -> dict[uuid.UUID, Path]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise PoolError(f"Cannot list the pool root {self.root}: {error.strerror}.",
+                            detail={"pool": self.name}) from None
+        folders = {}
+        for entry in entries:
+            try:
+                volume_id = uuid.UUID(entry.name)
+            except ValueError:
+                continue  # a restore's staging folder, or anything else put there by hand
+            if str(volume_id) == entry.name and entry.is_dir(follow_symlinks=False):
+                folders[volume_id] = Path(entry.path)
+        return folders
 
     def usage(self, volume_id) -> int:
         path = self.resolve_path(volume_id)

@@ -15,19 +15,25 @@ Contracts:
   complete, which holds no usable data).
 * `refresh_usage` walks the volume's storage and stores `used_bytes`; it is O(files), so
   lists never call it. Uploads and deletes keep `used_bytes` current between walks.
+* `recreate_volume` inserts the row of a volume known only from its backups (`manage.py
+  rebuild_catalog`), with its old id, and never touches the data: `available` when the
+  pool's folder for that id is there, `data_missing` when it is not. A `data_missing` volume
+  can be restored into (the restore makes the folder) or deleted; `recheck_missing_data`
+  makes it `available` again once its folder is back (a disk mounted late).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from volumes.errors import PoolError, QuotaBelowUsage, VolumeBusy, VolumeExists, VolumeNotAvailable, VolumeNotFound
 from volumes.models import Volume, VolumeStatus
-from volumes.pools import DEFAULT_POOL, get_pool
+from volumes.pools import DEFAULT_POOL, configured_pools, get_pool
 from volumes.validation import NAME_PATTERN, VolumeValidationError, clean_volume_fields
 
 logger = logging.getLogger(__name__)
@@ -192,10 +198,14 @@ def delete_volume(volume: Volume, *, actor: str = "") -> None:
     logger.info("volume %s (%s) deleted by %s", volume.name, volume.id, actor or "system")
 
 
+#: Statuses a restore may start from: a `data_missing` volume gets its data back this way.
+RESTORABLE_STATUSES = (VolumeStatus.AVAILABLE, VolumeStatus.DATA_MISSING)
+
+
 def start_restoring(volume: Volume) -> None:
-    """available → restoring, conditionally (inside the caller's transaction, which holds the
-    restore job's row); `VolumeNotAvailable` (409) from any other status."""
-    if not Volume.objects.filter(pk=volume.pk, status=VolumeStatus.AVAILABLE).update(
+    """available or data_missing → restoring, conditionally (inside the caller's transaction,
+    which holds the restore job's row); `VolumeNotAvailable` (409) from any other status."""
+    if not Volume.objects.filter(pk=volume.pk, status__in=RESTORABLE_STATUSES).update(
         status=VolumeStatus.RESTORING, updated_at=timezone.now()
     ):
         volume.refresh_from_db(fields=["status"])
@@ -213,10 +223,17 @@ def keep_restoring(volume_id) -> None:
 
 def finish_restore(volume_id, *, succeeded: bool, new_volume: bool, error: str = "") -> None:
     """restoring → available; or → error when a restore into a new volume did not complete
-    (the volume holds no usable data). A volume no longer `restoring` is left alone."""
+    (the volume holds no usable data); or → data_missing when a restore into an existing
+    volume did not complete and the volume has no data folder (it was `data_missing`: a
+    failed restore leaves the old data, here none). A volume no longer `restoring` is left
+    alone."""
     status, message = VolumeStatus.AVAILABLE, ""
     if not succeeded and new_volume:
         status, message = VolumeStatus.ERROR, f"Restore did not complete: {error}"[:1024]
+    elif not succeeded:
+        volume = get_volume(volume_id)
+        if volume is not None and not has_data_folder(volume):
+            status, message = VolumeStatus.DATA_MISSING, missing_data_message(volume)
     Volume.objects.filter(pk=volume_id, status=VolumeStatus.RESTORING).update(
         status=status, status_message=message, updated_at=timezone.now()
     )
@@ -228,6 +245,94 @@ def refresh_usage(volume: Volume) -> int:
     Volume.objects.filter(pk=volume.pk).update(used_bytes=used)
     volume.used_bytes = used
     return used
+
+
+def data_folder(volume: Volume) -> Path:
+    """The host folder of the volume's data: its recorded path, else its pool's."""
+    return Path(volume.path) if volume.path else get_pool(volume.pool).resolve_path(volume.pk)
+
+
+def has_data_folder(volume: Volume) -> bool:
+    """True when the volume's pool is configured here and its data folder exists (a real
+    folder, not a symlink to one)."""
+    try:
+        get_pool(volume.pool)
+        folder = data_folder(volume)
+    except PoolError:
+        return False
+    return folder.is_dir() and not folder.is_symlink()
+
+
+def missing_data_message(volume: Volume) -> str:
+    """Why the volume is `data_missing`, and what an operator can do."""
+    try:
+        folder = data_folder(volume)
+        get_pool(volume.pool)
+    except PoolError:
+        return (f"Pool {volume.pool!r} is not configured on this host: configure it (VOLUME_POOLS) and run "
+                "manage.py rebuild_catalog again.")[:1024]
+    return f"The data folder {folder} is missing: restore a backup into the volume, or delete it."[:1024]
+
+
+def recreate_volume(*, volume_id, name: str, size_gb: int, labels: dict, policy, pool: str = DEFAULT_POOL,
+                    node: str = "", rpo_hours_override: int | None = None, created_at=None,
+                    recorded_path: str = "", actor: str = "") -> Volume:
+    """Insert the row of a volume known from its backups, with its old id; nothing on disk
+    changes. The folder is the pool's folder for the id (the data of a volume outlives the
+    database), or `recorded_path` when the pool is not configured on this host. Status
+    `available` (usage measured) when the folder is there, else `data_missing`.
+
+    `VolumeExists` (409) when the id or the name is taken: the caller decides what a clash
+    means. The fields are not validated again: they were when the volume was created.
+    """
+    if Volume.objects.filter(pk=volume_id).exists():
+        raise VolumeExists(f"A volume with id {volume_id} already exists.", detail={"id": str(volume_id)})
+    if Volume.objects.filter(name=name).exists():
+        raise VolumeExists(f"A volume named {name!r} already exists.", detail={"name": name})
+    try:
+        path = str(get_pool(pool).resolve_path(volume_id))
+    except PoolError:
+        path = recorded_path
+    volume = Volume(id=volume_id, name=name, size_gb=size_gb, status=VolumeStatus.DATA_MISSING, pool=pool,
+                    node=node, path=path, labels=labels, policy=policy, rpo_hours_override=rpo_hours_override)
+    with transaction.atomic():
+        volume.save(force_insert=True)
+        if created_at is not None:
+            # `created_at` is auto_now_add: the original time can only be written afterwards.
+            Volume.objects.filter(pk=volume_id).update(created_at=created_at)
+            volume.created_at = created_at
+    if has_data_folder(volume):
+        _set_status(volume, VolumeStatus.AVAILABLE, "")
+        refresh_usage(volume)
+    else:
+        _set_status(volume, VolumeStatus.DATA_MISSING, missing_data_message(volume))
+    logger.info("volume %s (%s) recreated from its backups (%s) by %s", volume.name, volume.id, volume.status,
+                actor or "system")
+    return volume
+
+
+def recheck_missing_data(volume: Volume) -> bool:
+    """A `data_missing` volume whose folder is there again becomes `available` (usage
+    measured); True when it did. Any other volume is left alone."""
+    if volume.status != VolumeStatus.DATA_MISSING or not has_data_folder(volume):
+        return False
+    if not Volume.objects.filter(pk=volume.pk, status=VolumeStatus.DATA_MISSING).update(
+            status=VolumeStatus.AVAILABLE, status_message="", updated_at=timezone.now()):
+        return False
+    volume.status, volume.status_message = VolumeStatus.AVAILABLE, ""
+    refresh_usage(volume)
+    return True
+
+
+def folders_without_volume() -> list[Path]:
+    """Folders of the configured pools that belong to no volume: data the catalog does not
+    know (a volume never backed up, after the database was lost). Listing only."""
+    found = []
+    for pool in configured_pools().values():
+        folders = pool.volume_folders()
+        known = set(Volume.objects.filter(pk__in=list(folders)).values_list("pk", flat=True))
+        found.extend(path for volume_id, path in folders.items() if volume_id not in known)
+    return sorted(found)
 
 
 def _set_status(volume: Volume, status: str, message: str) -> None:

@@ -12,7 +12,8 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
 
     result = repo.backup(source_dir, source="volume:<id>", tags=["volume:<id>"],
                          parent="auto" | snapshot_id | None,
-                         progress=callback, cancel=callable)         -> BackupResult
+                         progress=callback, cancel=callable,
+                         metadata={...})                            -> BackupResult
     repo.snapshots(source=None, tags=None)                          -> list[SnapshotInfo]
     repo.restore(snapshot_id_or_"latest", target_dir, sub_path=None,
                  progress=callback, cancel=callable)                -> RestoreResult

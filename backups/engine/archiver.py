@@ -486,13 +486,15 @@ class _Archiver:
 
 
 def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto",
-           progress=None, cancel=None, hostname: str | None = None) -> BackupResult:
+           progress=None, cancel=None, hostname: str | None = None,
+           metadata: dict | None = None) -> BackupResult:
     """Back up the contents of `source_dir` into a new snapshot.
 
     `source` names what is backed up (default: the absolute path) and selects the parent
     when `parent="auto"` (the latest snapshot with the same source); `parent=None` reads
     everything. A `parent` given as a full snapshot id that no longer exists also reads
-    everything (it was forgotten meanwhile); that is not an error. Files that vanish or change while read become warnings in the result and
+    everything (it was forgotten meanwhile); that is not an error. `metadata` (a JSON
+    object, the caller's own) is stored in the manifest and returned with the snapshot. Files that vanish or change while read become warnings in the result and
     the snapshot's stats. `Cancelled` (from `cancel()`) or any error leaves no snapshot.
     """
     started = time.monotonic()
@@ -516,10 +518,11 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
     repo.load_index(reload=True)
     with without_cyclic_gc():
         return _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname,
-                           started)
+                           started, dict(metadata or {}))
 
 
-def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname, started):
+def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname, started,
+                metadata):
     archiver = _Archiver(repo, root, bytes.fromhex(parent_info.tree) if parent_info else None,
                          progress, cancel)
     try:
@@ -536,7 +539,7 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
                         tags=sorted(set(tags)), tree=tree_id.hex(),
                         hostname=hostname if hostname is not None else socket.gethostname(),
                         paths=[os.fsdecode(root)], parent=parent_info.id if parent_info else None,
-                        stats=stats, warnings=list(archiver.warnings))
+                        stats=stats, warnings=list(archiver.warnings), metadata=metadata)
     snapshot_id = repo.write_snapshot(info)
     archiver.progress.finish("backup complete")
     return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,

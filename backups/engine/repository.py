@@ -8,6 +8,7 @@ Internals meant for verify.py / prune.py are documented as contracts below (sect
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -113,7 +114,8 @@ class _ManifestCache:
 
 def _copy_snapshot_info(info: SnapshotInfo) -> SnapshotInfo:
     return dataclasses.replace(info, tags=list(info.tags), paths=list(info.paths),
-                               stats=dict(info.stats), warnings=list(info.warnings))
+                               stats=dict(info.stats), warnings=list(info.warnings),
+                               metadata=copy.deepcopy(info.metadata))
 
 
 _manifest_cache = _ManifestCache(MANIFEST_CACHE_SIZE)
@@ -549,14 +551,15 @@ class Repository:
 
     # --- operations (thin delegations) -----------------------------------------------------------
     def backup(self, source_dir, *, source: str | None = None, tags: Iterable[str] = (),
-               parent: str | None = "auto", progress=None, cancel=None, hostname=None):
+               parent: str | None = "auto", progress=None, cancel=None, hostname=None,
+               metadata: dict | None = None):
         """Back up `source_dir`; see `archiver.backup`."""
         from .archiver import backup
         tune_malloc()
         with self.lock(exclusive=False, holder=f"backup {source or source_dir}",
                        wait=SHARED_LOCK_WAIT_SECONDS):
             return backup(self, source_dir, source=source, tags=tags, parent=parent,
-                          progress=progress, cancel=cancel, hostname=hostname)
+                          progress=progress, cancel=cancel, hostname=hostname, metadata=metadata)
 
     def restore(self, snapshot: str, target_dir, sub_path: str | None = None, *,
                 progress=None, cancel=None):

@@ -2,9 +2,17 @@
 
 An envelope (type SNAPSHOT) whose payload is UTF-8 JSON::
 
-    {"version": 1, "time": ISO-8601 UTC, "hostname": str, "source": str, "paths": [str],
+    {"version": 1 | 2, "time": ISO-8601 UTC, "hostname": str, "source": str, "paths": [str],
      "tags": [str], "tree": hex root tree id, "parent": snapshot id | null,
-     "stats": {...}, "warnings": [str]}
+     "stats": {...}, "warnings": [str],
+     "metadata": {...}}                       # version 2 only
+
+`metadata` is a JSON object that belongs to the caller (the platform stores its catalog
+record of the volume and the backup there, see `backups/catalog_records.py`); the engine
+stores and returns it and never interprets it. A manifest with metadata is written as
+version 2, one without as version 1, byte for byte as before, so a reader that knows only
+version 1 keeps reading every manifest the CLI writes and refuses ("unsupported manifest
+version") only the ones whose metadata it would otherwise drop unseen.
 
 The id is the hex SHA-256 of the stored bytes. A snapshot is written only after every pack
 and the index it needs are stored, so any snapshot that exists is complete.
@@ -12,6 +20,7 @@ and the index it needs are stored, so any snapshot that exists is complete.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -19,6 +28,9 @@ from dataclasses import dataclass, field
 from .errors import FormatError
 
 SNAPSHOT_VERSION = 1
+#: Version 1 plus the caller's `metadata` object.
+SNAPSHOT_VERSION_METADATA = 2
+SNAPSHOT_VERSIONS = (SNAPSHOT_VERSION, SNAPSHOT_VERSION_METADATA)
 
 
 @dataclass
@@ -35,6 +47,8 @@ class SnapshotInfo:
     parent: str | None = None
     stats: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: The caller's JSON object (empty for version-1 manifests).
+    metadata: dict = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -45,13 +59,18 @@ class SnapshotInfo:
         return {"id": self.id, "short_id": self.short_id, "time": self.time.isoformat(),
                 "source": self.source, "tags": list(self.tags), "hostname": self.hostname,
                 "paths": list(self.paths), "parent": self.parent, "tree": self.tree,
-                "stats": dict(self.stats), "warnings": list(self.warnings)}
+                "stats": dict(self.stats), "warnings": list(self.warnings),
+                "metadata": copy.deepcopy(self.metadata)}
 
 
 def encode_snapshot(info: SnapshotInfo) -> bytes:
     document = info.to_json()
     del document["id"], document["short_id"]
-    document["version"] = SNAPSHOT_VERSION
+    if document["metadata"]:
+        document["version"] = SNAPSHOT_VERSION_METADATA
+    else:
+        del document["metadata"]
+        document["version"] = SNAPSHOT_VERSION
     return json.dumps(document, sort_keys=True).encode("utf-8")
 
 
@@ -62,7 +81,7 @@ def decode_snapshot(snapshot_id: str, payload: bytes) -> SnapshotInfo:
         document = json.loads(payload)
     except ValueError:
         raise FormatError(f"{what}: manifest is not valid JSON") from None
-    if not isinstance(document, dict) or document.get("version") != SNAPSHOT_VERSION:
+    if not isinstance(document, dict) or document.get("version") not in SNAPSHOT_VERSIONS:
         raise FormatError(f"{what}: unsupported manifest version")
     try:
         tree = document["tree"]
@@ -73,11 +92,19 @@ def decode_snapshot(snapshot_id: str, payload: bytes) -> SnapshotInfo:
         if time.tzinfo is None:
             time = time.replace(tzinfo=dt.timezone.utc)
         tags = [str(tag) for tag in document.get("tags", [])]
+        metadata = {}
+        if document["version"] == SNAPSHOT_VERSION_METADATA:
+            # Version 1 writers never wrote the key; a version-1 manifest that has one was
+            # not written by this engine, and its metadata is ignored like any unknown key.
+            metadata = document["metadata"]
+            if not isinstance(metadata, dict):
+                raise ValueError
         return SnapshotInfo(id=snapshot_id, time=time, source=str(document.get("source", "")),
                             tags=tags, tree=tree, hostname=str(document.get("hostname", "")),
                             paths=[str(p) for p in document.get("paths", [])],
                             parent=document.get("parent"),
                             stats=dict(document.get("stats") or {}),
-                            warnings=[str(w) for w in document.get("warnings") or []])
+                            warnings=[str(w) for w in document.get("warnings") or []],
+                            metadata=metadata)
     except (KeyError, ValueError, TypeError):
         raise FormatError(f"{what}: malformed manifest") from None

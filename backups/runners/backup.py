@@ -16,6 +16,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from backups import pack_verification, selectors, volume_access
+from backups.catalog_records import VOLUME_NAME_TAG_PREFIX, VOLUME_SOURCE_PREFIX, manifest_metadata
 from backups.models import Backup
 from backups.runners.results import backup_stats
 
@@ -25,13 +26,13 @@ def job_tag(job) -> str:
 
 
 def volume_tag(volume_id) -> str:
-    return f"volume:{volume_id}"
+    return f"{VOLUME_SOURCE_PREFIX}{volume_id}"
 
 
 def volume_name_tag(name: str) -> str:
     """Names the volume inside the snapshot, for `python -m backups.engine snapshots`, which
     reads the repository without the platform's database (the source is only the id)."""
-    return f"volume-name:{name}"
+    return f"{VOLUME_NAME_TAG_PREFIX}{name}"
 
 
 def adoptable_snapshots(repository, job) -> list:
@@ -86,6 +87,9 @@ def run(job, context) -> dict:
                 str(source), source=volume_tag(volume.pk), tags=tags,
                 parent=catalog_parent(volume.pk, exclude=backup.pk),
                 progress=context.progress, cancel=context.cancel,
+                # The catalog's record of the volume and this backup, so that the catalog
+                # can be rebuilt from the repository alone (manage.py rebuild_catalog).
+                metadata=manifest_metadata(volume, backup),
             )
             snapshot_id, stats, adopted = outcome.snapshot_id, backup_stats(outcome), False
             written = outcome.packs

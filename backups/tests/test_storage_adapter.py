@@ -27,18 +27,8 @@ def local_storage(settings, tmp_path):
 
 
 @pytest.fixture
-def s3_storage(settings, s3_bucket):
-    server = s3_bucket.server
-    settings.STORAGES = {**settings.STORAGES, "backups": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": s3_bucket.name, "endpoint_url": server.endpoint_url,
-                    "region_name": server.region, "access_key": server.access_key_id,
-                    "secret_key": server.secret_access_key, "location": "repository",
-                    "file_overwrite": True, "default_acl": None, "querystring_auth": False}}}
-    settings.REPOSITORY_KEY = "0123456789abcdef" * 4
-    storage_adapter.forget_cached_repository()
-    yield s3_bucket
-    storage_adapter.forget_cached_repository()
+def s3_storage(own_s3_repository):
+    return own_s3_repository
 
 
 def test_filesystem_storage_becomes_a_local_backend(local_storage):

@@ -19,14 +19,14 @@ from accounts.actors import actor_of
 from accounts.roles import Role
 from volumes import services
 from volumes.filters import filter_volumes
-from volumes.models import Volume
+from volumes.models import Volume, VolumeStatus
 from storage_platform.openapi import error_responses
 from volumes.serializers import VolumeSerializer, VolumeWriteSerializer
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Volume UUID or name.")
 LIST_PARAMETERS = [
     OpenApiParameter("name", OpenApiTypes.STR, description="Exact volume name."),
-    OpenApiParameter("status", OpenApiTypes.STR, enum=["creating", "available", "restoring", "deleting", "error"]),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=VolumeStatus.values),
     OpenApiParameter("policy", OpenApiTypes.STR, description="Policy name."),
     OpenApiParameter("label", OpenApiTypes.STR, many=True, description="key=value; repeat to AND several."),
     OpenApiParameter("label_selector", OpenApiTypes.STR, description="key=value,key2=value2 (AND)."),

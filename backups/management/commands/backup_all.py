@@ -19,6 +19,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from backups.management.output import key_value_line
 from backups.volume_access import VolumeNotFound
 from backups.models import Backup, BackupStatus, BackupTrigger
 
@@ -116,13 +117,7 @@ class Command(BaseCommand):
                        error=(backup.error or "").replace("\n", " ")[:300])
 
     def _line(self, volume_name: str, status: str, **fields) -> None:
-        parts = [f"volume={volume_name}", f"status={status}"]
-        for key, value in fields.items():
-            if value is None or value == "":
-                continue
-            text = str(value)
-            parts.append(f'{key}="{text}"' if " " in text else f"{key}={text}")
-        self.stdout.write(" ".join(parts))
+        self.stdout.write(key_value_line({"volume": volume_name, "status": status, **fields}))
 
     def _summary(self, **counts) -> None:
         self.stdout.write("backup_all: " + " ".join(f"{key}={value}" for key, value in counts.items()))
