@@ -459,3 +459,7 @@ class PolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Prune dry run (show what would be removed)")
     def prune_dry_run(self, request, queryset):
         self._start_prunes(request, queryset, dry_run=True)
+
+
+# The "Repository keys" page lives in its own module; importing it registers it.
+from backups import admin_repository_keys  # noqa: E402,F401

@@ -217,3 +217,32 @@ class PackVerification(models.Model):
         if self.verified_at is None:
             return f"pack {self.pack_id[:12]} never verified"
         return f"pack {self.pack_id[:12]} verified {self.verified_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PlatformRepositoryKey(models.Model):
+    """The repository secret the platform stored at its latest key rotation, and the lease
+    that lets one key operation run at a time. One row (id 1), owned by
+    `backups.repository_secret`; the keys themselves are `keys/<id>` objects in the repository.
+
+    The secret is sealed (AES-256-GCM under a key derived from `SECRET_KEY`), so a database
+    dump alone does not open the repository (docs/security.md, "Repository keys").
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    key_id = models.CharField(max_length=64, blank=True, default="",
+                              help_text="The key object (keys/<id>) the stored secret opens; empty: none stored.")
+    sealed_secret = models.TextField(blank=True, default="")
+    stored_at = models.DateTimeField(null=True, blank=True)
+    stored_by = models.CharField(max_length=150, blank=True, default="")
+    # The lease: who runs a key operation now, since when (a stale lease is taken over).
+    operation = models.CharField(max_length=200, blank=True, default="")
+    operation_started_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "repository key"
+        verbose_name_plural = "repository keys"
+
+    def __str__(self) -> str:
+        return f"stored repository secret for keys/{self.key_id}" if self.key_id else "no stored repository secret"

@@ -19,6 +19,10 @@ passphrase-like keys, ~0.1 s and 32 MiB), so the unwrapped key is cached per pro
 call still returns a NEW `Repository` object, because an index cached for long would miss
 packs other processes wrote since. Callers `close()` what they get; that is cheap.
 
+The secret comes from `backups.repository_secret.candidate_secrets()`: `REPOSITORY_KEY`, then
+the secret the latest key rotation stored. A new repository is always created with
+`REPOSITORY_KEY`.
+
 `storage_health()` answers `/ready`: `(ok, message)`, never raising, never naming secrets.
 """
 
@@ -37,8 +41,8 @@ from django.core.files.storage import FileSystemStorage, storages
 
 from backups.engine.backend import Backend
 from backups.engine.backends import LocalBackend, open_backend
-from backups.engine.errors import (EngineError, ObjectNotFound, RepositoryExists,
-                                   RepositoryNotFound)
+from backups.engine.errors import (EngineError, KeyMissing, ObjectNotFound, RepositoryExists,
+                                   RepositoryNotFound, WrongKey)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ STORAGE_ALIAS = "backups"
 DJANGO_STORAGES_CLIENT_ATTEMPTS = 4
 
 _cache_lock = threading.Lock()
-_opened: dict[tuple, object] = {}
+_opened: dict[tuple, "_Opened"] = {}
 
 
 class UnsupportedStorage(EngineError):
@@ -59,6 +63,14 @@ class UnsupportedStorage(EngineError):
 class StorageHealth(NamedTuple):
     ok: bool
     message: str
+
+
+class _Opened(NamedTuple):
+    """This process's opened repository and where the secret that opened it came from
+    (`environment` or `platform`, see backups/repository_secret.py)."""
+
+    repository: object
+    secret_source: str
 
 
 def _backups_storage():
@@ -113,21 +125,60 @@ def _cache_key() -> tuple:
     return storage_config, key_digest, limits, os.getpid()
 
 
-def _open_or_init(backend: Backend):
+def _open_with_platform_secret(backend: Backend) -> _Opened:
+    """Open with the first of the platform's secrets that opens the repository.
+
+    `RepositoryNotFound` when there is none; `WrongKey` when no secret opens it."""
+    from backups import repository_secret
     from backups.engine.repository import Repository
 
+    tried = []
+    for candidate in repository_secret.candidate_secrets():
+        try:
+            repository = Repository.open(backend, candidate.secret)
+        except WrongKey:
+            tried.append(candidate)
+            continue
+        if tried:
+            log.warning("REPOSITORY_KEY does not open the repository at %s; opened it with the secret "
+                        "the platform stored when it rotated to keys/%s. Copy that secret into the "
+                        "REPOSITORY_KEY_FILE of every host (manage.py export_repository_key; "
+                        "docs/security.md, \"Repository keys\")", backend.location, candidate.key_id)
+        return _Opened(repository, candidate.source)
+    if not tried:
+        raise KeyMissing("no repository secret: set REPOSITORY_KEY or REPOSITORY_KEY_FILE")
+    names = " nor ".join("REPOSITORY_KEY" if candidate.source == repository_secret.ENVIRONMENT
+                         else "the secret stored at the latest key rotation" for candidate in tried)
+    raise WrongKey(f"{'neither ' if len(tried) > 1 else ''}{names} "
+                   f"{'opens' if len(tried) > 1 else 'does not open'} the repository at {backend.location}")
+
+
+def _create_repository(backend: Backend):
+    """A new repository, wrapped with REPOSITORY_KEY. A secret stored for an earlier
+    repository opens nothing in it, so it is dropped."""
+    from backups import repository_secret
+    from backups.engine.repository import Repository
+
+    repository = Repository.init(backend, settings.REPOSITORY_KEY)
+    repository_secret.forget_stored_secret()
+    return repository
+
+
+def _open_or_init(backend: Backend) -> _Opened:
+    from backups import repository_secret
+
     try:
-        return Repository.open(backend, settings.REPOSITORY_KEY)
+        return _open_with_platform_secret(backend)
     except RepositoryNotFound:
         pass
     _refuse_to_replace_a_lost_repository(backend)
     try:
-        repository = Repository.init(backend, settings.REPOSITORY_KEY)
+        repository = _create_repository(backend)
     except RepositoryExists:
         # another process initialised it first: open what it wrote
-        return Repository.open(backend, settings.REPOSITORY_KEY)
+        return _open_with_platform_secret(backend)
     log.info("initialised a new backup repository at %s", backend.location)
-    return repository
+    return _Opened(repository, repository_secret.ENVIRONMENT)
 
 
 def _refuse_to_replace_a_lost_repository(backend: Backend) -> None:
@@ -150,20 +201,18 @@ def initialise_repository(*, force: bool = False) -> tuple[str, bool]:
     takes a job, so that no backup ever has to create the repository. Safe to run from
     several hosts at once: one creates it, the others open it.
     """
-    from backups.engine.repository import Repository
-
     backend = engine_backend()
     try:
-        Repository.open(backend, settings.REPOSITORY_KEY).close()
+        _open_with_platform_secret(backend).repository.close()
         return backend.location, False
     except RepositoryNotFound:
         pass
     if not force:
         _refuse_to_replace_a_lost_repository(backend)
     try:
-        Repository.init(backend, settings.REPOSITORY_KEY).close()
+        _create_repository(backend).close()
     except RepositoryExists:
-        Repository.open(backend, settings.REPOSITORY_KEY).close()
+        _open_with_platform_secret(backend).repository.close()
         return backend.location, False
     forget_cached_repository()
     return backend.location, True
@@ -182,27 +231,45 @@ def open_existing_repository():
 def open_repository():
     """An opened engine `Repository` for the `backups` storage; `close()` it when done.
 
-    Raises `WrongKey` when `REPOSITORY_KEY` does not open the existing repository, and
-    storage errors (`BackendUnavailable`, ...) when the storage cannot be reached.
+    Raises `WrongKey` when no secret of the platform (`REPOSITORY_KEY`, the secret stored at
+    the latest key rotation) opens the existing repository, and storage errors
+    (`BackendUnavailable`, ...) when the storage cannot be reached.
 
     The opened repository is cached per process, and each call checks that the config in
     storage is still the one it was opened with (one small read): if the repository was
     replaced (re-initialised, restored from elsewhere), the cache is dropped and the
     repository opened again, so a process never keeps using a key that opens nothing.
+    A key rotation needs no such check: it wraps the same master key again, which the
+    cached repository holds unwrapped.
     """
+    # A fresh object (fresh index, fresh tree cache) sharing the unwrapped key and the backend.
+    return _opened_repository().repository.clone()
+
+
+def reopen_repository() -> tuple[object, str]:
+    """Open the repository anew, as a process starting now would, and cache that:
+    (repository, where its secret came from: `environment` or `platform`).
+
+    For key management, which must see which key the platform's secrets open now, not which
+    key opened this process's cached repository before a rotation elsewhere."""
+    forget_cached_repository()
+    opened = _opened_repository()
+    return opened.repository.clone(), opened.secret_source
+
+
+def _opened_repository() -> _Opened:
     key = _cache_key()
     with _cache_lock:
-        template = _opened.get(key)
-        if template is not None and not _still_current(template):
+        opened = _opened.get(key)
+        if opened is not None and not _still_current(opened.repository):
             log.warning("the repository at %s was replaced since this process opened it; "
-                        "opening it again", template.backend.location)
-            template = None
-        if template is None:
-            template = _open_or_init(engine_backend())
+                        "opening it again", opened.repository.backend.location)
+            opened = None
+        if opened is None:
+            opened = _open_or_init(engine_backend())
             _opened.clear()  # settings changed (tests) or first use: keep only the current one
-            _opened[key] = template
-    # A fresh object (fresh index, fresh tree cache) sharing the unwrapped key and the backend.
-    return template.clone()
+            _opened[key] = opened
+    return opened
 
 
 def _still_current(template) -> bool:

@@ -8,12 +8,14 @@ from rest_framework.routers import SimpleRouter
 
 from backups.views.backups import BackupViewSet, VolumeBackupsView
 from backups.views.jobs import JobViewSet
+from backups.views.repository_keys import RepositoryKeyViewSet
 from backups.views.triggers import BackupTriggerView, VerifyView
 
 router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("backups", BackupViewSet, basename="backup")
 router.register("jobs", JobViewSet, basename="job")
+router.register("repository-keys", RepositoryKeyViewSet, basename="repository-key")
 
 urlpatterns = [
     re_path(r"^volumes/(?P<id>[^/]+)/backups/?$", VolumeBackupsView.as_view(), name="volume-backups"),

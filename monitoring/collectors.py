@@ -297,10 +297,12 @@ def register_collectors() -> None:
     """Register the platform's collectors once (safe to call repeatedly)."""
     global _registered
     from monitoring.readiness import ReadinessCollector
+    from monitoring.repository_key import RepositoryKeyCollector
 
     with _registration_lock:
         if _registered:
             return
         CATALOG_REGISTRY.register(CatalogCollector())
         LIVE_REGISTRY.register(ReadinessCollector())
+        LIVE_REGISTRY.register(RepositoryKeyCollector())
         _registered = True

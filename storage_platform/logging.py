@@ -2,7 +2,8 @@
 
 Tokens and keys must never reach a log. Code is written not to log them in the first place;
 this filter is the second line of defence: it masks any value of a known secret (the
-bootstrap tokens, the repository key, S3 keys), anything shaped like an API token of this
+bootstrap tokens, the repository key and the repository secrets this process generated or
+unsealed, S3 keys), anything shaped like an API token of this
 platform (`sbp_...`), an `Authorization`/`X-API-TOKEN` header value, and the value of a
 credential-named query parameter (`?token=...`; such requests are refused, but the server's
 access log still writes their request line).
@@ -32,6 +33,17 @@ _QUERY_PATTERN = re.compile(
 )
 
 
+#: Secrets this process handled that are not settings (repository secrets a key rotation
+#: generated or unsealed, backups/repository_secret.py): masked like the settings' secrets.
+_runtime_secrets: set[str] = set()
+
+
+def remember_secret(value: str) -> None:
+    """Mask `value` in every later log line of this process."""
+    if value and len(value) >= 8:
+        _runtime_secrets.add(value)
+
+
 def _known_secrets() -> list[str]:
     try:
         from django.conf import settings
@@ -40,8 +52,8 @@ def _known_secrets() -> list[str]:
         values += [getattr(settings, name, None) for name in
                    ("REPOSITORY_KEY", "S3_SECRET_ACCESS_KEY", "METRICS_TOKEN", "SECRET_KEY")]
     except Exception:  # settings not configured (engine CLI): the patterns still apply
-        return []
-    return [value for value in values if value and len(value) >= 8]
+        return sorted(_runtime_secrets)
+    return [value for value in values if value and len(value) >= 8] + sorted(_runtime_secrets)
 
 
 def redact(text: str) -> str:

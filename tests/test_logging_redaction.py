@@ -45,6 +45,14 @@ def test_filter_masks_platform_tokens_and_header_values():
     assert cleaned.endswith(" ok")
 
 
+def test_filter_masks_repository_secrets_this_process_handled():
+    from storage_platform.logging import remember_secret
+
+    secret = "5e" * 32  # as a key rotation generates it
+    remember_secret(secret)
+    assert secret not in redact(f"opened with {secret}.")
+
+
 def test_filter_masks_bootstrap_token_values_in_formatted_records(settings):
     settings.BOOTSTRAP_TOKENS = {"admin": "operator-chosen-admin-value", "backup": None, "read": None}
     stream = io.StringIO()

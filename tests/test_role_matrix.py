@@ -54,6 +54,11 @@ EXPECTED_MINIMUM_ROLE: dict[tuple[str, str], str] = {
     ("/api/v1/jobs", "GET"): READ,
     ("/api/v1/jobs/{pk}", "GET"): READ,
     ("/api/v1/jobs/{pk}/cancel", "POST"): BACKUP,
+    # the repository's keys (backups.views.repository_keys)
+    ("/api/v1/repository-keys", "GET"): ADMIN,
+    ("/api/v1/repository-keys", "POST"): ADMIN,
+    ("/api/v1/repository-keys/rotate", "POST"): ADMIN,
+    ("/api/v1/repository-keys/{pk}", "DELETE"): ADMIN,
     # policies (backups.views)
     ("/api/v1/policies", "GET"): READ,
     ("/api/v1/policies", "POST"): ADMIN,
@@ -210,8 +215,9 @@ def _call(client, method: str, url: str):
 @pytest.mark.django_db
 @pytest.mark.parametrize("route, method, url", [case for case in CASES if case[:2] in EXPECTED_MINIMUM_ROLE],
                          ids=lambda value: value if isinstance(value, str) else "")
-def test_role_matrix(api, settings, tmp_path, route, method, url):
-    # An endpoint may switch maintenance mode on; keep that switch inside this test.
+def test_role_matrix(api, settings, tmp_path, own_repository, route, method, url):
+    # An endpoint may switch maintenance mode on, or rotate the repository's key: keep that
+    # switch, and that repository, inside this test.
     settings.MAINTENANCE_FILE = tmp_path / "maintenance"
     minimum = EXPECTED_MINIMUM_ROLE[(route, method)]
     outcomes = {}

@@ -25,6 +25,7 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
     repo.delete_snapshot(snapshot_id)
     repo.prune(dry_run=False, progress=callback)                    -> PruneResult
     repo.stats()                                                    -> RepositoryStats
+    repo.add_key(secret) -> "keys/<id>";  repo.list_keys();  repo.remove_key("keys/<id>")
     repo.close()
 
 `progress(done_bytes: int, total_bytes: int, message: str)` is called at most a few times per

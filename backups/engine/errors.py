@@ -56,6 +56,38 @@ class KeyMissing(EngineError):
     exit_code = 12
 
 
+class KeyNotFound(EngineError):
+    """No key object with this name exists in the repository."""
+
+    code = "key_not_found"
+    exit_code = 12
+
+
+class LastKey(EngineError):
+    """Refusing to remove the repository's last key: nothing could open it afterwards."""
+
+    code = "last_key"
+    exit_code = 12
+
+
+class KeyInUse(EngineError):
+    """Refusing to remove the key in use: open the repository with another key to remove it."""
+
+    code = "key_in_use"
+    exit_code = 12
+
+
+class OrphanKey(EngineError):
+    """Refusing to remove an orphan key alone: `repair-orphans` removes it with what it sealed.
+
+    Removed alone, the index objects and manifests it sealed could no longer be read nor
+    found, and every reader of the index would fail on them for good.
+    """
+
+    code = "orphan_key"
+    exit_code = 12
+
+
 class FormatError(EngineError):
     """An object has an unknown magic or an unsupported format version."""
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import zstandard
 
 from .crypto import RepositoryCipher
-from .errors import (FormatError, DataIntegrityError, ObjectNotFound, RepositoryExists,
-                     RepositoryNotFound, SnapshotNotFound, WrongKey, EngineError)
+from .errors import (FormatError, DataIntegrityError, KeyInUse, KeyNotFound, LastKey,
+                     ObjectNotFound, OrphanKey, RepositoryExists, RepositoryNotFound,
+                     SnapshotNotFound, WrongKey)
 from .format import BlobType, Compression, ObjectType
 from .index import Index, IndexEntry, write_index
 from .memory import tune_malloc
@@ -273,27 +274,47 @@ class Repository:
 
     # --- keys ---------------------------------------------------------------------------------
     def add_key(self, kek: KeyEncryptionKey | str | bytes) -> str:
-        """Wrap the master key under another secret; return the new `keys/<id>` name."""
+        """Wrap the master key under another secret; return the new `keys/<id>` name.
+
+        One object is written; no data is rewritten. The new key opens the repository as
+        soon as the write returns."""
         key_object = wrap_master_key(self._master, load_key_encryption_key(kek))
         name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
         self.backend.put(name, key_object)
         return name
 
     def list_keys(self) -> list[dict]:
-        """[{name, kdf, created, current}] for every key object."""
+        """[{name, kdf, created, current, orphan}] for every key object, sorted by name.
+
+        `current`: the key this object was opened with. `orphan`: a key that unwraps with
+        the same secret but does not open the config (see `open`); a key wrapped under
+        another secret is never known to be an orphan here."""
         keys = []
         for name in sorted(self.backend.list("keys/")):
             description = describe_key_object(self.backend.get(name), name)
-            keys.append({"name": name, **description, "current": name == self.key_name})
+            keys.append({"name": name, **description, "current": name == self.key_name,
+                         "orphan": name in self.orphan_ciphers})
         return keys
 
     def remove_key(self, name: str) -> None:
-        """Delete a wrapped copy (rotation). Refuses to remove the last one."""
+        """Delete one wrapped copy (rotation: add the new secret, open with it, remove the old).
+
+        Refuses, in this order: an unknown name (`KeyNotFound`), the last key (`LastKey`),
+        the key this object was opened with (`KeyInUse`: whoever removes it must already hold
+        another secret that opens the repository), and an orphan key (`OrphanKey`: removing it
+        alone would leave what it sealed unreadable and unfindable; see orphans.py).
+        """
         names = set(self.backend.list("keys/"))
         if name not in names:
-            raise EngineError(f"no key object {name}")
+            raise KeyNotFound(f"no key object {name}", detail={"key": name})
         if len(names) == 1:
-            raise EngineError("refusing to remove the repository's last key")
+            raise LastKey("refusing to remove the repository's last key", detail={"key": name})
+        if name == self.key_name:
+            raise KeyInUse(f"refusing to remove {name}: the repository was opened with it; open "
+                           "it with another key to remove this one", detail={"key": name})
+        if name in self.orphan_ciphers:
+            raise OrphanKey(f"refusing to remove the orphan key {name} alone: repair-orphans "
+                            "removes it together with the objects it sealed", detail={"key": name})
         self.backend.delete(name)
 
     # --- Internals (contract for verify.py / prune.py) ------------------------------------------

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from backups.engine.backends import open_backend
 from backups.engine.keys import MasterKey, load_key_encryption_key, wrap_master_key
 from backups.engine.repository import Repository
-from backups.engine.tests.helpers import write_files
+from backups.engine.errors import OrphanKey
+from backups.engine.tests.helpers import LOCAL_ONLY, write_files
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "the one operator passphrase"
@@ -92,3 +95,13 @@ def test_repair_orphans_cli_prints_json_and_changes_nothing_in_a_dry_run(tmp_pat
     document = json.loads(completed.stdout)
     assert document["orphan_keys"] == [orphan] and document["removed"] is False
     assert backend.exists(f"snapshots/{lost}")
+
+
+@LOCAL_ONLY
+def test_an_orphan_key_is_listed_as_such_and_not_removed_alone(any_backend, tmp_path):
+    orphan, lost, _ = _lost_initialisation(any_backend, tmp_path)
+    repository = Repository.open(any_backend, SECRET)
+    assert [key["orphan"] for key in repository.list_keys() if key["name"] == orphan] == [True]
+    with pytest.raises(OrphanKey, match="repair-orphans"):
+        repository.remove_key(orphan)
+    assert any_backend.exists(orphan) and any_backend.exists(f"snapshots/{lost}")

@@ -154,6 +154,18 @@ def test_key_rotation_without_rewriting_data(tmp_path):
     assert b"".join(rotated.open_file("latest", "f")) == b"payload"
 
 
+def test_key_removal_refuses_an_unknown_name_and_the_key_in_use(tmp_path):
+    repo = new_repository(tmp_path / "repo")
+    other = repo.add_key("another operator secret")
+    with pytest.raises(engine.KeyNotFound):
+        repo.remove_key("keys/" + "0" * 64)
+    with pytest.raises(engine.KeyInUse):
+        repo.remove_key(repo.key_name)
+    assert sorted(key["name"] for key in repo.list_keys()) == sorted([repo.key_name, other])
+    repo.remove_key(other)
+    assert [key["current"] for key in repo.list_keys()] == [True]
+
+
 def test_no_key_material_in_reprs(tmp_path):
     repo = new_repository(tmp_path / "repo")
     kek = engine.load_key_encryption_key(KEY)
