@@ -1,5 +1,6 @@
-"""The backups app's one way into volumes: finding a volume, where its data is, its usage,
-making a new volume for a restore, and the `restoring` status a restore holds.
+"""The backups app's one way into volumes: finding a volume, where its data is (and where the
+pools are), its usage, making a new volume for a restore, and the `restoring` status a restore
+holds.
 
 Everything goes through the volumes app's services and pool drivers, which own the volume
 rows: no other module of `backups/` reads pools or writes a volume's status. The volumes
@@ -16,7 +17,8 @@ from volumes.errors import VolumeNotAvailable, VolumeNotFound
 logger = logging.getLogger(__name__)
 
 __all__ = ["VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path", "find_volume",
-           "finish_restore", "get_volume", "is_available", "available_volumes", "is_volume_name", "keep_restoring", "refresh_usage", "start_restoring"]
+           "finish_restore", "get_volume", "is_available", "available_volumes", "is_volume_name", "keep_restoring", "pool_roots",
+           "refresh_usage", "start_restoring"]
 
 
 def find_volume(reference):
@@ -86,6 +88,14 @@ def data_path(volume) -> Path:
     from volumes.pools import get_pool
 
     return Path(get_pool(volume.pool).resolve_path(volume.pk))
+
+
+def pool_roots() -> list[Path]:
+    """The host folders of the configured directory pools, resolved: every volume's data lives
+    below one of them (a drill's scratch space must not)."""
+    from volumes.pools import DirectoryPool, configured_pools
+
+    return [Path(pool.root).resolve() for pool in configured_pools().values() if isinstance(pool, DirectoryPool)]
 
 
 def refresh_usage(volume) -> int:
