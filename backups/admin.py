@@ -1,5 +1,5 @@
 """Django admin for backups, jobs and policies, plus the volume actions "back up now" and
-"restore the latest backup to a new volume".
+"restore the latest backup to a new volume", and the backup actions restore, verify and drill.
 
 Every action goes through `backups.services`, exactly like the API: the same one-at-a-time
 rule, the same jobs, the same Celery messages. Catalog rows are read-only here; the state
@@ -59,10 +59,10 @@ def volume_link(volume_id, name: str) -> str:
     return format_html("{} <small>(deleted)</small>", name) if name else "–"
 
 
-def restore_copy_name(name: str, now=None, *, prefix: str = "", suffix_word: str = "restore") -> str:
-    """`<prefix><name>-<suffix_word>-<YYYYmmddHHMMSS>`, cut to a 63-character DNS label."""
-    suffix = f"-{suffix_word}-{(now or timezone.now()):%Y%m%d%H%M%S}"
-    return f"{prefix}{name[:63 - len(suffix) - len(prefix)].rstrip('-')}{suffix}"
+def restore_copy_name(name: str, now=None) -> str:
+    """`<name>-restore-<YYYYmmddHHMMSS>`, cut to a 63-character DNS label."""
+    suffix = f"-restore-{(now or timezone.now()):%Y%m%d%H%M%S}"
+    return f"{name[:63 - len(suffix)].rstrip('-')}{suffix}"
 
 
 def confirm_page(model_admin, request, queryset, *, action: str, title: str, question: str, items: list[str],
@@ -149,13 +149,14 @@ class RestoreForm(forms.Form):
 # --- backups -------------------------------------------------------------------------------
 @admin.register(Backup)
 class BackupAdmin(admin.ModelAdmin):
-    list_display = ["id", "volume_column", "status", "trigger", "created_at", "completed_at", "size_read", "snapshot"]
+    list_display = ["id", "volume_column", "status", "trigger", "created_at", "completed_at", "size_read", "snapshot",
+                    "last_drill_column"]
     list_filter = ["status", "trigger", "created_at"]
     search_fields = ["volume_name", "snapshot_id", "=id"]
     date_hierarchy = "created_at"
     readonly_fields = [field.name for field in Backup._meta.fields]
     actions = ["restore_to_new_volume", "verify_repository", "drill"]
-    list_select_related = ["job"]
+    list_select_related = ["job", "last_drill"]
 
     def has_add_permission(self, request) -> bool:
         return False  # backups are made by jobs, not typed in
@@ -177,6 +178,14 @@ class BackupAdmin(admin.ModelAdmin):
     @admin.display(description="snapshot")
     def snapshot(self, backup: Backup) -> str:
         return backup.snapshot_id[:12]
+
+    @admin.display(description="last drill")
+    def last_drill_column(self, backup: Backup) -> str:
+        drill = backup.last_drill
+        if drill is None:
+            return "–"
+        when = f", {timezone.localtime(drill.finished_at):%Y-%m-%d %H:%M}" if drill.finished_at else ""
+        return job_link(drill, f"{drill.status}{when}")
 
     def get_urls(self):
         custom = [path("<uuid:backup_id>/restore/", self.admin_site.admin_view(self.restore_view),
@@ -248,21 +257,15 @@ class BackupAdmin(admin.ModelAdmin):
             describe=lambda backup, job: job_link(job))
         _report(self, request, done, problems, "Verify queued")
 
-    @admin.action(description="Drill: restore into a temporary drill-… volume")
+    @admin.action(description="Drill: restore into a scratch folder and check every file")
     def drill(self, request, queryset):
-        """A restore drill with what the platform offers: the backup is restored into a new
-        volume named `drill-<volume>-<time>`; the job's result tells whether the snapshot
-        restores, and the volume is left for inspection (cleanup.yml deletes `drill-*`)."""
-        start_drill = getattr(services, "start_drill", None)
-
-        def start(backup):
-            if start_drill is not None:
-                return start_drill(backup, actor=_actor(request))
-            name = restore_copy_name(backup.volume_name, prefix="drill-", suffix_word="at")
-            return services.start_restore(backup, new_volume_name=name, actor=_actor(request))
-
-        done, problems = audited_each(request, queryset, action="drill", target_type="backups", start=start,
-                                      describe=lambda backup, job: job_link(job, f"drill of {backup.volume_name}"))
+        """A restore drill of each selected backup (`services.start_drill`): a worker restores
+        the snapshot into a scratch folder, never a volume, checks every entry against the
+        snapshot and removes the folder; the job's result is the report."""
+        done, problems = audited_each(
+            request, queryset, action="drill", target_type="backups",
+            start=lambda backup: services.start_drill(backup, actor=_actor(request)),
+            describe=lambda backup, job: job_link(job, f"drill of {backup.volume_name}"))
         _report(self, request, done, problems, "Drills queued")
 
 
@@ -366,7 +369,7 @@ class PolicyAdminForm(forms.ModelForm):
     class Meta:
         model = Policy
         fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
-                  "verify_schedule", "verify_percent", "prune_schedule"]
+                  "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule"]
 
     def clean(self):
         cleaned = super().clean()
@@ -387,7 +390,7 @@ class PolicyAdminForm(forms.ModelForm):
 class PolicyAdmin(admin.ModelAdmin):
     form = PolicyAdminForm
     list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_hours", "verify_schedule",
-                    "prune_schedule", "keep_good", "is_default"]
+                    "prune_schedule", "drill_schedule", "keep_good", "is_default"]
     list_filter = ["enabled", "is_default"]
     # Exactly one default policy exists (a database constraint); it is chosen by migration.
     readonly_fields = ["is_default", "next_run", "last_run"]

@@ -26,6 +26,12 @@ class BackupNotRestorable(Conflict):
     code = "backup_not_restorable"
 
 
+class DrillInProgress(Conflict):
+    """A restore drill of this backup is already queued or running."""
+
+    code = "drill_in_progress"
+
+
 class BackupActive(Conflict):
     """The backup is still queued or running; cancel its job first."""
 

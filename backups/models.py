@@ -16,6 +16,9 @@ DEFAULT_SCHEDULE = "0 18 * * *"  # a daily backup at 18:00
 # read (ransomware, an application's bad write), which no verify can see.
 DEFAULT_KEEP_GOOD = 3
 MAX_KEEP_GOOD = 1000
+# A weekly restore drill, Wednesdays at 04:00: away from the daily backups (18:00), prune
+# (20:00) and verify (Sundays 03:00).
+DEFAULT_DRILL_SCHEDULE = "0 4 * * 3"
 DEFAULT_RETENTION = {"keep_last": 7, "keep_daily": 14, "keep_weekly": 8, "keep_monthly": 12}
 
 
@@ -42,6 +45,8 @@ class Policy(models.Model):
         default=DEFAULT_KEEP_GOOD, validators=[MaxValueValidator(MAX_KEEP_GOOD)],
         help_text="Prune never forgets the newest this-many good snapshots of a volume (verified or "
                   "restored intact since they were made); 0 turns this off.")
+    # Each run drills the newest backup of one volume of the policy, chosen at random; empty: never.
+    drill_schedule = models.CharField(max_length=128, blank=True, default=DEFAULT_DRILL_SCHEDULE)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -177,6 +182,9 @@ class Backup(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Set when retention (prune) removed the snapshot from the repository.
     forgotten_at = models.DateTimeField(null=True, blank=True)
+    # The newest restore drill of this backup (whatever its status: the job is the record).
+    # Written only by `services.start_drill`, when the drill is queued.
+    last_drill = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-created_at"]

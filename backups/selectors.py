@@ -53,5 +53,14 @@ def active_data_job(volume_id) -> Job | None:
 
 
 def oldest_active_job(volume_id) -> Job | None:
-    """The volume's oldest queued or running job of any kind, if any."""
-    return Job.objects.filter(volume_id=volume_id, status__in=ACTIVE_JOB_STATUSES).order_by("created_at").first()
+    """The volume's oldest queued or running job that uses the volume's data, if any: any kind
+    but a drill, which records the volume it drills a backup of but reads only the repository."""
+    return (Job.objects.filter(volume_id=volume_id, status__in=ACTIVE_JOB_STATUSES).exclude(kind=JobKind.DRILL)
+            .order_by("created_at").first())
+
+
+def active_drill(backup: Backup) -> Job | None:
+    """The backup's queued or running restore drill, if any (its newest drill, `last_drill`,
+    which `services.start_drill` sets on every drill it queues)."""
+    newest = Backup.objects.filter(pk=backup.pk).values("last_drill_id")  # as stored now, not as read
+    return Job.objects.filter(pk__in=newest, status__in=ACTIVE_JOB_STATUSES).first()

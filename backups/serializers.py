@@ -2,7 +2,8 @@
 
 Field names are a contract with automation (Ansible, scripts, tests):
 backup `id, volume, volume_name, status, job, created_at, completed_at, stats` (+ `snapshot_id,
-trigger, error, started_at, forgotten_at`); job `id, kind, status, progress, error,
+trigger, error, started_at, forgotten_at, last_drill {job, status, error_code, created_at,
+finished_at}`); job `id, kind, status, progress, error,
 created_at, finished_at` (+ `attempts, max_attempts, worker, heartbeat_at, volume, result,
 error_code, queue, started_at, cancel_requested`).
 """
@@ -54,15 +55,28 @@ class JobSerializer(serializers.ModelSerializer):
         return job.params.get("backup")
 
 
+class DrillSummarySerializer(serializers.ModelSerializer):
+    """The newest restore drill of a backup, in short (the job has the whole report)."""
+
+    job = serializers.UUIDField(source="id", read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ["job", "status", "error_code", "created_at", "finished_at"]
+        read_only_fields = fields
+
+
 class BackupSerializer(serializers.ModelSerializer):
     volume = serializers.UUIDField(source="volume_id", read_only=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
     job_status = serializers.SerializerMethodField()
+    last_drill = DrillSummarySerializer(read_only=True, allow_null=True,
+                                        help_text="The newest restore drill of this backup; null when never drilled.")
 
     class Meta:
         model = Backup
         fields = ["id", "volume", "volume_name", "status", "job", "job_status", "trigger", "snapshot_id",
-                  "created_at", "started_at", "completed_at", "forgotten_at", "stats", "error"]
+                  "created_at", "started_at", "completed_at", "forgotten_at", "stats", "error", "last_drill"]
         read_only_fields = fields
 
     def get_job_status(self, backup: Backup) -> str | None:

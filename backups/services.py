@@ -1,4 +1,4 @@
-"""Service functions: the one way to start backups, restores, verifies and prunes.
+"""Service functions: the one way to start backups, restores, verifies, drills and prunes.
 
 Views, admin actions, the scheduler (beat fan-out, reconciler) and management commands all
 call these; none of them creates Job rows or sends Celery messages itself. Every function
@@ -24,6 +24,7 @@ from backups.errors import (
     BackupActive,
     BackupInProgress,
     BackupNotRestorable,
+    DrillInProgress,
     IdempotencyKeyReused,
     InvalidRestoreTarget,
 )
@@ -349,6 +350,47 @@ def start_verify(*, read_data_percent: float, actor: str = "", policy: Policy | 
         job = Job.objects.create(kind=JobKind.VERIFY, queue=routing.queue_for(JobKind.VERIFY), policy=policy,
                                  created_by=actor[:128], params=params)
         jobs.enqueue(job)
+    return job
+
+
+def start_drill(backup: Backup, *, actor: str = "", policy: Policy | None = None,
+                idempotency_key: str | None = None) -> Job:
+    """Queue a restore drill of `backup` and return its Job (`queued`, on the maintenance queue).
+
+    The drill restores the backup's snapshot into a scratch directory on a worker (never a
+    volume), checks every entry against the snapshot and removes the directory
+    (`runners/drill.py`). The job records the backup's volume (for its per-volume metrics;
+    a drill never touches the volume) and becomes the backup's `last_drill`. Raises
+    `BackupNotRestorable` (409) for a backup that is not completed or whose snapshot was
+    removed, `DrillInProgress` (409) while a drill of the same backup is queued or running,
+    `IdempotencyKeyReused` (409) when the key was used for another request."""
+    key = _clean_key(idempotency_key)
+    existing = _job_for_key(key, kind=JobKind.DRILL, backup_id=backup.pk)
+    if existing is not None:
+        return existing
+    _restorable(backup)
+    try:
+        with transaction.atomic():
+            active = selectors.active_drill(backup)
+            if active is not None:
+                raise DrillInProgress(
+                    f"A drill of backup {backup.pk} is already {active.status} (job {active.pk}).",
+                    detail={"backup": str(backup.pk), "job": str(active.pk), "status": active.status})
+            job = Job(kind=JobKind.DRILL, volume_id=backup.volume_id, policy=policy,
+                      queue=routing.queue_for(JobKind.DRILL), created_by=actor[:128], idempotency_key=key,
+                      params={"backup": str(backup.pk), "snapshot_id": backup.snapshot_id,
+                              "volume_name": backup.volume_name})
+            try:
+                with transaction.atomic():
+                    job.save(force_insert=True)
+            except IntegrityError:
+                raise _RetryWithKey() from None  # the only unique field a new job can clash on
+            Backup.objects.filter(pk=backup.pk).update(last_drill=job)
+            jobs.enqueue(job)
+    except _RetryWithKey:
+        return _job_for_key(key, kind=JobKind.DRILL, backup_id=backup.pk)
+    logger.info("drill of backup %s (volume %s) queued (job %s, by %s)", backup.pk, backup.volume_name, job.pk,
+                actor or "system")
     return job
 
 

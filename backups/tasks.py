@@ -16,5 +16,5 @@ from backups.runners import execute
 # Published by name (`jobs.publish`), so no module below this one imports it.
 @shared_task(name=RUN_JOB_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(job_id: str) -> str:
-    """Run one delivery of the job `job_id` (backup, restore, verify or prune)."""
+    """Run one delivery of the job `job_id` (backup, restore, verify, prune or drill)."""
     return execute(job_id)

@@ -1,6 +1,6 @@
-"""The backups app's one way into volumes: finding a volume, where its data is, its usage,
-making a new volume for a restore, the `restoring` status a restore holds, and recreating
-volume rows from their backups (`manage.py rebuild_catalog`).
+"""The backups app's one way into volumes: finding a volume, where its data is (and where the
+pools are), its usage, making a new volume for a restore, the `restoring` status a restore
+holds, and recreating volume rows from their backups (`manage.py rebuild_catalog`).
 
 Everything goes through the volumes app's services and pool drivers, which own the volume
 rows: no other module of `backups/` reads pools or writes a volume's status. The volumes
@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["VolumeExists", "VolumeNotAvailable", "VolumeNotFound", "create_volume_for_restore", "data_path",
            "find_volume", "finish_restore", "folders_without_volume", "get_volume", "is_available",
-           "available_volumes", "is_volume_name", "keep_restoring", "recheck_missing_data", "recreate_volume",
+           "available_volumes", "is_volume_name", "keep_restoring", "pool_roots", "recheck_missing_data",
+           "recreate_volume",
            "refresh_usage", "start_restoring"]
 
 
@@ -87,6 +88,14 @@ def data_path(volume) -> Path:
     from volumes import services as volume_services
 
     return volume_services.data_folder(volume)
+
+
+def pool_roots() -> list[Path]:
+    """The host folders of the configured directory pools, resolved: every volume's data lives
+    below one of them (a drill's scratch space must not)."""
+    from volumes.pools import DirectoryPool, configured_pools
+
+    return [Path(pool.root).resolve() for pool in configured_pools().values() if isinstance(pool, DirectoryPool)]
 
 
 def refresh_usage(volume) -> int:

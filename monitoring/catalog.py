@@ -1,9 +1,11 @@
 """The catalog queries behind `/metrics`: a fixed number of queries, whatever the fleet size.
 
-`read_catalog(now)` runs exactly seven queries (volumes with their last backups, backup totals,
-jobs by kind and status, the newest repository size, persisted counters, worker heartbeats,
-the bytes of packs no verify has read within the re-verify window) and returns plain data; `monitoring.collectors` turns it into metric families. There is no
-per-volume query: per-volume values come from one grouped query over volumes and backups.
+`read_catalog(now)` runs exactly eight queries (volumes with their last backups, backup
+totals, jobs by kind and status, the newest successful drill per volume, the newest
+repository size, persisted counters, worker heartbeats, the bytes of packs no verify has read
+within the re-verify window) and returns plain data; `monitoring.collectors` turns it into
+metric families. There is no per-volume query: per-volume values come from one grouped query
+over volumes and backups, and one over drill jobs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.db.models import Count, F, FloatField, Func, Max, Min, OuterRef, Sub
 from django.db.models.functions import Coalesce
 
 from backups import pack_verification, selectors
-from backups.models import Backup, BackupStatus, Job, JobStatus
+from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus
 from monitoring import counters, totals
 from monitoring.models import WorkerHeartbeat
 from volumes.models import Volume
@@ -67,6 +69,8 @@ class CatalogSnapshot:
     backup_totals: dict[str, float] = field(default_factory=dict)
     job_groups: list[JobGroup] = field(default_factory=list)
     repository: RepositorySize | None = None
+    #: volume id -> unix time of its newest succeeded restore drill
+    last_drills: dict[str, float] = field(default_factory=dict)
     persisted: dict[counters.CounterKey, float] = field(default_factory=dict)
     heartbeats: list[WorkerHeartbeat] = field(default_factory=list)
     unverified: pack_verification.UnverifiedBytes | None = None
@@ -158,6 +162,18 @@ def read_job_groups() -> list[JobGroup]:
     return [JobGroup(**row) for row in rows]
 
 
+def read_last_drills() -> dict[str, float]:
+    """One grouped query: volume id -> when its newest succeeded restore drill finished.
+
+    Over drill jobs only (the (status, kind) index of Job), not a correlated subquery per
+    volume: a volume has hundreds of backup jobs for each drill, and a per-volume probe of
+    its jobs would visit them all on every scrape."""
+    rows = (Job.objects.filter(kind=JobKind.DRILL, status=JobStatus.SUCCEEDED, volume__isnull=False,
+                               finished_at__isnull=False)
+            .order_by().values("volume_id").annotate(at=Max(EpochSeconds("finished_at"))).values_list("volume_id", "at"))
+    return {_uuid_text(volume_id): float(at) for volume_id, at in rows}
+
+
 def read_repository_size() -> RepositorySize | None:
     """The repository size recorded by the newest succeeded job that recorded one.
 
@@ -186,12 +202,13 @@ def read_heartbeats(now: datetime.datetime) -> list[WorkerHeartbeat]:
 
 
 def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
-    """Everything the collector exposes, read in seven queries."""
+    """Everything the collector exposes, read in eight queries."""
     return CatalogSnapshot(
         now=now,
         volumes=read_volumes(),
         backup_totals=totals.backup_totals_aggregates(Backup.objects.order_by()),
         job_groups=read_job_groups(),
+        last_drills=read_last_drills(),
         repository=read_repository_size(),
         persisted=counters.read_all(),
         heartbeats=read_heartbeats(now),

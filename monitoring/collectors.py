@@ -94,6 +94,11 @@ class CatalogCollector:
             "1 when the volume's newest finished backup failed, else 0.",
             labels=VOLUME_LABELS,
         )
+        last_drill = GaugeMetricFamily(
+            "backup_last_drill_timestamp",
+            "Unix time the volume's newest succeeded restore drill finished (absent if never drilled).",
+            labels=VOLUME_LABELS,
+        )
         violation = GaugeMetricFamily(
             "backup_rpo_violation",
             "1 when the newest completed backup (or, never backed up, the volume's creation) is older than the RPO.",
@@ -107,6 +112,7 @@ class CatalogCollector:
         used_samples, quota_samples = used.samples, quota.samples
         success_samples, failure_samples = last_success.samples, last_failure.samples
         failed_samples, violation_samples = last_failed.samples, violation.samples
+        drill_samples, last_drills = last_drill.samples, snapshot.last_drills
         for volume in snapshot.volumes:
             labels = {"volume": volume.name, "volume_id": volume.id}
             statuses[volume.status] = statuses.get(volume.status, 0) + 1
@@ -123,9 +129,12 @@ class CatalogCollector:
                 volume.last_success_ts is None or volume.last_failure_ts > volume.last_success_ts
             )
             failed_samples.append(Sample("backup_last_attempt_failed", labels, 1 if failed else 0))
+            drilled = last_drills.get(volume.id)
+            if drilled is not None:
+                drill_samples.append(Sample("backup_last_drill_timestamp", labels, drilled))
         for status, number in sorted(statuses.items()):
             by_status.add_metric([status], number)
-        yield from (count, by_status, used, quota, last_success, last_failure, last_failed, violation)
+        yield from (count, by_status, used, quota, last_success, last_failure, last_failed, violation, last_drill)
 
     # -- backups: counters, bytes, durations ----------------------------------------------
     def _backup_counters(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
@@ -210,6 +219,13 @@ class CatalogCollector:
                 ok = failed is None or (succeeded is not None and succeeded >= failed)
                 last_result.add_metric([kind], 1.0 if ok else 0.0)
         yield from (depth, oldest_queued, heartbeat_age, finished, last_finished, last_result)
+        # The same count as backup_job_finished_total{kind="drill", result="failed"}, under the
+        # name alerts and dashboards about drills use.
+        drill_failures = groups.get((JobKind.DRILL, JobStatus.FAILED))
+        persisted = snapshot.persisted.get((totals.JOB_FINISHED, canonical_labels({"kind": JobKind.DRILL,
+                                                                                   "result": JobStatus.FAILED})), 0.0)
+        yield CounterMetricFamily("backup_drill_failures", "Restore drills that failed (damage, differences, errors).",
+                                  value=(drill_failures.count if drill_failures else 0) + persisted)
 
     # -- repository ---------------------------------------------------------------------
     def _repository_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:

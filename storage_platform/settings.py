@@ -199,6 +199,9 @@ S3_REGION = env_str("S3_REGION", "us-east-1")
 S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID") or env_str("AWS_ACCESS_KEY_ID")
 S3_SECRET_ACCESS_KEY = env_str("S3_SECRET_ACCESS_KEY") or env_str("AWS_SECRET_ACCESS_KEY")
 REPOSITORY_DIR = Path(env_str("REPOSITORY_DIR", str(DATA_DIR / "repository"))).expanduser().resolve()
+# Restore drills restore a snapshot here (one folder per job, removed when the drill ends), on
+# the worker's host: never inside a volume pool (the drill runner refuses that).
+DRILL_SCRATCH_DIR = Path(env_str("DRILL_SCRATCH_DIR", str(DATA_DIR / "drills"))).expanduser().resolve()
 # Bandwidth caps of the backup engine towards the repository, KiB/s (restic's --limit-upload
 # / --limit-download); 0 = unlimited.
 BACKUP_UPLOAD_LIMIT_KIB = env_int("BACKUP_UPLOAD_LIMIT_KIB", 0, minimum=0)
@@ -334,6 +337,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # No spec validator badge: it would send the schema URL to validator.swagger.io.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # A job's status appears in two components (Job, and a backup's last_drill): one enum name.
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "backups.models.JobStatus"},
     # The error responses of every operation are added in one place (storage_platform/openapi.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "storage_platform.openapi.add_error_responses"],

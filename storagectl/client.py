@@ -161,9 +161,11 @@ class Client:
             pause = min(pause * 1.5, 2.0)
 
     def has_operation(self, path: str, method: str) -> bool:
-        """Whether the server's OpenAPI schema offers `method` on `path` (e.g. a newer verb)."""
-        schema = self.get("/api/schema/", {"format": "json"})
-        return method.lower() in (schema.get("paths", {}).get(path) or {})
+        """Whether the server's OpenAPI schema offers `method` on `path` (e.g. a newer verb),
+        written with or without the trailing slash (the platform's document has it)."""
+        paths = self.get("/api/schema/", {"format": "json"}).get("paths", {})
+        bare = path.rstrip("/")
+        return any(method.lower() in (paths.get(candidate) or {}) for candidate in (bare, bare + "/"))
 
     def upload(self, volume: str, remote_path: str, body) -> dict:
         """PUT a file: `body` is a file-like object with a length (sent with Content-Length)

@@ -45,6 +45,7 @@ EXPECTED_MINIMUM_ROLE: dict[tuple[str, str], str] = {
     ("/api/v1/backups/{pk}", "DELETE"): ADMIN,
     ("/api/v1/backups/{pk}/restore", "POST"): ADMIN,
     ("/api/v1/backups/{pk}/verify", "POST"): BACKUP,
+    ("/api/v1/backups/{pk}/drill", "POST"): BACKUP,
     ("/api/v1/backups/{pk}/files", "GET"): READ,
     ("/api/v1/backups/{pk}/download", "GET"): READ,
     ("/api/v1/backup", "POST"): BACKUP,

@@ -17,6 +17,8 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
     repo.snapshots(source=None, tags=None)                          -> list[SnapshotInfo]
     repo.restore(snapshot_id_or_"latest", target_dir, sub_path=None,
                  progress=callback, cancel=callable)                -> RestoreResult
+    repo.drill(snapshot_id, scratch_dir, progress=callback,
+               cancel=callable)                                     -> DrillReport
     repo.list_dir(snapshot_id, path="/")                            -> list[TreeEntry]
     repo.open_file(snapshot_id, path)                               -> Iterator[bytes]
     repo.verify(read_data_percent=0.0, progress=callback)           -> VerifyReport
@@ -40,6 +42,7 @@ from . import errors
 from .archiver import BackupResult
 from .backend import Backend
 from .backends import LocalBackend, open_backend
+from .drill import DrillReport
 from .errors import *  # noqa: F401,F403  (the error hierarchy is part of the public API)
 from .keys import KeyEncryptionKey, load_key_encryption_key
 from .repository import Repository, RepositoryStats
@@ -49,7 +52,7 @@ from .tree import TreeEntry
 
 __all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "open_backend",
            "KeyEncryptionKey", "load_key_encryption_key", "Repository", "RepositoryStats",
-           "BackupResult", "RestoreResult", "SnapshotInfo", "TreeEntry", "RetentionPolicy",
+           "BackupResult", "RestoreResult", "DrillReport", "SnapshotInfo", "TreeEntry", "RetentionPolicy",
            "VerifyReport", "ForgetResult", "PruneResult", "errors"]
 
 # Names whose modules are heavy (boto3) or owned by the storage side are imported on first use.

@@ -592,6 +592,15 @@ class Repository:
             return restore(self, snapshot, target_dir, sub_path=sub_path, progress=progress,
                            cancel=cancel)
 
+    def drill(self, snapshot: str, scratch_dir, *, progress=None, cancel=None):
+        """Restore a snapshot into `scratch_dir` (which must not exist), check every entry
+        against the snapshot and remove the directory again; see `drill.drill`. One shared
+        lock covers the restore and the check, so a prune cannot remove trees in between."""
+        from .drill import drill
+        tune_malloc()
+        with self.lock(exclusive=False, holder=f"drill {snapshot}", wait=SHARED_LOCK_WAIT_SECONDS):
+            return drill(self, snapshot, scratch_dir, progress=progress, cancel=cancel)
+
     def list_dir(self, snapshot: str, path: str = "/") -> list[TreeEntry]:
         from .browse import list_dir
         return list_dir(self, snapshot, path)

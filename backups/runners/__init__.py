@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class RunnerFailure(Exception):
-    """A runner's permanent failure that carries a result worth keeping (e.g. a verify report)."""
+    """A runner's permanent failure that carries a result worth keeping (e.g. a verify or drill
+    report)."""
 
     transient = False
 
@@ -37,10 +38,10 @@ class RunnerFailure(Exception):
 
 
 def _runners() -> dict:
-    from backups.runners import backup, prune, restore, verify
+    from backups.runners import backup, drill, prune, restore, verify
 
     return {JobKind.BACKUP: backup.run, JobKind.RESTORE: restore.run,
-            JobKind.VERIFY: verify.run, JobKind.PRUNE: prune.run}
+            JobKind.VERIFY: verify.run, JobKind.PRUNE: prune.run, JobKind.DRILL: drill.run}
 
 
 # Tests replace entries to drive the state machine with runners that fail on purpose.

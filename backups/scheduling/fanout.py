@@ -1,4 +1,4 @@
-"""What a policy's beat run does: one backup job per volume, or one verify / prune job.
+"""What a policy's beat run does: one backup job per volume, or one verify / prune / drill job.
 
 Idempotence: a run belongs to the *tick* it was scheduled for - the latest cron time at or
 before now in the policy's time zone (`cron.previous_run`). Each backup it starts carries the
@@ -8,12 +8,16 @@ catch-up racing the fan-out) never backs a volume up twice for the same tick.
 
 Volumes of a policy: those pointing to it, and for the default policy also those with no
 policy. Only `available` volumes are backed up; one with an active backup or restore is
-skipped (reported, not an error).
+skipped (reported, not an error). A drill takes one volume of the policy at random (the
+choice is injected, like the clock) among those with a completed backup, whatever their
+status, and drills its newest backup.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -123,12 +127,15 @@ def _maintenance_key(kind: str, policy: Policy, schedule_expression: str, now: d
 
 
 def _start_maintenance(kind: str, policy_id: int, now: datetime | None, start) -> str | None:
-    """Start one verify or prune job for the policy's current tick; None when not started."""
+    """Start one verify, prune or drill job for the policy's current tick; None when not
+    started. `start(policy)` returns the job, or None when there is nothing to do."""
+    from backups.scheduling.sync import POLICY_TASKS
+
     policy = Policy.objects.filter(pk=policy_id).first()
     if policy is None or not policy.enabled:
         logger.info("scheduled %s of policy %s skipped: policy missing or disabled", kind, policy_id)
         return None
-    expression = policy.verify_schedule if kind == JobKind.VERIFY else policy.prune_schedule
+    expression = getattr(policy, POLICY_TASKS[kind][0])
     if not expression:
         return None
     try:
@@ -140,13 +147,16 @@ def _start_maintenance(kind: str, policy_id: int, now: datetime | None, start) -
         logger.info("scheduled %s of policy %s: already started for this tick", kind, policy.name)
         return None
     if Job.objects.filter(kind=kind, policy=policy, status__in=ACTIVE_JOB_STATUSES).exists():
-        # A long verify or prune still running: starting another would only queue behind it.
+        # A long verify, prune or drill still running: starting another would only queue behind it.
         logger.info("scheduled %s of policy %s skipped: the previous one is still active", kind, policy.name)
         return None
     job = start(policy)
+    if job is None:
+        return None
     try:
-        # The services take no idempotency key; stamping it right after creation still makes
-        # a second delivery of the same tick (the common duplicate) a no-op.
+        # The services are called without the key (the drill's backup is only chosen inside
+        # `start`); stamping it right after creation still makes a second delivery of the same
+        # tick (the common duplicate) a no-op.
         with transaction.atomic():
             Job.objects.filter(pk=job.pk, idempotency_key__isnull=True).update(idempotency_key=key)
     except IntegrityError:
@@ -172,3 +182,35 @@ def start_policy_prune(policy_id: int, *, now: datetime | None = None) -> str | 
         JobKind.PRUNE, policy_id, now,
         lambda policy: services.start_prune(policy=policy, actor=SCHEDULER_ACTOR),
     )
+
+
+def drill_candidates(policy: Policy) -> list:
+    """Ids of the policy's volumes that have a completed backup, in a stable order."""
+    from backups import selectors
+
+    completed = selectors.completed_backups(volume__in=volumes_of(policy).values("pk"))
+    return sorted(completed.order_by().values_list("volume_id", flat=True).distinct(), key=str)
+
+
+def start_policy_drill(policy_id: int, *, now: datetime | None = None,
+                       choose: Callable[[Sequence], object] = random.choice) -> str | None:
+    """Drill the newest backup of one volume of the policy, `choose`n among `drill_candidates`."""
+    from backups import selectors, services
+    from backups.errors import BackupNotRestorable, DrillInProgress
+
+    def start(policy: Policy):
+        candidates = drill_candidates(policy)
+        if not candidates:
+            logger.info("scheduled drill of policy %s skipped: no volume of it has a completed backup", policy.name)
+            return None
+        backup = selectors.newest_completed_backup(choose(candidates))
+        if backup is None:  # forgotten since the candidates were read: the next tick drills
+            return None
+        try:
+            return services.start_drill(backup, actor=SCHEDULER_ACTOR, policy=policy)
+        except (BackupNotRestorable, DrillInProgress) as error:
+            # Forgotten meanwhile, or being drilled by hand right now: the next tick drills.
+            logger.info("scheduled drill of policy %s skipped: %s", policy.name, error.message)
+            return None
+
+    return _start_maintenance(JobKind.DRILL, policy_id, now, start)

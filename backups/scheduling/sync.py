@@ -1,14 +1,14 @@
 """Policy ⇄ django-celery-beat: one PeriodicTask per policy schedule, kept equal both ways.
 
-Each policy owns up to three periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`
-and `policy:<id>:prune`, each on a CrontabSchedule row of its own in the policy's time zone
+Each policy owns up to four periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`,
+`policy:<id>:prune` and `policy:<id>:drill`, each on a CrontabSchedule row of its own in the policy's time zone
 (own rows, so editing one in the admin changes one policy). The name is the link (it never
 changes when the policy is renamed); the description carries the policy name for the admin.
 
 Directions:
 
-* `sync_policy_to_beat(policy)` (on every Policy save): creates or updates the three tasks;
-  a disabled policy disables them; an empty verify/prune schedule removes that task.
+* `sync_policy_to_beat(policy)` (on every Policy save): creates or updates the four tasks;
+  a disabled policy disables them; an empty verify/prune/drill schedule removes that task.
 * `apply_periodic_task_to_policy(task)` (on a PeriodicTask or CrontabSchedule save in the admin):
   copies the crontab back into the policy (the backup task also carries the time zone and
   the enabled flag), then re-syncs the policy's other tasks so they follow a time-zone change.
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 TASK_POLICY_BACKUP = "backups.scheduling.tasks.policy_backup"
 TASK_POLICY_VERIFY = "backups.scheduling.tasks.policy_verify"
 TASK_POLICY_PRUNE = "backups.scheduling.tasks.policy_prune"
+TASK_POLICY_DRILL = "backups.scheduling.tasks.policy_drill"
 TASK_RECONCILE = "backups.scheduling.tasks.reconcile_jobs"
 TASK_RPO_CATCH_UP = "backups.scheduling.tasks.rpo_catch_up"
 
@@ -44,6 +45,7 @@ POLICY_TASKS = {
     "backup": ("schedule", TASK_POLICY_BACKUP),
     "verify": ("verify_schedule", TASK_POLICY_VERIFY),
     "prune": ("prune_schedule", TASK_POLICY_PRUNE),
+    "drill": ("drill_schedule", TASK_POLICY_DRILL),
 }
 
 # Platform-wide periodic tasks registered on migrate: (name, task, every N seconds).

@@ -88,9 +88,17 @@ def test_verify_and_drill_actions_start_jobs_and_are_audited(operator, volume, s
     verify = Job.objects.get(kind=JobKind.VERIFY)
     assert verify.params["backup"] == str(backup.pk) and verify.params["read_data_percent"] == 10
     operator.post("/admin/backups/backup/", {"action": "drill", "_selected_action": [str(backup.pk)]})
-    drill = Job.objects.get(kind=JobKind.RESTORE)
-    assert Volume.objects.get(pk=drill.volume_id).name.startswith("drill-vol-a-at-")
-    assert [event.action for event in AuditEvent.objects.order_by("id")] == ["admin:verify", "admin:drill"]
+    drill = Job.objects.get(kind=JobKind.DRILL)
+    assert drill.params["backup"] == str(backup.pk) and drill.queue == "maintenance"
+    assert Backup.objects.get(pk=backup.pk).last_drill_id == drill.pk
+    assert Volume.objects.count() == 1  # a drill restores into a scratch folder, not a new volume
+    # Drilling it again while that drill is queued is refused, and audited as such.
+    operator.post("/admin/backups/backup/", {"action": "drill", "_selected_action": [str(backup.pk)]})
+    assert Job.objects.filter(kind=JobKind.DRILL).count() == 1
+    assert [(event.action, event.status_code) for event in AuditEvent.objects.order_by("id")] == [
+        ("admin:verify", 202), ("admin:drill", 202), ("admin:drill", 409)]
+    listing = operator.get("/admin/backups/backup/").content.decode()
+    assert "Last drill" in listing and f"/admin/backups/job/{drill.pk}/change/" in listing
 
 
 def test_cancel_asks_for_confirmation_first(operator, volume, sent_messages):
@@ -212,5 +220,3 @@ def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator)
 def test_restore_copy_names_stay_dns_labels():
     name = restore_copy_name("x" * 63)
     assert len(name) <= 63 and name.startswith("x") and "-restore-" in name
-    drill = restore_copy_name("y" * 63, prefix="drill-", suffix_word="at")
-    assert len(drill) <= 63 and drill.startswith("drill-y") and "-at-" in drill

@@ -1,5 +1,5 @@
 """The backups API: triggers (three endpoints), one-at-a-time per volume, idempotency,
-validation, lists and filters, restore/verify requests, delete.
+validation, lists and filters, restore/verify/drill requests, delete.
 
 Celery messages are recorded, not sent (`sent_messages`); running jobs is tested in
 test_jobs.py and end to end in tests/test_end_to_end.py.
@@ -18,7 +18,7 @@ from volumes.models import Volume, VolumeStatus
 pytestmark = pytest.mark.django_db
 
 BACKUP_FIELDS = {"id", "volume", "volume_name", "status", "job", "created_at", "completed_at", "stats",
-                 "snapshot_id", "trigger", "error"}
+                 "snapshot_id", "trigger", "error", "last_drill"}
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -300,3 +300,76 @@ def test_a_retried_restore_with_the_same_idempotency_key_is_one_job(api, volume,
     again = api("admin").post(url, {"new_volume_name": "vol-r"}, format="json", HTTP_IDEMPOTENCY_KEY="restore-1")
     assert first.status_code == again.status_code == 202
     assert first.json()["id"] == again.json()["id"] and Job.objects.filter(kind="restore").count() == 1
+
+
+# --- restore drills ------------------------------------------------------------------------
+def test_a_drill_answers_202_with_a_maintenance_job_and_becomes_the_backups_last_drill(
+        api, volume, sent_messages, django_capture_on_commit_callbacks):
+    backup = completed_backup(volume)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api("backup").post(f"/api/v1/backups/{backup.id}/drill")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert {"id", "kind", "status", "progress", "error", "created_at", "finished_at"} <= set(body)
+    assert (body["kind"], body["status"], body["queue"]) == ("drill", "queued", "maintenance")
+    assert body["backup"] == str(backup.id) and body["volume"] == str(volume.id)
+    assert body["params"]["snapshot_id"] == "snap-1" and body["created_by"] == "token:test-backup"
+    assert sent_messages == [(body["id"], "maintenance", None)]
+    shown = api("read").get(f"/api/v1/backups/{backup.id}").json()["last_drill"]
+    assert shown == {"job": body["id"], "status": "queued", "error_code": "", "created_at": body["created_at"],
+                     "finished_at": None}
+    # A drill never touches the volume: no new volume, the volume stays available.
+    assert Volume.objects.count() == 1 and Volume.objects.get(pk=volume.pk).status == VolumeStatus.AVAILABLE
+
+
+def test_a_second_drill_of_a_backup_while_one_is_queued_is_409_naming_it(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    first = api("backup").post(f"/api/v1/backups/{backup.id}/drill").json()
+    body = assert_error(api("backup").post(f"/api/v1/backups/{backup.id}/drill"), 409, "drill_in_progress")
+    assert body["detail"] == {"backup": str(backup.id), "job": first["id"], "status": "queued"}
+    Job.objects.filter(pk=first["id"]).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    again = api("backup").post(f"/api/v1/backups/{backup.id}/drill")
+    assert again.status_code == 202 and Backup.objects.get(pk=backup.id).last_drill_id == uuid.UUID(again.json()["id"])
+
+
+def test_a_drill_neither_waits_for_nor_blocks_the_volume(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    queued = api("backup").post(f"/api/v1/volumes/{volume.id}/backups").json()
+    assert api("backup").post(f"/api/v1/backups/{backup.id}/drill").status_code == 202
+    # The queued backup blocks deleting the volume; the queued drill (it reads only the repository) does not.
+    assert_error(api("admin").delete(f"/api/v1/volumes/{volume.id}"), 409, "volume_busy")
+    Job.objects.filter(pk=queued["job"]).update(status=JobStatus.CANCELLED)
+    assert api("admin").delete(f"/api/v1/volumes/{volume.id}").status_code == 204
+
+
+def test_a_drill_of_an_unknown_or_unfinished_backup_is_refused(api, volume, sent_messages):
+    assert_error(api("backup").post(f"/api/v1/backups/{uuid.uuid4()}/drill"), 404, "backup_not_found")
+    assert_error(api("backup").post("/api/v1/backups/not-a-uuid/drill"), 404, "backup_not_found")
+    queued = api("backup").post(f"/api/v1/volumes/{volume.id}/backups").json()
+    body = assert_error(api("backup").post(f"/api/v1/backups/{queued['id']}/drill"), 409, "backup_not_restorable")
+    assert body["detail"] == {"backup": queued["id"], "status": "queued"}
+    forgotten = completed_backup(volume, "snap-gone")
+    Backup.objects.filter(pk=forgotten.pk).update(forgotten_at=timezone.now())
+    assert_error(api("backup").post(f"/api/v1/backups/{forgotten.id}/drill"), 409, "backup_not_restorable")
+    assert_error(api("backup").post(f"/api/v1/backups/{forgotten.id}/drill", data='{"x": ',
+                                    content_type="application/json"), 400, "malformed_request")
+    assert not Job.objects.filter(kind=JobKind.DRILL).exists()
+
+
+def test_a_retried_drill_with_the_same_idempotency_key_is_one_job(api, volume, sent_messages):
+    backup, other = completed_backup(volume), completed_backup(volume, "snap-2")
+    first = api("backup").post(f"/api/v1/backups/{backup.id}/drill", HTTP_IDEMPOTENCY_KEY="drill-1")
+    again = api("backup").post(f"/api/v1/backups/{backup.id}/drill", HTTP_IDEMPOTENCY_KEY="drill-1")
+    assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+    assert_error(api("backup").post(f"/api/v1/backups/{other.id}/drill", HTTP_IDEMPOTENCY_KEY="drill-1"), 409,
+                 "idempotency_key_reused")
+    assert Job.objects.filter(kind=JobKind.DRILL).count() == 1
+
+
+def test_the_backup_role_may_cancel_a_drill(api, volume, sent_messages):
+    backup = completed_backup(volume)
+    drill = api("backup").post(f"/api/v1/backups/{backup.id}/drill").json()
+    assert api("read").post(f"/api/v1/jobs/{drill['id']}/cancel").status_code == 403
+    cancelled = api("backup").post(f"/api/v1/jobs/{drill['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert api("read").get(f"/api/v1/backups/{backup.id}").json()["last_drill"]["status"] == "cancelled"

@@ -1,9 +1,11 @@
-"""Backup and restore runners against the real engine and a real local repository,
-in-process (the runner is called through `runners.execute`, as the Celery task does)."""
+"""Backup, restore, verify, prune and drill runners against the real engine and a real local
+repository, in-process (the runner is called through `runners.execute`, as the Celery task
+does)."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from django.utils import timezone
 from backups import runners, services
 from backups.models import Backup, BackupStatus, BackupTrigger, Job, JobKind, JobStatus
 from backups.runners import backup as backup_runner
+from backups.runners import drill as drill_runner
 from backups.runners import restore as restore_runner
 from backups.storage import open_repository
 from volumes.models import Volume, VolumeStatus
@@ -217,3 +220,121 @@ def test_a_restore_taken_over_by_another_worker_does_not_swap_its_data_in(volume
     assert runners.execute(job.pk) == "lost"
     assert (root / "a.txt").read_bytes() == b"current data"
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # the new owner's to finish
+
+
+# --- restore drills ------------------------------------------------------------------------
+@pytest.fixture
+def scratch(settings, tmp_path) -> Path:
+    settings.DRILL_SCRATCH_DIR = tmp_path / "drills"
+    return settings.DRILL_SCRATCH_DIR
+
+
+@pytest.fixture
+def drilled_volume(make_volume):
+    volume = make_volume("vol-drill", files={"data.bin": os.urandom(1024 * 1024), "etc/app.conf": b"setting=1\n",
+                                             "empty": b""})
+    root = Path(volume.path)
+    os.chmod(root / "etc" / "app.conf", 0o600)
+    os.symlink("etc/app.conf", root / "config")
+    return volume
+
+
+def test_a_drill_restores_into_its_scratch_folder_checks_every_entry_and_removes_it(
+        drilled_volume, scratch, use_runner, sent_messages):
+    backup = back_up(drilled_volume)
+    seen_during_the_run = []
+
+    def watching(job, context):
+        report = context.progress
+
+        def progress(done, total, message=""):
+            report(done, total, message)
+            if scratch.is_dir():
+                seen_during_the_run.append(sorted(path.name for path in scratch.iterdir()))
+
+        context.progress = progress
+        return drill_runner.run(job, context)
+
+    use_runner(JobKind.DRILL, watching)
+    job = services.start_drill(backup)
+    assert runners.execute(job.pk) == JobStatus.SUCCEEDED, Job.objects.get(pk=job.pk).error
+    job.refresh_from_db()
+    report = job.result["drill"]
+    assert job.result["ok"] is True and report["ok"] is True and report["differences"] == []
+    assert (report["files"], report["dirs"], report["symlinks"]) == (3, 1, 1)
+    assert report["bytes_checked"] == 1024 * 1024 + len(b"setting=1\n") and report["scratch_removed"] is True
+    assert job.result["backup"] == str(backup.pk) and job.result["volume_name"] == "vol-drill"
+    assert job.progress_done == job.progress_total == 2 * report["bytes_checked"]
+    # It restored into <DRILL_SCRATCH_DIR>/<job id>, and that folder is gone.
+    assert [str(job.pk)] in seen_during_the_run and list(scratch.iterdir()) == []
+    assert Backup.objects.get(pk=backup.pk).last_drill_id == job.pk
+    volume = Volume.objects.get(pk=drilled_volume.pk)
+    assert volume.status == VolumeStatus.AVAILABLE and (Path(volume.path) / "config").is_symlink()
+
+
+def test_a_drill_of_a_damaged_repository_fails_and_removes_its_scratch(drilled_volume, scratch, own_repository,
+                                                                        sent_messages):
+    backup = back_up(drilled_volume)
+    damage_largest_pack(own_repository)
+    job = services.start_drill(backup)
+    assert runners.execute(job.pk) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.error_code == "drill_restore_failed" and "could not be restored" in job.error
+    assert job.result["ok"] is False and job.result["cause"]["code"] == "integrity_error"
+    assert job.result["snapshot_id"] == backup.snapshot_id
+    assert list(scratch.iterdir()) == []
+
+
+def test_restored_files_that_differ_from_the_snapshot_fail_the_drill_with_the_differences(
+        drilled_volume, scratch, sent_messages, monkeypatch):
+    from backups.engine import drill as engine_drill
+
+    real_restore = engine_drill.restore
+
+    def restore_onto_a_failing_disk(repo, snapshot, target, **options):
+        result = real_restore(repo, snapshot, target, **options)
+        conf = os.path.join(target, b"etc", b"app.conf")
+        with open(conf, "r+b") as handle:
+            handle.write(b"S")  # one byte changed after the restore wrote it
+        return result
+
+    monkeypatch.setattr(engine_drill, "restore", restore_onto_a_failing_disk)
+    job = services.start_drill(back_up(drilled_volume))
+    assert runners.execute(job.pk) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.error_code == "drill_mismatch" and "1 place(s)" in job.error
+    assert job.result["drill"]["differences"] == [
+        {"path": "/etc/app.conf", "problem": "content differs in chunk 1 of 1 (bytes 0-9)"}]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_cancelled_drill_removes_its_scratch(make_volume, scratch, use_runner, sent_messages):
+    volume = make_volume("vol-big-drill", files={f"file-{index}.bin": os.urandom(1024 * 1024) for index in range(3)})
+    backup = back_up(volume)
+    cancel_at_first_progress(use_runner, JobKind.DRILL, drill_runner.run)
+    job = services.start_drill(backup)
+    assert runners.execute(job.pk) == JobStatus.CANCELLED
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_scratch_folder_inside_a_volume_pool_is_refused(volume, settings, sent_messages):
+    settings.DRILL_SCRATCH_DIR = Path(settings.VOLUME_ROOT) / "drills"
+    job = services.start_drill(back_up(volume))
+    assert runners.execute(job.pk) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert job.error_code == "drill_scratch_unsafe" and "inside the volume pool" in job.error
+    assert not (Path(settings.VOLUME_ROOT) / "drills").exists()
+
+
+def test_a_drill_removes_the_scratch_folders_dead_drills_left_and_nothing_else(volume, scratch, sent_messages):
+    backup = back_up(volume)
+    dead = Job.objects.create(kind=JobKind.DRILL, status=JobStatus.FAILED, params={"backup": str(backup.pk)})
+    running = Job.objects.create(kind=JobKind.DRILL, status=JobStatus.RUNNING, params={"backup": str(backup.pk)})
+    other_kind = Job.objects.create(kind=JobKind.VERIFY, status=JobStatus.FAILED)
+    for name in (dead.pk, running.pk, other_kind.pk, uuid.uuid4(), "notes"):
+        (scratch / str(name)).mkdir(parents=True)
+        (scratch / str(name) / "file").write_bytes(b"x")
+    job = services.start_drill(backup)
+    assert runners.execute(job.pk) == JobStatus.SUCCEEDED
+    assert str(dead.pk) not in {path.name for path in scratch.iterdir()}
+    assert len(list(scratch.iterdir())) == 4  # the running drill's, another kind's, an unknown id, "notes"

@@ -1,9 +1,9 @@
 """`/api/v1/backups`: trigger (one volume or all), list, retrieve, delete, restore, verify,
-browse a snapshot's files and download one file. Also `/api/v1/volumes/{id}/backups`.
+drill, browse a snapshot's files and download one file. Also `/api/v1/volumes/{id}/backups`.
 
 Thin: validate the body with a serializer, call `backups.services`, render the result.
-Triggers answer 202 with the backup(s) carrying `job`; restore and verify answer 202 with
-the job.
+Triggers answer 202 with the backup(s) carrying `job`; restore, verify and drill answer 202
+with the job.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ def clean_snapshot_path(raw: str | None, *, required: bool) -> str:
     restore=extend_schema(request=RestoreSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                           responses={202: JobSerializer, **error_responses(409)}),
     verify=extend_schema(request=VerifySerializer, responses={202: JobSerializer, **error_responses(409)}),
+    drill=extend_schema(request=None, parameters=[IDEMPOTENCY_PARAMETER],
+                        responses={202: JobSerializer, **error_responses(409)}),
     files=extend_schema(parameters=[PATH_PARAMETER], responses={200: SnapshotListingSerializer, **REPOSITORY_ERRORS}),
     download=extend_schema(parameters=[FILE_PATH_PARAMETER],
                            responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **REPOSITORY_ERRORS}),
@@ -111,12 +113,13 @@ class BackupViewSet(viewsets.GenericViewSet):
     serializer_class = BackupSerializer
     read_role = Role.READ
     write_role = Role.ADMIN
-    action_roles = {"create": Role.BACKUP, "verify": Role.BACKUP, "restore": Role.ADMIN, "destroy": Role.ADMIN}
+    action_roles = {"create": Role.BACKUP, "verify": Role.BACKUP, "drill": Role.BACKUP, "restore": Role.ADMIN,
+                    "destroy": Role.ADMIN}
     lookup_value_regex = "[^/]+"
     filter_backends: list = []  # strict filters in filter_backups
 
     def get_queryset(self):
-        return Backup.objects.select_related("job").order_by("-created_at", "id")
+        return Backup.objects.select_related("job", "last_drill").order_by("-created_at", "id")
 
     def get_object(self) -> Backup:
         reference = self.kwargs["pk"]
@@ -175,6 +178,16 @@ class BackupViewSet(viewsets.GenericViewSet):
                                     actor=actor_of(request), backup=backup)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
+    @action(detail=True, methods=["post"])
+    def drill(self, request, pk=None):
+        """Prove the backup restores: a worker restores its snapshot into a scratch folder (never a
+        volume), checks every file, directory and symlink against the snapshot (content hash,
+        size, mode) and removes the folder. Takes no body."""
+        backup = self.get_object()
+        request_body(request)  # a malformed body is a 400 here as everywhere, though none is needed
+        job = services.start_drill(backup, actor=actor_of(request), idempotency_key=idempotency_key(request))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
     @action(detail=True, methods=["get"])
     def files(self, request, pk=None):
         """List one directory of the backup's snapshot (`?path=/dir`)."""
@@ -214,7 +227,7 @@ class VolumeBackupsView(APIView):
     @extend_schema(parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=BackupStatus.values)],
                    responses=BackupSerializer(many=True))
     def get(self, request, id):
-        queryset = Backup.objects.select_related("job").order_by("-created_at", "id")
+        queryset = Backup.objects.select_related("job", "last_drill").order_by("-created_at", "id")
         try:
             volume = services.find_volume(id)
             queryset = queryset.filter(volume_id=volume.pk)

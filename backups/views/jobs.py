@@ -1,7 +1,7 @@
 """`/api/v1/jobs`: list (filter `kind`, `status`, `volume`), retrieve (progress), cancel.
 
-Cancel needs the `backup` role for backup and verify jobs (what that role may start) and
-`admin` for the rest (restores, prunes, drills).
+Cancel needs the `backup` role for backup, verify and drill jobs (what that role may start)
+and `admin` for the rest (restores, prunes).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from backups.serializers import JobSerializer
 from storage_platform.errors import BadRequest, NotFound
 from storage_platform.openapi import error_responses
 
-CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP}
+CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP, JobKind.DRILL: Role.BACKUP}
 LIST_PARAMETERS = [
     OpenApiParameter("kind", OpenApiTypes.STR, enum=JobKind.values),
     OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),

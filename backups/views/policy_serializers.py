@@ -45,6 +45,9 @@ class PolicySerializer(serializers.ModelSerializer):
                                             help_text="Cron for verify jobs; empty: never.")
     prune_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                            help_text="Cron for prune (retention) jobs; empty: never.")
+    drill_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                           help_text="Cron for restore drills (the newest backup of one volume of "
+                                                     "the policy, chosen at random); empty: never.")
     volume_count = serializers.SerializerMethodField()
     next_run = serializers.SerializerMethodField(help_text="Next scheduled backup (UTC), null when disabled.")
 
@@ -52,7 +55,8 @@ class PolicySerializer(serializers.ModelSerializer):
         model = Policy
         fields = [
             "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
-            "verify_schedule", "verify_percent", "prune_schedule", "is_default", "volume_count", "next_run",
+            "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "is_default", "volume_count",
+            "next_run",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
@@ -64,6 +68,9 @@ class PolicySerializer(serializers.ModelSerializer):
         return _cron_field(value) if value.strip() else ""
 
     def validate_prune_schedule(self, value: str) -> str:
+        return _cron_field(value) if value.strip() else ""
+
+    def validate_drill_schedule(self, value: str) -> str:
         return _cron_field(value) if value.strip() else ""
 
     def validate_timezone(self, value: str) -> str:

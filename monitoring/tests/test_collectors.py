@@ -166,6 +166,27 @@ def test_job_queue_depth_counters_and_last_results():
     assert value(parsed, "backup_job_last_finished_timestamp", kind="verify", result="failed") == hours_ago(1).timestamp()
 
 
+def test_last_drill_per_volume_and_drill_failures():
+    drilled, never = make_volume("drilled"), make_volume("never-drilled")
+    make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=30, volume=drilled)
+    make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=5, volume=drilled)
+    make_job(JobKind.DRILL, JobStatus.FAILED, finished_hours_ago=1, volume=drilled)  # not a success
+    make_job(JobKind.DRILL, JobStatus.FAILED, finished_hours_ago=2, volume=never)
+    make_job(JobKind.DRILL, JobStatus.RUNNING, volume=never)
+    make_job(JobKind.VERIFY, JobStatus.SUCCEEDED, finished_hours_ago=0.5)  # not a drill
+
+    parsed = scrape()
+
+    assert volume_series(parsed, "backup_last_drill_timestamp") == {"drilled": hours_ago(5).timestamp()}
+    assert value(parsed, "backup_drill_failures_total") == 2
+    assert value(parsed, "backup_job_last_result", kind="drill") == 0
+
+    Job.objects.filter(kind=JobKind.DRILL, status=JobStatus.FAILED).delete()  # the count survives its rows
+    assert value(scrape(), "backup_drill_failures_total") == 2
+    drilled.delete()  # a deleted volume's drills leave the per-volume series with it
+    assert volume_series(scrape(), "backup_last_drill_timestamp") == {}
+
+
 def test_repository_size_comes_from_the_newest_job_that_recorded_it():
     make_job(JobKind.PRUNE, JobStatus.SUCCEEDED, finished_hours_ago=5, result={"repository_size_bytes": 100})
     make_job(JobKind.BACKUP, JobStatus.SUCCEEDED, finished_hours_ago=1, result={"repository_size_bytes": 250})
@@ -208,10 +229,12 @@ def test_query_count_is_bounded_whatever_the_number_of_volumes(django_assert_max
         volume = make_volume(f"vol-{index}")
         make_backup(volume)
         make_backup(volume, BackupStatus.FAILED, finished_hours_ago=0.5)
+        make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=2, volume=volume)
     collector = CatalogCollector(clock=lambda: NOW)
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):
         families = list(collector.collect())
     assert any(family.name == "backup_rpo_violation" and len(family.samples) == 30 for family in families)
+    assert any(family.name == "backup_last_drill_timestamp" and len(family.samples) == 30 for family in families)
 
 
 def test_fast_exposition_matches_prometheus_client():

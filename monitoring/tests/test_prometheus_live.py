@@ -93,6 +93,8 @@ def _catalog() -> None:
     make_job(JobKind.VERIFY, JobStatus.FAILED, finished_hours_ago=1)
     make_job(JobKind.PRUNE, JobStatus.SUCCEEDED, finished_hours_ago=3, result={"repository_size_bytes": 123_456_789})
     make_job(JobKind.RESTORE, JobStatus.FAILED, finished_hours_ago=3)
+    make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=30, volume=alpha)
+    make_job(JobKind.DRILL, JobStatus.FAILED, finished_hours_ago=2, volume=beta)
     beat("celery@live-test", "backup,maintenance")
 
 

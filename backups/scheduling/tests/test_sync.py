@@ -29,12 +29,13 @@ def test_migrate_registers_the_default_policy_reconciler_and_rpo_catch_up():
     assert system["platform:rpo-catch-up"].interval.every == 300
 
 
-def test_a_new_policy_gets_three_tasks_in_its_time_zone():
+def test_a_new_policy_gets_four_tasks_in_its_time_zone():
     policy = Policy.objects.create(name="berlin", schedule="0 18 * * *", timezone="Europe/Berlin",
                                    verify_schedule="0 3 * * 0", prune_schedule="0 20 * * *")
     for kind, expected_task, hour in (("backup", sync.TASK_POLICY_BACKUP, "18"),
                                       ("verify", sync.TASK_POLICY_VERIFY, "3"),
-                                      ("prune", sync.TASK_POLICY_PRUNE, "20")):
+                                      ("prune", sync.TASK_POLICY_PRUNE, "20"),
+                                      ("drill", sync.TASK_POLICY_DRILL, "4")):  # the default drill schedule
         periodic = task(policy, kind)
         assert periodic.task == expected_task
         assert periodic.crontab.hour == hour
@@ -147,7 +148,7 @@ def test_sync_is_idempotent_and_does_not_loop():
         policy.save()
     after = {t.name: (t.crontab_id, t.enabled) for t in PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:")}
     assert before == after
-    assert PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:").count() == 3
+    assert PeriodicTask.objects.filter(name__startswith=f"policy:{policy.pk}:").count() == 4
 
 
 def test_every_periodic_task_names_a_registered_task_that_accepts_its_kwargs(make_volume):
