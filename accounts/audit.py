@@ -4,7 +4,8 @@
 response is known, whatever the outcome (401, 403, 4xx, 5xx included): who (token name, user
 name or `anonymous`), what (method, route name and view-set action), target (type and id from
 the URL, or the id of a created resource), result (status code, success/failure), remote
-address (behind `TRUSTED_PROXY_COUNT` proxies, the client's) and request id. It never records
+address (behind `TRUSTED_PROXY_COUNT` proxies, the client's), request id, and the calling
+token's scope (`accounts.scopes`) when it has one. It never records
 a token, a header or a body.
 
 Writing the event must not turn a successful request into a failure: if the database refuses
@@ -97,6 +98,8 @@ def _text(value: str, limit: int) -> str:
 def record(request, response) -> None:
     from accounts.models import AuditEvent, AuditResult
 
+    from accounts.scopes import scope_of
+
     actor, actor_type, role = _actor(request)
     target_type, target_id = _target(request, response)
     # A savepoint: if the insert fails, an enclosing transaction (a test's, ATOMIC_REQUESTS)
@@ -105,6 +108,7 @@ def record(request, response) -> None:
         AuditEvent.objects.create(
             created_at=timezone.now(),
             actor=_text(actor, 150), actor_type=actor_type, role=role,
+            token_scope=_text(scope_of(request).summary(), 700),
             method=_text(request.method, 10), path=_text(request.path, 512),
             action=_text(_action(request), 150),
             target_type=_text(target_type, 64), target_id=_text(target_id, 255),

@@ -43,6 +43,13 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=TokenSource.choices, default=TokenSource.API)
     created_by = models.CharField(max_length=150, blank=True, default="")
+    # The scope (accounts.scopes): empty everywhere means unscoped, as every token created
+    # before scopes existed and every environment or CLI token is.
+    scope_volumes = models.JSONField(default=list, blank=True,
+                                     help_text="Volume names, or prefixes ending in '*'; empty: any volume.")
+    scope_label_selector = models.CharField(max_length=512, blank=True, default="",
+                                            help_text="key=value,key2=value2; empty: any labels.")
+    scope_verbs = models.JSONField(default=list, blank=True, help_text="Allowed verbs; empty: all the role allows.")
 
     class Meta:
         ordering = ["name"]
@@ -96,6 +103,8 @@ class AuditEvent(models.Model):
                              help_text="Token name, user name, or 'anonymous'.")
     actor_type = models.CharField(max_length=16, help_text="token, user or anonymous")
     role = models.CharField(max_length=16, blank=True, default="")
+    token_scope = models.CharField(max_length=700, blank=True, default="",
+                                   help_text="The calling token's scope, empty when unscoped.")
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=512)
     action = models.CharField(max_length=150, help_text="Route name and, for view sets, the action.")

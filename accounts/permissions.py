@@ -6,7 +6,9 @@ A view states its needs with class attributes; nothing else in a view checks rol
 * `write_role` (default `admin`) for every other method,
 * `action_roles = {"backup": "backup", ...}` to override per ViewSet action.
 
-No token (or a bad one) gives 401; a valid token with too small a role gives 403.
+No token (or a bad one) gives 401; a valid token with too small a role gives 403. A token
+whose scope forbids the request's verb, or a volume-limited token on an endpoint that reaches
+past its volumes, gets 403 too (`accounts.scopes.check_scope`, declared the same way).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.roles import Role, role_allows
+from accounts.scopes import check_scope
 
 
 def request_role(request) -> str | None:
@@ -45,4 +48,7 @@ class RolePermission(BasePermission):
     message = "Your token's role does not allow this."
 
     def has_permission(self, request, view) -> bool:
-        return role_allows(request_role(request), required_role(request, view))
+        if not role_allows(request_role(request), required_role(request, view)):
+            return False
+        check_scope(request, view)  # raises its own 403, naming the scope's refusal
+        return True

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, TokenSource
 from accounts.roles import Role
+from accounts.scopes import UNSCOPED, TokenScope
 from storage_platform.errors import BadRequest, Conflict
 
 TOKEN_PREFIX = "sbp_"
@@ -66,8 +67,11 @@ def expiry_from_days(days: int | None, now: datetime | None = None) -> datetime 
 
 
 def create_token(name: str, role: str, *, expires_at: datetime | None = None,
-                 source: str = TokenSource.API, created_by: str = "") -> tuple[ApiToken, str]:
+                 source: str = TokenSource.API, created_by: str = "",
+                 scope: TokenScope = UNSCOPED) -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plaintext, which is never retrievable again.
+
+    `scope` comes from `accounts.scopes.build_scope` (validated for `role`).
 
     Raises `Conflict` (code `token_name_taken`) when the name is used, even by a revoked token,
     so audit events naming a token stay unambiguous.
@@ -80,6 +84,8 @@ def create_token(name: str, role: str, *, expires_at: datetime | None = None,
             token = ApiToken.objects.create(
                 name=name, role=role, prefix=display_prefix(plaintext), secret_hash=hash_token(plaintext),
                 expires_at=expires_at, source=source, created_by=created_by,
+                scope_volumes=list(scope.volumes), scope_label_selector=scope.label_selector,
+                scope_verbs=list(scope.verbs),
             )
     except IntegrityError:
         raise Conflict(f"A token named '{name}' already exists.", code="token_name_taken",

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from accounts.models import ApiToken, AuditEvent, AuditResult, TokenSource
 from accounts.roles import Role
+from accounts.scopes import build_scope
 from accounts.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
@@ -28,6 +29,8 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                    viewsets.GenericViewSet):
     """List, create (the secret is in this answer only), retrieve and revoke API tokens.
 
+A token may be created with a `scope` (volumes, label selector, verbs) that narrows its role.
+
     DELETE revokes: the row stays so audit events keep naming it; repeating it is a no-op.
     """
 
@@ -42,9 +45,10 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         incoming = ApiTokenCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
+        scope = build_scope(data["role"], **data.get("scope", {}))
         token, plaintext = create_token(
             data["name"], data["role"], expires_at=expiry_from_days(data.get("expires_in_days")),
-            source=TokenSource.API, created_by=actor_name(request),
+            source=TokenSource.API, created_by=actor_name(request), scope=scope,
         )
         body = dict(ApiTokenSerializer(token).data, token=plaintext)
         response = Response(body, status=status.HTTP_201_CREATED)

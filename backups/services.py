@@ -39,6 +39,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 # --- lookups -------------------------------------------------------------------------------
 find_volume = volume_access.find_volume  # the volumes app's lookup (id or name; 404 otherwise)
+available_volumes = volume_access.available_volumes  # every available volume, by name
 
 
 def active_data_job(volume) -> Job | None:

@@ -23,11 +23,12 @@ __all__ = ["VolumeExists", "VolumeNotAvailable", "VolumeNotFound", "create_volum
            "refresh_usage", "start_restoring"]
 
 
-def find_volume(reference):
-    """The volume with this id or name; `VolumeNotFound` (404) otherwise."""
+def find_volume(reference, scope=None):
+    """The volume with this id or name (inside `scope`, a token's, when given);
+    `VolumeNotFound` (404) otherwise."""
     from volumes import services as volume_services
 
-    return volume_services.find_volume(reference)
+    return volume_services.find_volume(reference, scope=scope)
 
 
 def is_volume_name(text: str) -> bool:

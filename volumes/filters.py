@@ -24,6 +24,16 @@ def parse_label_terms(query_params) -> list[tuple[str, str]]:
     raw_terms = list(query_params.getlist("label"))
     for selector in query_params.getlist("label_selector"):
         raw_terms.extend(term for term in selector.split(",") if term.strip())
+    return _parse_terms(raw_terms)
+
+
+def parse_label_selector(selector: str) -> list[tuple[str, str]]:
+    """The (key, value) terms of one `key=value,key2=value2` selector (the list filter's
+    syntax, also a token's scope); `VolumeValidationError` when malformed."""
+    return _parse_terms([term for term in selector.split(",") if term.strip()])
+
+
+def _parse_terms(raw_terms: list[str]) -> list[tuple[str, str]]:
     terms = []
     for raw in raw_terms:
         key, separator, value = raw.strip().partition("=")
@@ -58,14 +68,21 @@ def filter_volumes(queryset: QuerySet, query_params) -> QuerySet:
     policy = query_params.get("policy")
     if policy:
         queryset = queryset.filter(policy__name=policy)
-    terms = parse_label_terms(query_params)
+    return filter_by_labels(queryset, parse_label_terms(query_params))
+
+
+def filter_by_labels(queryset: QuerySet, terms: list[tuple[str, str]], alias_prefix: str = "label_filter") -> QuerySet:
+    """The volumes of `queryset` whose labels hold every (key, value) of `terms`.
+
+    `alias_prefix` names the SQLite aliases, so two label filters (a token's scope and the
+    list's own) can apply to one query without clashing."""
     if terms and connections[queryset.db].vendor == "postgresql":
         wanted = dict(terms)
         if len(set(terms)) != len(wanted):
             return queryset.none()  # one key asked to equal two different values
         return queryset.filter(labels__contains=wanted)
     for index, (key, value) in enumerate(terms):
-        alias = f"label_filter_{index}"
+        alias = f"{alias_prefix}_{index}"
         # Cast to text: a bare key transform would make Django compare against the value
         # parsed as JSON, which fails on SQLite for plain strings.
         text_value = Cast(KeyTextTransform(key, "labels"), TextField())

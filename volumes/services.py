@@ -40,14 +40,17 @@ logger = logging.getLogger(__name__)
 _UNSET = object()
 
 
-def find_volume(identifier) -> Volume:
+def find_volume(identifier, scope=None) -> Volume:
     """The volume with this id (UUID) or, failing that, this name; `VolumeNotFound` otherwise.
 
     The id is tried first: a name that happens to look like a UUID is still found by name
-    when no volume has that id.
+    when no volume has that id. With a token's `scope` (`accounts.scopes.TokenScope`), a
+    volume outside it is not found either, with the same answer, so names cannot be probed.
     """
     text = str(identifier)
     queryset = Volume.objects.select_related("policy")
+    if scope is not None:
+        queryset = scope.volumes_of(queryset)
     try:
         volume_id = uuid.UUID(text)
     except ValueError:

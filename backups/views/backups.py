@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.actors import actor_of
 from accounts.roles import Role
+from accounts.scopes import Verb, VolumeScopeSupport, scope_of
 from backups import services
 from backups.errors import BackupNotFound
 from backups.models import Backup, BackupStatus, BackupTrigger
@@ -74,7 +75,7 @@ def filter_backups(queryset, params):
 
 
 def trigger_response(request, volume_reference) -> Response:
-    volume = services.find_volume(volume_reference)
+    volume = services.find_volume(volume_reference, scope=scope_of(request))
     backup = services.trigger_backup(volume, trigger=BackupTrigger.API, actor=actor_of(request),
                                      idempotency_key=idempotency_key(request))
     return Response(BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
@@ -115,11 +116,15 @@ class BackupViewSet(viewsets.GenericViewSet):
     write_role = Role.ADMIN
     action_roles = {"create": Role.BACKUP, "verify": Role.BACKUP, "drill": Role.BACKUP, "restore": Role.ADMIN,
                     "destroy": Role.ADMIN}
+    # A drill restores into a scratch folder and compares: it proves the backup, like a verify.
+    action_verbs = {"create": Verb.BACKUP, "verify": Verb.VERIFY, "drill": Verb.VERIFY, "restore": Verb.RESTORE}
+    volume_scope = VolumeScopeSupport.ENFORCED
     lookup_value_regex = "[^/]+"
     filter_backends: list = []  # strict filters in filter_backups
 
     def get_queryset(self):
-        return Backup.objects.select_related("job", "last_drill").order_by("-created_at", "id")
+        return scope_of(self.request).of_volumes(
+            Backup.objects.select_related("job", "last_drill")).order_by("-created_at", "id")
 
     def get_object(self) -> Backup:
         reference = self.kwargs["pk"]
@@ -144,7 +149,10 @@ class BackupViewSet(viewsets.GenericViewSet):
         body.is_valid(raise_exception=True)
         if not body.validated_data.get("all"):
             return trigger_response(request, body.validated_data["volume"])
-        backups, skipped = services.trigger_backup_all(trigger=BackupTrigger.API, actor=actor_of(request))
+        # A scoped token's "all" is all of its volumes.
+        volumes = scope_of(request).volumes_of(services.available_volumes())
+        backups, skipped = services.trigger_backup_all(trigger=BackupTrigger.API, actor=actor_of(request),
+                                                       volumes=volumes)
         return Response({"count": len(backups), "results": BackupSerializer(backups, many=True).data,
                          "skipped": skipped}, status=status.HTTP_202_ACCEPTED)
 
@@ -161,8 +169,11 @@ class BackupViewSet(viewsets.GenericViewSet):
         body = RestoreSerializer(data=request_body(request) or {})
         body.is_valid(raise_exception=True)
         target = body.validated_data.get("volume")
+        scope = scope_of(request)
+        if body.validated_data.get("new_volume_name"):
+            scope.require_all_volumes()  # the new volume would be outside a limited scope
         job = services.start_restore(
-            backup, target_volume=services.find_volume(target) if target else None,
+            backup, target_volume=services.find_volume(target, scope=scope) if target else None,
             new_volume_name=body.validated_data.get("new_volume_name"), size_gb=body.validated_data.get("size_gb"),
             paths=body.validated_data.get("paths"), actor=actor_of(request), idempotency_key=idempotency_key(request),
         )
@@ -221,15 +232,18 @@ class VolumeBackupsView(APIView):
 
     read_role = Role.READ
     write_role = Role.BACKUP
+    write_verb = Verb.BACKUP
+    volume_scope = VolumeScopeSupport.ENFORCED
     serializer_class = BackupSerializer
     pagination_class = StandardPagination
 
     @extend_schema(parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=BackupStatus.values)],
                    responses=BackupSerializer(many=True))
     def get(self, request, id):
-        queryset = Backup.objects.select_related("job", "last_drill").order_by("-created_at", "id")
+        scope = scope_of(request)
+        queryset = scope.of_volumes(Backup.objects.select_related("job", "last_drill")).order_by("-created_at", "id")
         try:
-            volume = services.find_volume(id)
+            volume = services.find_volume(id, scope=scope)
             queryset = queryset.filter(volume_id=volume.pk)
         except VolumeNotFound:
             # A deleted volume's backups stay listable by its id or name.

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from accounts.actors import actor_of
 from accounts.permissions import request_role
 from accounts.roles import Role, role_allows
+from accounts.scopes import Verb, VolumeScopeSupport, scope_of
 from backups import services, volume_access
 from backups.models import Job, JobKind, JobStatus
 from backups.serializers import JobSerializer
@@ -25,6 +26,8 @@ from storage_platform.errors import BadRequest, NotFound
 from storage_platform.openapi import error_responses
 
 CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP, JobKind.DRILL: Role.BACKUP}
+CANCEL_VERB = {JobKind.BACKUP: Verb.BACKUP, JobKind.VERIFY: Verb.VERIFY, JobKind.DRILL: Verb.VERIFY,
+               JobKind.RESTORE: Verb.RESTORE}
 LIST_PARAMETERS = [
     OpenApiParameter("kind", OpenApiTypes.STR, enum=JobKind.values),
     OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
@@ -64,11 +67,14 @@ class JobViewSet(viewsets.GenericViewSet):
     read_role = Role.READ
     write_role = Role.ADMIN
     action_roles = {"cancel": Role.BACKUP}  # narrowed per job kind in `cancel`
+    action_verbs = {"cancel": None}  # per job kind in `cancel`
+    volume_scope = VolumeScopeSupport.ENFORCED
     lookup_value_regex = "[^/]+"
     filter_backends: list = []
 
     def get_queryset(self):
-        return Job.objects.select_related("policy", "backup").order_by("-created_at", "id")
+        jobs = Job.objects.select_related("policy", "backup")
+        return scope_of(self.request).of_volumes(jobs).order_by("-created_at", "id")
 
     def get_object(self) -> Job:
         reference = self.kwargs["pk"]
@@ -93,5 +99,6 @@ class JobViewSet(viewsets.GenericViewSet):
         job = self.get_object()
         if not role_allows(request_role(request), CANCEL_ROLE.get(job.kind, Role.ADMIN)):
             raise PermissionDenied(f"Cancelling a {job.kind} job needs the admin role.")
+        scope_of(request).require_verb(CANCEL_VERB.get(job.kind, Verb.MANAGE))
         job = services.cancel_job(job, actor=actor_of(request))
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

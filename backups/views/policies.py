@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from accounts.roles import Role
+from accounts.scopes import VolumeScopeSupport
 from backups.models import Policy
 from backups.views.policy_serializers import PolicySerializer
 from storage_platform.errors import Conflict
@@ -37,6 +38,8 @@ class PolicyViewSet(viewsets.ModelViewSet):
 
     read_role = Role.READ
     write_role = Role.ADMIN
+    # Policies hold no volume data; changing one changes the schedule of every volume using it.
+    volume_scope = VolumeScopeSupport.READS_ONLY
     serializer_class = PolicySerializer
     queryset = Policy.objects.annotate(volume_total=Count("volumes")).order_by("name")
     filterset_fields = ["enabled", "is_default", "name"]

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.actors import actor_of
 from accounts.roles import Role
+from accounts.scopes import Verb, VolumeScopeSupport
 from backups import services
 from backups.serializers import BackupSerializer, JobSerializer, VerifySerializer, VolumeReferenceSerializer
 from backups.views import request_body
@@ -22,6 +23,8 @@ class BackupTriggerView(APIView):
 
     read_role = Role.READ
     write_role = Role.BACKUP
+    write_verb = Verb.BACKUP
+    volume_scope = VolumeScopeSupport.ENFORCED  # trigger_response looks the volume up in scope
 
     @extend_schema(request=VolumeReferenceSerializer, parameters=[IDEMPOTENCY_PARAMETER],
                    responses={202: BackupSerializer, **error_responses(404, 409)})
@@ -36,6 +39,8 @@ class VerifyView(APIView):
 
     read_role = Role.READ
     write_role = Role.BACKUP
+    write_verb = Verb.VERIFY
+    # Repository-wide: refused to a token limited to volumes (accounts.scopes).
 
     @extend_schema(request=VerifySerializer, responses={202: JobSerializer})
     def post(self, request):

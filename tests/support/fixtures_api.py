@@ -9,6 +9,8 @@
 * `api(role)`: a DRF `APIClient` sending that role's `X-API-TOKEN`; `api(None)` sends no
   token, `api("bad")` a well-formed token that does not exist. Use `api(role, bearer=True)`
   to send `Authorization: Bearer` instead.
+* `scoped_api(role, name=..., volumes=..., label_selector=..., verbs=...)`: a client with
+  a new token of that role and scope (`accounts.scopes`).
 * autouse: each test counts failed authentications from zero (`accounts.throttle`).
 * `make_volume(name, size_gb=1, files=None, **fields)`: a `Volume` row in status
   `available` in pool `default` with its directory `settings.VOLUME_ROOT/<volume id>` (the
@@ -59,6 +61,23 @@ def api(tokens):
             client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
         else:
             client.credentials(HTTP_X_API_TOKEN=token)
+        return client
+
+    return client_for
+
+
+@pytest.fixture
+def scoped_api(db):
+    from rest_framework.test import APIClient
+
+    from accounts.models import TokenSource
+    from accounts.scopes import build_scope
+    from accounts.tokens import create_token
+
+    def client_for(role: str, *, name: str = "scoped", **scope) -> APIClient:
+        _, plaintext = create_token(name, role, source=TokenSource.CLI, scope=build_scope(role, **scope))
+        client = APIClient()
+        client.credentials(HTTP_X_API_TOKEN=plaintext)
         return client
 
     return client_for

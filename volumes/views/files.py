@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import Role
+from accounts.scopes import VolumeScopeSupport, scope_of
 from storage_platform.openapi import error_responses, paginated
 from storage_platform.pagination import StandardPagination
 from volumes import dataplane, services
@@ -114,6 +115,7 @@ def file_response(opened: dataplane.OpenedFile) -> FileResponse:
 class FilesViewBase(APIView):
     read_role = Role.READ
     write_role = Role.ADMIN
+    volume_scope = VolumeScopeSupport.ENFORCED
     parser_classes = [RawBodyParser]
     content_negotiation_class = DownloadContentNegotiation
     pagination_class = StandardPagination
@@ -136,7 +138,7 @@ class VolumeDirectoryView(FilesViewBase):
         responses={200: DIRECTORY_LISTING, **error_responses(409)},
     )
     def get(self, request, id):
-        volume = services.find_volume(id)
+        volume = services.find_volume(id, scope=scope_of(request))
         return self.listing(request, volume, request.query_params.get("path", ""))
 
 
@@ -153,7 +155,7 @@ class VolumeFileView(FilesViewBase):
                     "a directory path answers with its listing, paginated (`page`, `page_size`).",
     )
     def get(self, request, id, file_path: str):
-        volume = services.find_volume(id)
+        volume = services.find_volume(id, scope=scope_of(request))
         try:
             return file_response(dataplane.open_file(volume, file_path))
         except PathConflict:
@@ -178,7 +180,7 @@ class VolumeFileView(FilesViewBase):
                    **error_responses(409, 411)},
     )
     def put(self, request, id, file_path: str):
-        volume = services.find_volume(id)
+        volume = services.find_volume(id, scope=scope_of(request))
         if file_path.endswith("/"):
             raise InvalidPath("A file path must not end with '/'.", detail={"path": file_path})
         mode = dataplane.parse_mode(request.META.get("HTTP_X_FILE_MODE"))
@@ -197,7 +199,7 @@ class VolumeFileView(FilesViewBase):
         responses={204: None, **error_responses(409)},
     )
     def delete(self, request, id, file_path: str):
-        volume = services.find_volume(id)
+        volume = services.find_volume(id, scope=scope_of(request))
         recursive = parse_flag(request.query_params.get("recursive"), "recursive")
         dataplane.delete_path(volume, file_path, recursive=recursive)
         return Response(status=status.HTTP_204_NO_CONTENT)

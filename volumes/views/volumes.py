@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from accounts.actors import actor_of
 from accounts.roles import Role
+from accounts.scopes import VolumeScopeSupport, scope_of
 from volumes import services
 from volumes.filters import filter_volumes
 from volumes.models import Volume, VolumeStatus
@@ -62,13 +63,15 @@ class VolumeViewSet(viewsets.GenericViewSet):
     serializer_class = VolumeSerializer
     read_role = Role.READ
     write_role = Role.ADMIN
+    volume_scope = VolumeScopeSupport.ENFORCED
     lookup_field = "pk"
     lookup_url_kwarg = "id"
     lookup_value_regex = "[^/]+"
     filter_backends: list = []  # filters are applied by volumes.filters (strict, 400 on bad input)
 
     def get_queryset(self):
-        return services.with_last_backup(Volume.objects.select_related("policy")).order_by("name", "id")
+        volumes = scope_of(self.request).volumes_of(Volume.objects.select_related("policy"))
+        return services.with_last_backup(volumes).order_by("name", "id")
 
     def get_serializer_class(self):
         # The browsable API renders its create/update forms (and OPTIONS describes writes)
@@ -78,7 +81,7 @@ class VolumeViewSet(viewsets.GenericViewSet):
         return VolumeSerializer
 
     def get_object(self) -> Volume:
-        return services.find_volume(self.kwargs["id"])
+        return services.find_volume(self.kwargs["id"], scope=scope_of(self.request))
 
     def list(self, request):
         queryset = filter_volumes(self.get_queryset(), request.query_params)
@@ -86,6 +89,8 @@ class VolumeViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(VolumeSerializer(page, many=True).data)
 
     def create(self, request):
+        # A new volume is outside any volume list a token was limited to when it was made.
+        scope_of(request).require_all_volumes()
         volume = services.create_volume(request_fields(request), actor=actor_of(request))
         response = Response(VolumeSerializer(volume).data, status=status.HTTP_201_CREATED)
         response["Location"] = f"/api/v1/volumes/{volume.id}"
