@@ -38,6 +38,7 @@ EXPECTED_SCOPED_OUTCOME: dict[tuple[str, str], str] = {
     ("/api/v1/backups/{pk}", "DELETE"): HIDDEN,
     ("/api/v1/backups/{pk}/restore", "POST"): HIDDEN,
     ("/api/v1/backups/{pk}/verify", "POST"): HIDDEN,
+    ("/api/v1/backups/{pk}/drill", "POST"): HIDDEN,
     ("/api/v1/backups/{pk}/files", "GET"): HIDDEN,
     ("/api/v1/backups/{pk}/download", "GET"): HIDDEN,
     ("/api/v1/backup", "POST"): HIDDEN,
