@@ -364,12 +364,18 @@ class JobAdmin(admin.ModelAdmin):
 
 # --- policies ------------------------------------------------------------------------------
 class PolicyAdminForm(forms.ModelForm):
-    """Validates schedules, time zone and retention with the API's rules."""
+    """Validates schedules, time zone, retention and the RPO with the API's rules. The RPO is
+    edited in minutes; `rpo_hours`, when filled in, sets it in whole hours instead."""
+
+    rpo_minutes = forms.IntegerField(required=False, min_value=1, label="RPO (minutes)",
+                                     help_text=Policy._meta.get_field("rpo_minutes").help_text)
+    rpo_hours = forms.IntegerField(required=False, min_value=1, label="RPO (hours)",
+                                   help_text="Instead of minutes: the RPO in whole hours. Leave empty to use minutes.")
 
     class Meta:
         model = Policy
-        fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
-                  "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule"]
+        fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
+                  "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule"]
 
     def clean(self):
         cleaned = super().clean()
@@ -378,18 +384,24 @@ class PolicyAdminForm(forms.ModelForm):
         except ImportError:
             return cleaned
         data = {key: value for key, value in cleaned.items() if key in self.Meta.fields and value is not None}
+        if "rpo_hours" in data and "rpo_minutes" not in self.changed_data:
+            # The minutes shown were left as they were: the hours typed in are the new RPO.
+            data.pop("rpo_minutes", None)
         serializer = PolicySerializer(instance=self.instance if self.instance.pk else None, data=data,
                                       partial=bool(self.instance.pk))
         if not serializer.is_valid():
             for field, problems in serializer.errors.items():
                 self.add_error(field if field in self.fields else None, [str(problem) for problem in problems])
+        cleaned["rpo_minutes"] = serializer.validated_data.get("rpo_minutes") if serializer.is_valid() else None
+        if cleaned["rpo_minutes"] is None:
+            cleaned["rpo_minutes"] = self.instance.rpo_minutes
         return cleaned
 
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
     form = PolicyAdminForm
-    list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_hours", "verify_schedule",
+    list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_minutes", "verify_schedule",
                     "prune_schedule", "drill_schedule", "keep_good", "is_default"]
     list_filter = ["enabled", "is_default"]
     # Exactly one default policy exists (a database constraint); it is chosen by migration.

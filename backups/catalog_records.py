@@ -7,13 +7,15 @@ docs/repository-format.md, "Snapshots"), as it was when the backup ran::
     {"catalog": {"version": 1,
                  "volume": {"id": "<uuid>", "name": "db-1", "labels": {"team": "a"},
                             "size_gb": 10, "policy": "nightly" | null, "pool": "default",
-                            "node": "", "rpo_hours_override": 12 | null,
-                            "created_at": "<ISO-8601>"},
+                            "node": "", "rpo_minutes_override": 15 | null,
+                            "rpo_hours_override": 12 | null, "created_at": "<ISO-8601>"},
                  "backup": {"id": "<uuid>", "job": "<uuid>", "trigger": "schedule",
                             "created_at": "<ISO-8601>"}}}
 
 `policy` is the policy's *name* (ids are not stable across databases); null means the volume
-follows the default policy. `read_record(snapshot)` reads it back, and also reads manifests
+follows the default policy. The RPO override is `rpo_minutes_override`; `rpo_hours_override`
+repeats it in whole hours (null when it is not whole hours) for releases that read only that
+key, and is what a record written before minutes existed holds. `read_record(snapshot)` reads it back, and also reads manifests
 written before it existed (no metadata): the volume id comes from the source
 (`volume:<id>`), the name from the `volume-name:<name>` tag when the snapshot has one, and
 everything else is left unknown for the rebuild to fill in (`CatalogRecord.complete` is
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from backups import volume_access
 from backups.models import BackupTrigger
 from volumes.models import MAX_SIZE_GB
-from volumes.validation import MAX_RPO_HOURS
+from storage_platform.rpo import MAX_RPO_HOURS, MAX_RPO_MINUTES, MINUTES_PER_HOUR
 
 RECORD_KEY = "catalog"
 RECORD_VERSION = 1
@@ -60,7 +62,7 @@ class CatalogRecord:
     policy_name: str | None = None
     pool: str = "default"
     node: str = ""
-    rpo_hours_override: int | None = None
+    rpo_minutes_override: int | None = None
     volume_created_at: dt.datetime | None = None
     backup_id: uuid.UUID | None = None
     trigger: str | None = None
@@ -74,12 +76,20 @@ def manifest_metadata(volume, backup) -> dict:
         "version": RECORD_VERSION,
         "volume": {"id": str(volume.pk), "name": volume.name, "labels": dict(volume.labels or {}),
                    "size_gb": volume.size_gb, "policy": policy.name if policy is not None else None,
-                   "pool": volume.pool, "node": volume.node, "rpo_hours_override": volume.rpo_hours_override,
+                   "pool": volume.pool, "node": volume.node,
+                   "rpo_minutes_override": volume.rpo_minutes_override,
+                   "rpo_hours_override": _whole_hours(volume.rpo_minutes_override),
                    "created_at": volume.created_at.isoformat() if volume.created_at else None},
         "backup": {"id": str(backup.pk), "job": str(backup.job_id) if backup.job_id else None,
                    "trigger": backup.trigger,
                    "created_at": backup.created_at.isoformat() if backup.created_at else None},
     }}
+
+
+def _whole_hours(minutes: int | None) -> int | None:
+    if minutes is None or minutes % MINUTES_PER_HOUR:
+        return None
+    return minutes // MINUTES_PER_HOUR
 
 
 def volume_id_of(source: str) -> uuid.UUID | None:
@@ -122,7 +132,10 @@ def read_record(snapshot) -> CatalogRecord | None:
     record.policy_name = _text(volume.get("policy"))
     record.pool = _text(volume.get("pool")) or "default"
     record.node = _text(volume.get("node")) or ""
-    record.rpo_hours_override = _integer(volume.get("rpo_hours_override"), 1, MAX_RPO_HOURS)
+    record.rpo_minutes_override = _integer(volume.get("rpo_minutes_override"), 1, MAX_RPO_MINUTES)
+    if record.rpo_minutes_override is None:
+        hours = _integer(volume.get("rpo_hours_override"), 1, MAX_RPO_HOURS)
+        record.rpo_minutes_override = None if hours is None else hours * MINUTES_PER_HOUR
     record.volume_created_at = _time(volume.get("created_at"))
     record.backup_id = _uuid(backup.get("id"))
     record.trigger = backup.get("trigger") if backup.get("trigger") in BackupTrigger.values else None

@@ -11,6 +11,8 @@ import uuid
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from storage_platform.rpo import DEFAULT_RPO_MINUTES, MAX_RPO_MINUTES, MINUTES_PER_HOUR, hours_from_minutes
+
 DEFAULT_SCHEDULE = "0 18 * * *"  # a daily backup at 18:00
 # Three, not one: the newest good snapshot may hold data that was already wrong when it was
 # read (ransomware, an application's bad write), which no verify can see.
@@ -35,7 +37,11 @@ class Policy(models.Model):
     schedule = models.CharField(max_length=128, default=DEFAULT_SCHEDULE, help_text="Cron: minute hour day month weekday.")
     timezone = models.CharField(max_length=64, default="UTC")
     retention = models.JSONField(default=default_retention, blank=True)
-    rpo_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1), MaxValueValidator(24 * 366)])
+    # The truth of the RPO; `rpo_hours` below is the same value in hours (storage_platform/rpo.py).
+    rpo_minutes = models.PositiveIntegerField(
+        default=DEFAULT_RPO_MINUTES, validators=[MinValueValidator(1), MaxValueValidator(MAX_RPO_MINUTES)],
+        help_text="Recovery point objective in minutes: a volume is late when its newest completed "
+                  "backup is older than this.")
     verify_schedule = models.CharField(max_length=128, blank=True, default="0 3 * * 0")
     verify_percent = models.PositiveSmallIntegerField(default=10, validators=[MaxValueValidator(100)])
     prune_schedule = models.CharField(max_length=128, blank=True, default="0 20 * * *")
@@ -62,6 +68,15 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def rpo_hours(self) -> int | float:
+        """`rpo_minutes` in hours (fractional below whole hours); setting it sets `rpo_minutes`."""
+        return hours_from_minutes(self.rpo_minutes)
+
+    @rpo_hours.setter
+    def rpo_hours(self, hours: int) -> None:
+        self.rpo_minutes = hours * MINUTES_PER_HOUR
 
 
 class JobKind(models.TextChoices):

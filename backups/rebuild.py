@@ -167,10 +167,10 @@ def _restore_volume(volume_id: uuid.UUID, records: list[CatalogRecord], report: 
     described = next((record for record in reversed(records) if record.complete), None)
     newest = records[-1]
     fields = {"labels": {}, "size_gb": None, "policy": None, "pool": "default", "node": "",
-              "rpo_hours_override": None, "created_at": records[0].time}
+              "rpo_minutes_override": None, "created_at": records[0].time}
     if described is not None:
         fields.update(labels=described.labels, size_gb=described.size_gb, pool=described.pool,
-                      node=described.node, rpo_hours_override=described.rpo_hours_override,
+                      node=described.node, rpo_minutes_override=described.rpo_minutes_override,
                       policy=_policy_named(described.policy_name, report),
                       created_at=described.volume_created_at or records[0].time)
     fields["size_gb"] = fields["size_gb"] or smallest_quota_for(newest.stats)

@@ -22,9 +22,9 @@ from backups import pack_verification, selectors
 from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus
 from monitoring import counters, totals
 from monitoring.models import WorkerHeartbeat
+from storage_platform.rpo import DEFAULT_RPO_MINUTES
 from volumes.models import Volume
 
-DEFAULT_RPO_HOURS = 24  # Volume.rpo_hours: override, else policy, else 24
 # Workers not seen for a day (and cleanly stopped ones) leave the metrics: a scaled-down
 # worker must not stay on the dashboard forever.
 HEARTBEAT_RETENTION = datetime.timedelta(days=1)
@@ -40,7 +40,7 @@ class VolumeRow(NamedTuple):
     status: str
     used_bytes: int
     quota_bytes: int
-    rpo_hours: int
+    rpo_minutes: int  # Volume.rpo_minutes: override, else policy, else a day
     created_ts: float
     last_success_ts: float | None
     last_failure_ts: float | None
@@ -121,7 +121,7 @@ def read_volumes() -> list[VolumeRow]:
         .order_by("-failed_at").values(at=EpochSeconds("failed_at"))[:1]
     )
     queryset = Volume.objects.order_by().values_list(
-        "id", "name", "status", "used_bytes", "size_gb", "rpo_hours_override", "policy__rpo_hours",
+        "id", "name", "status", "used_bytes", "size_gb", "rpo_minutes_override", "policy__rpo_minutes",
         EpochSeconds("created_at"),
     ).annotate(last_success=Subquery(newest_success), last_failure=Subquery(newest_failure))
     sql, params = queryset.query.sql_with_params()
@@ -131,14 +131,14 @@ def read_volumes() -> list[VolumeRow]:
         for row in cursor.fetchall():
             volume_id, name, status, used, size_gb, override, policy_rpo, created, success, failure = row
             if override is not None:
-                rpo_hours = override
+                rpo_minutes = override
             elif policy_rpo is not None:
-                rpo_hours = policy_rpo
+                rpo_minutes = policy_rpo
             else:
-                rpo_hours = DEFAULT_RPO_HOURS
+                rpo_minutes = DEFAULT_RPO_MINUTES
             volumes.append(
                 VolumeRow(
-                    _uuid_text(volume_id), name, status, used or 0, size_gb * 1024**3, rpo_hours,
+                    _uuid_text(volume_id), name, status, used or 0, size_gb * 1024**3, rpo_minutes,
                     float(created), None if success is None else float(success), None if failure is None else float(failure),
                 )
             )

@@ -35,6 +35,7 @@ from backups.models import FINISHED_JOB_STATUSES, JobKind, JobStatus
 from monitoring import totals
 from monitoring.catalog import CatalogSnapshot, read_catalog
 from monitoring.counters import canonical_labels
+from storage_platform.rpo import seconds_from_minutes
 from volumes.models import VolumeStatus
 
 Clock = Callable[[], datetime.datetime]
@@ -104,6 +105,12 @@ class CatalogCollector:
             "1 when the newest completed backup (or, never backed up, the volume's creation) is older than the RPO.",
             labels=VOLUME_LABELS,
         )
+        objective = GaugeMetricFamily(
+            "backup_rpo_seconds",
+            "The volume's RPO in seconds (override, else policy, else a day): alert rules compare "
+            "time() - backup_last_success_timestamp with it.",
+            labels=VOLUME_LABELS,
+        )
         statuses = dict.fromkeys(VolumeStatus.values, 0)
         now_ts = now.timestamp()
         # Samples are appended directly with one shared label dict per volume: add_metric()
@@ -113,12 +120,14 @@ class CatalogCollector:
         success_samples, failure_samples = last_success.samples, last_failure.samples
         failed_samples, violation_samples = last_failed.samples, violation.samples
         drill_samples, last_drills = last_drill.samples, snapshot.last_drills
+        objective_samples = objective.samples
         for volume in snapshot.volumes:
             labels = {"volume": volume.name, "volume_id": volume.id}
             statuses[volume.status] = statuses.get(volume.status, 0) + 1
             used_samples.append(Sample("volume_used_bytes", labels, volume.used_bytes))
             quota_samples.append(Sample("volume_quota_bytes", labels, volume.quota_bytes))
-            rpo_seconds = volume.rpo_hours * 3600
+            rpo_seconds = seconds_from_minutes(volume.rpo_minutes)
+            objective_samples.append(Sample("backup_rpo_seconds", labels, rpo_seconds))
             reference = volume.last_success_ts if volume.last_success_ts is not None else volume.created_ts
             violation_samples.append(Sample("backup_rpo_violation", labels, 1 if now_ts - reference > rpo_seconds else 0))
             if volume.last_success_ts is not None:
@@ -134,7 +143,8 @@ class CatalogCollector:
                 drill_samples.append(Sample("backup_last_drill_timestamp", labels, drilled))
         for status, number in sorted(statuses.items()):
             by_status.add_metric([status], number)
-        yield from (count, by_status, used, quota, last_success, last_failure, last_failed, violation, last_drill)
+        yield from (count, by_status, used, quota, last_success, last_failure, last_failed, violation, objective,
+                    last_drill)
 
     # -- backups: counters, bytes, durations ----------------------------------------------
     def _backup_counters(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:

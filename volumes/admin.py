@@ -29,23 +29,39 @@ from volumes.validation import VolumeValidationError, clean_volume_fields
 
 
 class VolumeAdminForm(forms.ModelForm):
+    """Validates with the API's rules. The RPO override is edited in minutes;
+    `rpo_hours_override`, when filled in, sets it in whole hours instead."""
+
+    rpo_hours_override = forms.IntegerField(
+        required=False, min_value=1, label="RPO override (hours)",
+        help_text="Instead of minutes: the override in whole hours. Leave empty to use minutes.")
+
     class Meta:
         model = Volume
-        fields = ["name", "size_gb", "pool", "node", "labels", "policy", "rpo_hours_override"]
+        fields = ["name", "size_gb", "pool", "node", "labels", "policy", "rpo_minutes_override",
+                  "rpo_hours_override"]
+        labels = {"rpo_minutes_override": "RPO override (minutes)"}
 
     def clean(self):
         cleaned = super().clean()
-        fields = {"size_gb": cleaned.get("size_gb"), "labels": cleaned.get("labels") or {},
-                  "rpo_hours": cleaned.get("rpo_hours_override")}
+        minutes, hours = cleaned.get("rpo_minutes_override"), cleaned.get("rpo_hours_override")
+        if hours is not None and "rpo_minutes_override" not in self.changed_data:
+            # The minutes shown were left as they were: the hours typed in are the new override.
+            minutes = None
+        rpo = {"rpo_minutes": minutes} if hours is None or minutes is not None else {"rpo_hours": hours}
+        if hours is not None and minutes is not None:
+            rpo["rpo_hours"] = hours
+        fields = {"size_gb": cleaned.get("size_gb"), "labels": cleaned.get("labels") or {}}
         if self.instance._state.adding:
             fields.update(name=cleaned.get("name"), pool=cleaned.get("pool") or "default",
                           node=cleaned.get("node") or "")
-        fields = {key: value for key, value in fields.items() if value is not None or key == "rpo_hours"}
+        fields = {key: value for key, value in fields.items() if value is not None}
         try:
-            clean_volume_fields(fields, partial=not self.instance._state.adding)
+            clean = clean_volume_fields({**fields, **rpo}, partial=not self.instance._state.adding)
+            cleaned["rpo_minutes_override"] = clean["rpo_minutes"]
         except VolumeValidationError as error:
             for field, problems in error.detail.items():
-                target = "rpo_hours_override" if field == "rpo_hours" else field
+                target = {"rpo_minutes": "rpo_minutes_override", "rpo_hours": "rpo_hours_override"}.get(field, field)
                 self.add_error(target if target in self.fields else None, problems)
         size_gb = cleaned.get("size_gb")
         if not self.instance._state.adding and size_gb and size_gb * 1024**3 < self.instance.used_bytes:
@@ -94,7 +110,7 @@ RECENT_ROWS = 10
 class VolumeAdmin(admin.ModelAdmin):
     form = VolumeAdminForm
     list_display = ["name", "status", "rpo_status", "last_backup", "size_gb", "usage", "pool", "node", "policy",
-                    "effective_rpo_hours", "created_at"]
+                    "effective_rpo", "created_at"]
     list_filter = [RpoStatusFilter, "status", "pool", "node", "policy"]
     list_select_related = ["policy"]
     search_fields = ["name", "path"]
@@ -107,9 +123,9 @@ class VolumeAdmin(admin.ModelAdmin):
 
     @admin.display(description="RPO status")
     def rpo_status(self, volume: Volume) -> str:
-        status = protection.rpo_status(volume.last_success_at, volume.effective_rpo_hours, timezone.now())
-        return format_html('<span class="rpo rpo-{}" title="newest completed backup vs. an RPO of {} h">{}</span>',
-                           status, volume.effective_rpo_hours, status)
+        status = protection.rpo_status(volume.last_success_at, volume.effective_rpo_minutes, timezone.now())
+        return format_html('<span class="rpo rpo-{}" title="newest completed backup vs. an RPO of {}">{}</span>',
+                           status, protection.describe_rpo(volume.effective_rpo_minutes), status)
 
     @admin.display(description="last backup", ordering="last_backup_at")
     def last_backup(self, volume: Volume) -> str:
@@ -135,15 +151,15 @@ class VolumeAdmin(admin.ModelAdmin):
         percent = 100 * volume.used_bytes / volume.quota_bytes if volume.quota_bytes else 0
         return f"{filesizeformat(volume.used_bytes)} ({percent:.0f} %)"
 
-    @admin.display(description="RPO (h)")
-    def effective_rpo_hours(self, volume: Volume) -> int:
-        return volume.rpo_hours
+    @admin.display(description="RPO", ordering="effective_rpo_minutes")
+    def effective_rpo(self, volume: Volume) -> str:
+        return protection.describe_rpo(volume.effective_rpo_minutes)
 
     def save_model(self, request, obj, form, change):
         actor = f"user:{request.user.get_username()}"
         data = form.cleaned_data
         fields = {"size_gb": data["size_gb"], "labels": data.get("labels") or {},
-                  "rpo_hours": data.get("rpo_hours_override"),
+                  "rpo_minutes": data.get("rpo_minutes_override"),
                   "policy": data["policy"].pk if data.get("policy") else None}
         if not change:
             fields.update(name=data["name"], pool=data.get("pool") or "default", node=data.get("node") or "")

@@ -8,6 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
+from storage_platform.rpo import DEFAULT_RPO_MINUTES, MAX_RPO_MINUTES, MINUTES_PER_HOUR, hours_from_minutes
+
 # RFC 1123 DNS label: lower-case letters, digits and '-', 1..63, no leading/trailing '-'.
 # `\Z`, not `$`: Python's `$` also matches before a trailing newline, so "db-1\n" would pass.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z"
@@ -49,8 +51,10 @@ class Volume(models.Model):
     policy = models.ForeignKey(
         "backups.Policy", null=True, blank=True, on_delete=models.SET_NULL, related_name="volumes"
     )
-    # None: follow the policy's RPO. A number overrides it for this volume.
-    rpo_hours_override = models.PositiveIntegerField(null=True, blank=True)
+    # None: follow the policy's RPO. A number of minutes overrides it for this volume.
+    rpo_minutes_override = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_RPO_MINUTES)],
+        help_text="RPO of this volume in minutes; empty follows the policy.")
     status_message = models.CharField(max_length=1024, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -66,13 +70,27 @@ class Volume(models.Model):
         return self.size_gb * 1024**3
 
     @property
-    def rpo_hours(self) -> int:
-        """The effective recovery point objective in hours (override, policy, or 24)."""
-        if self.rpo_hours_override is not None:
-            return self.rpo_hours_override
+    def rpo_minutes(self) -> int:
+        """The effective recovery point objective in minutes (override, policy, or a day)."""
+        if self.rpo_minutes_override is not None:
+            return self.rpo_minutes_override
         if self.policy_id is not None and self.policy is not None:
-            return self.policy.rpo_hours
-        return 24
+            return self.policy.rpo_minutes
+        return DEFAULT_RPO_MINUTES
+
+    @property
+    def rpo_hours(self) -> int | float:
+        """`rpo_minutes` in hours, fractional below whole hours (storage_platform/rpo.py)."""
+        return hours_from_minutes(self.rpo_minutes)
+
+    @property
+    def rpo_hours_override(self) -> int | float | None:
+        """The override in hours; setting it (whole hours or None) sets `rpo_minutes_override`."""
+        return None if self.rpo_minutes_override is None else hours_from_minutes(self.rpo_minutes_override)
+
+    @rpo_hours_override.setter
+    def rpo_hours_override(self, hours: int | None) -> None:
+        self.rpo_minutes_override = None if hours is None else hours * MINUTES_PER_HOUR
 
 
 class UploadReservation(models.Model):

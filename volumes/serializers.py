@@ -2,7 +2,8 @@
 
 Field names are a contract with automation (Ansible, scripts, tests): `id, name, size_gb,
 status, path, used_bytes, labels, rpo_hours, policy, created_at`, plus `updated_at, pool,
-node, quota_bytes, status_message, policy_id`.
+node, quota_bytes, status_message, policy_id, rpo_minutes`. `rpo_minutes` is the effective
+RPO; `rpo_hours` is the same in hours, fractional below whole hours (storage_platform/rpo.py).
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from volumes.models import MAX_SIZE_GB, Volume
-from volumes.validation import MAX_RPO_HOURS
+from storage_platform.rpo import MAX_RPO_HOURS, MAX_RPO_MINUTES
+from storage_platform.rpo_fields import RpoHoursField
 
 
 class VolumeSerializer(serializers.ModelSerializer):
     policy = serializers.SerializerMethodField(help_text="The policy's name, or null.")
     policy_id = serializers.IntegerField(read_only=True, allow_null=True)
-    rpo_hours = serializers.IntegerField(read_only=True, help_text="Effective RPO: the override, else the policy's.")
+    rpo_minutes = serializers.IntegerField(read_only=True,
+                                           help_text="Effective RPO in minutes: the override, else the policy's.")
+    rpo_hours = RpoHoursField(read_only=True, help_text="rpo_minutes in hours (0.25 for 15 minutes).")
     quota_bytes = serializers.IntegerField(read_only=True)
     last_backup = serializers.SerializerMethodField(help_text="Newest completed backup: {id, completed_at}, or null.")
 
     class Meta:
         model = Volume
         fields = ["id", "name", "size_gb", "status", "status_message", "path", "used_bytes", "quota_bytes",
-                  "labels", "rpo_hours", "policy", "policy_id", "pool", "node", "last_backup", "created_at",
+                  "labels", "rpo_minutes", "rpo_hours", "policy", "policy_id", "pool", "node", "last_backup", "created_at",
                   "updated_at"]
         read_only_fields = fields
 
@@ -54,8 +58,10 @@ class VolumeWriteSerializer(serializers.Serializer):
     labels = serializers.DictField(child=serializers.CharField(), required=False)
     policy = serializers.CharField(required=False, allow_null=True,
                                    help_text="Policy id or name; the default policy when omitted on create.")
+    rpo_minutes = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_RPO_MINUTES,
+                                           help_text="Overrides the policy's RPO, in minutes; null follows the policy.")
     rpo_hours = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_RPO_HOURS,
-                                         help_text="Overrides the policy's RPO; null follows the policy.")
+                                         help_text="The override in whole hours (instead of rpo_minutes).")
     pool = serializers.CharField(required=False, help_text="Storage pool (default: 'default').")
     node = serializers.CharField(required=False, allow_blank=True)
 

@@ -115,7 +115,7 @@ def create_volume(fields: dict, *, actor: str = "") -> Volume:
         path=str(pool.resolve_path(volume_id)),
         labels=clean.get("labels", {}),
         policy=clean["policy"] if "policy" in clean else default_policy(),
-        rpo_hours_override=clean.get("rpo_hours"),
+        rpo_minutes_override=clean.get("rpo_minutes"),
     )
     try:
         with transaction.atomic():
@@ -158,9 +158,9 @@ def update_volume(volume: Volume, fields: dict, *, actor: str = "") -> Volume:
     if "labels" in clean:
         volume.labels = clean["labels"]
         changed.append("labels")
-    if "rpo_hours" in clean:
-        volume.rpo_hours_override = clean["rpo_hours"]
-        changed.append("rpo_hours_override")
+    if "rpo_minutes" in clean:
+        volume.rpo_minutes_override = clean["rpo_minutes"]
+        changed.append("rpo_minutes_override")
     if "policy" in clean:
         volume.policy = clean["policy"]
         changed.append("policy")
@@ -278,7 +278,7 @@ def missing_data_message(volume: Volume) -> str:
 
 
 def recreate_volume(*, volume_id, name: str, size_gb: int, labels: dict, policy, pool: str = DEFAULT_POOL,
-                    node: str = "", rpo_hours_override: int | None = None, created_at=None,
+                    node: str = "", rpo_minutes_override: int | None = None, created_at=None,
                     recorded_path: str = "", actor: str = "") -> Volume:
     """Insert the row of a volume known from its backups, with its old id; nothing on disk
     changes. The folder is the pool's folder for the id (the data of a volume outlives the
@@ -297,7 +297,8 @@ def recreate_volume(*, volume_id, name: str, size_gb: int, labels: dict, policy,
     except PoolError:
         path = recorded_path
     volume = Volume(id=volume_id, name=name, size_gb=size_gb, status=VolumeStatus.DATA_MISSING, pool=pool,
-                    node=node, path=path, labels=labels, policy=policy, rpo_hours_override=rpo_hours_override)
+                    node=node, path=path, labels=labels, policy=policy,
+                    rpo_minutes_override=rpo_minutes_override)
     with transaction.atomic():
         volume.save(force_insert=True)
         if created_at is not None:

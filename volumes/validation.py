@@ -17,10 +17,10 @@ import re
 import unicodedata
 
 from storage_platform.errors import BadRequest
+from storage_platform.rpo import BOTH_GIVEN_MESSAGE, MAX_RPO_HOURS, MAX_RPO_MINUTES, MINUTES_PER_HOUR, same_rpo
 from volumes.errors import InvalidPath
 from volumes.models import DNS_LABEL_PATTERN, MAX_SIZE_GB
 
-MAX_RPO_HOURS = 24 * 366
 MAX_LABELS = 64
 MAX_LABEL_VALUE_LENGTH = 255
 # Kubernetes-style label keys: an optional DNS-subdomain prefix and '/', then a name of
@@ -32,7 +32,7 @@ LABEL_KEY_PATTERN = re.compile(
 NAME_PATTERN = re.compile(DNS_LABEL_PATTERN)
 # Fields a client may write, and fields it may send back unchanged from a GET (ignored), so
 # that a read-modify-write round trip works while typos are still reported.
-WRITABLE_FIELDS = ("name", "size_gb", "labels", "policy", "rpo_hours", "pool", "node")
+WRITABLE_FIELDS = ("name", "size_gb", "labels", "policy", "rpo_minutes", "rpo_hours", "pool", "node")
 READ_ONLY_FIELDS = ("id", "status", "status_message", "path", "used_bytes", "quota_bytes", "created_at",
                     "updated_at", "policy_id", "last_backup")
 
@@ -202,9 +202,10 @@ def validate_node(value, errors: dict) -> str | None:
 def clean_volume_fields(data, *, partial: bool) -> dict:
     """Validated values for the fields present in `data`.
 
-    On create (`partial=False`) `name` and `size_gb` are required. `rpo_hours` and `policy`
-    may be null (null rpo_hours: follow the policy; null policy: no policy). Returns only the
-    keys present, with `rpo_hours` and `policy` already converted (int/None, Policy/None).
+    On create (`partial=False`) `name` and `size_gb` are required. The RPO override comes as
+    `rpo_minutes` or `rpo_hours` (whole hours), never both; either and `policy` may be null
+    (null RPO: follow the policy; null policy: no policy). Returns only the keys present, with
+    the RPO as `rpo_minutes` (int/None) and `policy` converted (Policy/None).
     """
     if not isinstance(data, dict):
         raise VolumeValidationError("The body must be a JSON object.",
@@ -224,9 +225,15 @@ def clean_volume_fields(data, *, partial: bool) -> dict:
         clean["size_gb"] = strict_integer(data["size_gb"], "size_gb", minimum=1, maximum=MAX_SIZE_GB, errors=errors)
     if "labels" in data:
         clean["labels"] = validate_labels({} if data["labels"] is None else data["labels"], errors)
-    if "rpo_hours" in data:
-        clean["rpo_hours"] = None if data["rpo_hours"] is None else strict_integer(
+    if "rpo_minutes" in data and "rpo_hours" in data and not same_rpo(data["rpo_minutes"], data["rpo_hours"]):
+        errors["rpo_minutes"] = [BOTH_GIVEN_MESSAGE]
+    elif "rpo_minutes" in data:
+        clean["rpo_minutes"] = None if data["rpo_minutes"] is None else strict_integer(
+            data["rpo_minutes"], "rpo_minutes", minimum=1, maximum=MAX_RPO_MINUTES, errors=errors)
+    elif "rpo_hours" in data:
+        hours = None if data["rpo_hours"] is None else strict_integer(
             data["rpo_hours"], "rpo_hours", minimum=1, maximum=MAX_RPO_HOURS, errors=errors)
+        clean["rpo_minutes"] = None if hours is None else hours * MINUTES_PER_HOUR
     if "policy" in data:
         clean["policy"] = resolve_policy(data["policy"], errors)
     if "pool" in data:

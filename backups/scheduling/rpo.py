@@ -1,7 +1,7 @@
 """RPO catch-up: after an outage, back up once the volumes whose RPO is already broken.
 
 A volume's RPO is broken when its newest completed backup (or, never backed up, its creation)
-is older than its RPO (`Volume.rpo_hours`: override, policy, or 24 h). Volumes with an active
+is older than its RPO (`Volume.rpo_minutes`: override, policy, or a day). Volumes with an active
 backup or restore, or whose policy is disabled, are left alone. For a broken volume the
 catch-up starts, in this order of preference:
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 def rpo_broken(volume, newest_completed: datetime | None, now: datetime) -> bool:
     reference = newest_completed or volume.created_at
-    return now - reference > timedelta(hours=volume.rpo_hours)
+    return now - reference > timedelta(minutes=volume.rpo_minutes)
 
 
 def catch_up_key(volume_id, reference: datetime) -> str:

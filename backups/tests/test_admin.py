@@ -220,3 +220,20 @@ def test_the_policy_form_refuses_a_bad_schedule_and_accepts_a_good_one(operator)
 def test_restore_copy_names_stay_dns_labels():
     name = restore_copy_name("x" * 63)
     assert len(name) <= 63 and name.startswith("x") and "-restore-" in name
+
+
+def test_the_policy_form_takes_the_rpo_in_minutes_or_in_whole_hours(operator):
+    fields = {"name": "databases", "description": "", "enabled": "on", "schedule": "*/15 * * * *",
+              "timezone": "UTC", "retention": '{"keep_last": 3}', "rpo_minutes": 15, "rpo_hours": "",
+              "verify_schedule": "", "verify_percent": 10, "prune_schedule": "", "keep_good": 2}
+    assert operator.post("/admin/backups/policy/add/", fields).status_code == 302
+    policy = Policy.objects.get(name="databases")
+    assert (policy.schedule, policy.rpo_minutes) == ("*/15 * * * *", 15)
+    page = operator.get(f"/admin/backups/policy/{policy.pk}/change/").content.decode()
+    assert "RPO (minutes)" in page and "RPO (hours)" in page
+    changed = {**fields, "rpo_hours": 2}  # the minutes shown left as they were: the hours win
+    assert operator.post(f"/admin/backups/policy/{policy.pk}/change/", changed).status_code == 302
+    assert Policy.objects.get(pk=policy.pk).rpo_minutes == 120
+    both = operator.post(f"/admin/backups/policy/{policy.pk}/change/", {**fields, "rpo_minutes": 30, "rpo_hours": 3})
+    assert both.status_code == 200 and "rpo_minutes" in both.context["adminform"].form.errors
+    assert Policy.objects.get(pk=policy.pk).rpo_minutes == 120

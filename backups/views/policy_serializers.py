@@ -1,9 +1,12 @@
-"""Serializer of the policy resource: validates cron (croniter + Celery), time zone, retention.
+"""Serializer of the policy resource: validates cron (croniter + Celery), time zone, retention,
+and the RPO given as `rpo_minutes` or `rpo_hours` (storage_platform/rpo.py).
 
 Validation answers 400 `validation_error` naming the field, never a 500.
 """
 
 from __future__ import annotations
+
+import math
 
 from rest_framework import serializers
 
@@ -12,6 +15,8 @@ from backups.engine.retention import RULES as RETENTION_RULES
 from backups.engine.retention import RetentionPolicy
 from backups.models import DEFAULT_SCHEDULE, Policy
 from backups.scheduling import clock, cron
+from storage_platform.rpo import BOTH_GIVEN_MESSAGE, MAX_RPO_HOURS, MINUTES_PER_HOUR, same_rpo
+from storage_platform.rpo_fields import RpoHoursField
 
 RETENTION_KEYS = RETENTION_RULES
 
@@ -48,15 +53,17 @@ class PolicySerializer(serializers.ModelSerializer):
     drill_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                            help_text="Cron for restore drills (the newest backup of one volume of "
                                                      "the policy, chosen at random); empty: never.")
+    rpo_hours = RpoHoursField(required=False, help_text="rpo_minutes in hours; in a request, whole hours "
+                                                         "instead of rpo_minutes.")
     volume_count = serializers.SerializerMethodField()
     next_run = serializers.SerializerMethodField(help_text="Next scheduled backup (UTC), null when disabled.")
 
     class Meta:
         model = Policy
         fields = [
-            "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_hours",
-            "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "is_default", "volume_count",
-            "next_run",
+            "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
+            "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "is_default",
+            "volume_count", "next_run",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
@@ -81,6 +88,23 @@ class PolicySerializer(serializers.ModelSerializer):
 
     def validate_retention(self, value):
         return validate_retention(value)
+
+    def validate(self, attrs):
+        """One RPO: `rpo_hours` (whole hours) becomes `rpo_minutes`; both only when they agree."""
+        if "rpo_hours" not in attrs:
+            return attrs
+        hours = attrs.pop("rpo_hours")
+        if "rpo_minutes" in attrs:
+            if not same_rpo(attrs["rpo_minutes"], hours):
+                raise serializers.ValidationError({"rpo_minutes": [BOTH_GIVEN_MESSAGE]})
+            return attrs
+        sent = self.initial_data.get("rpo_hours") if hasattr(self.initial_data, "get") else None
+        if isinstance(sent, bool) or not math.isfinite(hours) or hours != int(hours) or not 1 <= hours <= MAX_RPO_HOURS:
+            raise serializers.ValidationError(
+                {"rpo_hours": [f"Must be a whole number of hours from 1 to {MAX_RPO_HOURS}; use rpo_minutes "
+                               "for less than an hour."]})
+        attrs["rpo_minutes"] = int(hours) * MINUTES_PER_HOUR
+        return attrs
 
     def get_volume_count(self, policy: Policy) -> int:
         count = getattr(policy, "volume_total", None)

@@ -68,3 +68,20 @@ def test_other_apps_can_register_actions():
         assert back_up_now in VolumeAdmin.actions
     finally:
         VolumeAdmin.actions.remove(back_up_now)
+
+
+def test_admin_sets_the_rpo_override_in_minutes_or_in_whole_hours(operator):
+    fields = {"name": "orders-db", "size_gb": "1", "pool": "default", "node": "", "labels": "{}", "policy": "",
+              "rpo_minutes_override": "15", "rpo_hours_override": ""}
+    assert operator.post("/admin/volumes/volume/add/", fields).status_code == 302
+    volume = Volume.objects.get(name="orders-db")
+    assert volume.rpo_minutes_override == 15
+    assert "15 min" in operator.get("/admin/volumes/volume/").content.decode()
+    change = {key: value for key, value in fields.items() if key not in ("name", "pool", "node")}
+    hours = operator.post(f"/admin/volumes/volume/{volume.pk}/change/", {**change, "rpo_hours_override": "3"})
+    assert hours.status_code == 302
+    assert Volume.objects.get(pk=volume.pk).rpo_minutes_override == 180
+    both = operator.post(f"/admin/volumes/volume/{volume.pk}/change/",
+                         {**change, "rpo_minutes_override": "20", "rpo_hours_override": "1"})
+    assert both.status_code == 200 and "rpo_minutes_override" in both.context["adminform"].form.errors
+    assert Volume.objects.get(pk=volume.pk).rpo_minutes_override == 180

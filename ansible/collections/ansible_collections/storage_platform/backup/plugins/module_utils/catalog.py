@@ -5,7 +5,8 @@
 
 RPO follows the platform's one definition (docs/metrics.md), the one behind its
 ``backup_rpo_violation`` metric: a volume violates its RPO when its newest completed backup,
-or its creation if it was never backed up, is older than its RPO. A volume created a minute
+or its creation if it was never backed up, is older than its RPO (``rpo_minutes``, compared to
+the second; from ``rpo_hours`` when the platform predates minutes). A volume created a minute
 ago is not in violation.
 
 Checksums describe a volume's tree as ``{relative path: digest}`` so that a restore drill
@@ -29,8 +30,8 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 from urllib.parse import quote
 
 UTC = datetime.timezone.utc
-# Volume.rpo_hours without an override or a policy.
-DEFAULT_RPO_HOURS = 24
+# Volume.rpo_minutes without an override or a policy.
+DEFAULT_RPO_MINUTES = 24 * 60
 
 
 def parse_timestamp(text):
@@ -72,20 +73,32 @@ def newest_backup_of(client, volume):
     return latest_completed_backup(client, volume["id"])
 
 
+def rpo_minutes_of(volume):
+    """The volume's effective RPO in minutes, as the API answers it."""
+    if volume.get("rpo_minutes"):
+        return volume["rpo_minutes"]
+    if volume.get("rpo_hours"):
+        return int(round(volume["rpo_hours"] * 60))
+    return DEFAULT_RPO_MINUTES
+
+
 def rpo_status(volume, latest_backup, now=None):
-    """``{last_backup_id, last_backup_at, reference, age_hours, rpo_hours, violation}`` for one
-    volume: ``reference`` is ``last_backup`` or ``created_at``, whichever the age counts from
-    (see the module docstring)."""
+    """``{last_backup_id, last_backup_at, reference, age_hours, age_minutes, rpo_hours,
+    rpo_minutes, violation}`` for one volume: ``reference`` is ``last_backup`` or
+    ``created_at``, whichever the age counts from (see the module docstring)."""
     now = now or datetime.datetime.now(UTC)
-    rpo_hours = volume.get("rpo_hours") or DEFAULT_RPO_HOURS
+    rpo_minutes = rpo_minutes_of(volume)
     completed_at = parse_timestamp(latest_backup.get("completed_at")) if latest_backup else None
     reference = completed_at or parse_timestamp(volume.get("created_at"))
-    age_hours = (now - reference).total_seconds() / 3600.0 if reference else None
+    age_seconds = (now - reference).total_seconds() if reference else None
     return {"last_backup_id": latest_backup.get("id") if latest_backup else None,
             "last_backup_at": latest_backup.get("completed_at") if latest_backup else None,
             "reference": "last_backup" if completed_at else "created_at",
-            "age_hours": round(age_hours, 3) if age_hours is not None else None, "rpo_hours": rpo_hours,
-            "violation": age_hours is None or age_hours > rpo_hours}
+            "age_hours": round(age_seconds / 3600.0, 3) if age_seconds is not None else None,
+            "age_minutes": round(age_seconds / 60.0, 1) if age_seconds is not None else None,
+            "rpo_hours": rpo_minutes // 60 if rpo_minutes % 60 == 0 else round(rpo_minutes / 60.0, 4),
+            "rpo_minutes": rpo_minutes,
+            "violation": age_seconds is None or age_seconds > rpo_minutes * 60}
 
 
 def backup_age_minutes(latest_backup, now=None):

@@ -56,7 +56,13 @@ options:
     type: dict
   rpo_hours:
     description:
-      - Recovery point objective in hours of the volumes following the policy.
+      - Recovery point objective in whole hours of the volumes following the policy.
+      - Mutually exclusive with O(rpo_minutes).
+    type: int
+  rpo_minutes:
+    description:
+      - Recovery point objective in minutes (for example V(15)) of the volumes following the policy.
+      - Mutually exclusive with O(rpo_hours).
     type: int
   verify_schedule:
     description:
@@ -110,8 +116,8 @@ changed_fields:
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
-SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "verify_schedule",
-            "verify_percent", "prune_schedule")
+SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "rpo_minutes",
+            "verify_schedule", "verify_percent", "prune_schedule")
 SCHEDULES = ("schedule", "verify_schedule", "prune_schedule")
 # The platform stores macros as their expressions (backups/scheduling/cron.py).
 CRON_MACROS = {
@@ -130,6 +136,7 @@ def argument_spec():
         timezone=dict(type="str"),
         retention=dict(type="dict"),
         rpo_hours=dict(type="int"),
+        rpo_minutes=dict(type="int"),
         verify_schedule=dict(type="str"),
         verify_percent=dict(type="int"),
         prune_schedule=dict(type="str"),
@@ -190,7 +197,7 @@ def handle(module, client):
 
 
 def main():
-    run_module(argument_spec(), handle)
+    run_module(argument_spec(), handle, mutually_exclusive=[("rpo_hours", "rpo_minutes")])
 
 
 if __name__ == "__main__":

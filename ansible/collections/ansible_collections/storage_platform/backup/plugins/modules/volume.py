@@ -47,7 +47,13 @@ options:
     default: false
   rpo_hours:
     description:
-      - Recovery point objective in hours for this volume, overriding its policy's.
+      - Recovery point objective in whole hours for this volume, overriding its policy's.
+      - Mutually exclusive with O(rpo_minutes).
+    type: int
+  rpo_minutes:
+    description:
+      - Recovery point objective in minutes (for example V(15)) for this volume, overriding its policy's.
+      - Mutually exclusive with O(rpo_hours).
     type: int
   policy:
     description:
@@ -77,6 +83,13 @@ EXAMPLES = r"""
       team: payments
       tier: gold
 
+- name: A volume backed up every 15 minutes (its policy's schedule) with a 15-minute RPO
+  storage_platform.backup.volume:
+    name: orders-db
+    size_gb: 20
+    rpo_minutes: 15
+    policy: every-15-minutes
+
 - name: Remove a temporary volume (its backups stay)
   storage_platform.backup.volume:
     name: drill-db-1
@@ -96,6 +109,7 @@ volume:
     path: /var/lib/storage-platform/volumes/db-1
     used_bytes: 0
     labels: {team: payments}
+    rpo_minutes: 240
     rpo_hours: 4
     policy: null
     created_at: "2026-11-27T16:00:00Z"
@@ -110,7 +124,7 @@ changed_fields:
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_client import API_PREFIX
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
-MANAGED_FIELDS = ("size_gb", "labels", "rpo_hours", "policy")
+MANAGED_FIELDS = ("size_gb", "labels", "rpo_hours", "rpo_minutes", "policy")
 
 
 def argument_spec():
@@ -121,6 +135,7 @@ def argument_spec():
         labels=dict(type="dict"),
         purge_labels=dict(type="bool", default=False),
         rpo_hours=dict(type="int"),
+        rpo_minutes=dict(type="int"),
         policy=dict(type="str"),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
@@ -154,8 +169,9 @@ def differences(current, params):
         labels = wanted_labels(current.get("labels"), params)
         if labels != (current.get("labels") or {}):
             changes["labels"] = labels
-    if params["rpo_hours"] is not None and current.get("rpo_hours") != params["rpo_hours"]:
-        changes["rpo_hours"] = params["rpo_hours"]
+    for field in ("rpo_hours", "rpo_minutes"):
+        if params[field] is not None and current.get(field) != params[field]:
+            changes[field] = params[field]
     if params["policy"] is not None and not policy_matches(current, params["policy"]):
         changes["policy"] = params["policy"]
     return changes
@@ -178,7 +194,7 @@ def ensure_present(module, client, current):
         body = {"name": params["name"], "size_gb": params["size_gb"]}
         if params["labels"] is not None:
             body["labels"] = wanted_labels({}, params)
-        for field in ("rpo_hours", "policy"):
+        for field in ("rpo_hours", "rpo_minutes", "policy"):
             if params[field] is not None:
                 body[field] = params[field]
         result = {"changed": True, "changed_fields": sorted(body),
@@ -236,7 +252,7 @@ def handle(module, client):
 
 
 def main():
-    run_module(argument_spec(), handle)
+    run_module(argument_spec(), handle, mutually_exclusive=[("rpo_hours", "rpo_minutes")])
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ description:
   - Lists volumes, or the one named by O(name), filtered by O(labels).
   - With O(rpo_status) each volume gets C(rpo), judged as the platform judges it for its
     C(backup_rpo_violation) metric - a volume violates its RPO when its newest completed
-    backup, or its creation if it was never backed up, is older than its RPO. A volume
-    created a minute ago is not in violation.
+    backup, or its creation if it was never backed up, is older than its RPO (C(rpo_minutes),
+    compared to the second). A volume created a minute ago is not in violation.
   - With O(checksums) each volume gets C(checksums), a map of relative path to digest
     (C(sha256:...) for files, C(symlink:<target>), C(dir)), to compare two volumes, for example
     a restore drill's copy with its source. This reads every byte, so use it on small volumes.
@@ -79,9 +79,11 @@ volumes:
       size_gb: 50
       status: available
       labels: {tier: gold}
+      rpo_minutes: 240
       rpo_hours: 4
       rpo: {last_backup_id: 9b1f7c9e-1d7e-4a0e-b2a4-1f5c2f0f7a11, last_backup_at: "2026-11-27T16:00:09Z",
-            reference: last_backup, age_hours: 0.5, rpo_hours: 4, violation: false}
+            reference: last_backup, age_hours: 0.5, age_minutes: 30.0, rpo_hours: 4, rpo_minutes: 240,
+            violation: false}
 in_violation:
   description: Names of the volumes violating their RPO (with O(rpo_status)).
   returned: always

@@ -37,7 +37,8 @@ def test_the_newest_completed_backup_is_what_counts_once_there_is_one():
     fresh = {"id": "b-1", "completed_at": "2026-03-04T09:00:00Z"}
     status = rpo_status(volume, fresh, now=NOW)
     assert status == {"last_backup_id": "b-1", "last_backup_at": "2026-03-04T09:00:00Z", "reference": "last_backup",
-                      "age_hours": 3.0, "rpo_hours": 4, "violation": False}
+                      "age_hours": 3.0, "age_minutes": 180.0, "rpo_hours": 4, "rpo_minutes": 240,
+                      "violation": False}
     stale = {"id": "b-0", "completed_at": "2026-03-04T07:00:00Z"}
     assert rpo_status(volume, stale, now=NOW)["violation"] is True
 
@@ -45,6 +46,18 @@ def test_the_newest_completed_backup_is_what_counts_once_there_is_one():
 def test_exactly_at_the_rpo_is_not_yet_a_violation_as_on_the_platform():
     volume = {"rpo_hours": 2, "created_at": "2026-03-04T10:00:00Z"}
     assert rpo_status(volume, None, now=NOW)["violation"] is False
+
+
+def test_a_15_minute_rpo_is_violated_after_16_minutes_without_a_backup():
+    volume = {"rpo_minutes": 15, "rpo_hours": 0.25, "created_at": "2020-01-01T00:00:00Z"}
+    last = {"id": "b-2", "completed_at": "2026-03-04T11:44:00Z"}
+    assert rpo_status(volume, last, now=NOW)["violation"] is True
+    within = rpo_status(volume, {"id": "b-3", "completed_at": "2026-03-04T11:46:00Z"}, now=NOW)
+    assert (within["violation"], within["age_minutes"], within["rpo_hours"]) == (False, 14.0, 0.25)
+
+
+def test_a_platform_answering_only_rpo_hours_is_judged_in_minutes_from_it():
+    assert rpo_status({"rpo_hours": 0.25, "created_at": "2026-03-04T11:44:00Z"}, None, now=NOW)["rpo_minutes"] == 15
 
 
 def test_the_default_rpo_is_a_day():
