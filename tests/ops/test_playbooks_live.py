@@ -143,6 +143,13 @@ def test_backup_trigger_backs_up_once_then_skips_recent_backups_and_check_mode_s
 
 
 # --- backup_validate.yml -----------------------------------------------------------------------------
+def verified_pack_ids() -> set[str]:
+    """Packs a verify has read (a backup also records its packs, as never verified)."""
+    from backups.models import PackVerification
+
+    return set(PackVerification.objects.filter(verified_at__isnull=False).values_list("pack_id", flat=True))
+
+
 def pack_files(repository: Path) -> dict[str, Path]:
     return {path.name: path for path in (repository / "data").rglob("*") if path.is_file()}
 
@@ -150,7 +157,7 @@ def pack_files(repository: Path) -> dict[str, Path]:
 @pytest.mark.slow
 def test_backup_validate_passes_twice_check_mode_skips_the_jobs_and_a_flipped_byte_fails_it(
         platform_url, tokens, tmp_path, platform_client, run_module_logic, live_worker, own_repository):
-    from backups.models import Job, JobKind, PackVerification
+    from backups.models import Job, JobKind
 
     client = platform_client("admin")
     canary = run_module_logic("volume", {"name": "canary", "size_gb": 1})["volume"]
@@ -173,7 +180,7 @@ def test_backup_validate_passes_twice_check_mode_skips_the_jobs_and_a_flipped_by
     second = run_playbook("backup_validate.yml", platform_url, tokens, tmp_path, wanted)
     assert second.code == 0 and second.changed == 2, second.output
     # The first run's drill wrote packs after its verify: the second run's verify read them.
-    assert packs_after_first <= set(PackVerification.objects.values_list("pack_id", flat=True))
+    assert packs_after_first <= verified_pack_ids()
 
     backups_before = len(backups_of(client, canary["id"]))
     verifies_before = Job.objects.filter(kind=JobKind.VERIFY).count()
@@ -188,7 +195,7 @@ def test_backup_validate_passes_twice_check_mode_skips_the_jobs_and_a_flipped_by
     # New data, backed up after the last verify, then one flipped byte in a pack it wrote.
     client.upload(f"/api/v1/volumes/{canary['id']}/files/new.bin", bytes(range(251)) * 400)
     run_module_logic("backup", {"volume": "canary", "wait_timeout": 120}, role="backup")
-    verified = set(PackVerification.objects.values_list("pack_id", flat=True))
+    verified = verified_pack_ids()
     new_packs = {name: path for name, path in pack_files(own_repository).items() if name not in verified}
     assert new_packs
     damaged_id, damaged_path = max(new_packs.items(), key=lambda item: item[1].stat().st_size)
