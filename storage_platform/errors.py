@@ -173,6 +173,9 @@ ENGINE_ERROR_STATUS = {
     "storage_unavailable": 503,
     "invalid_retention": 400,
     "unsupported_storage": 500,
+    "invalid_object_lock": 400,
+    "object_lock_unsupported": 400,
+    "object_locked": 409,
 }
 
 

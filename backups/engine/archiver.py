@@ -15,6 +15,13 @@ files are known, so the walk never waits for a directory's data.
 
 Write order: packs, then one index object, then the snapshot manifest (the commit point).
 A crash or `Cancelled` before the manifest leaves only unreferenced packs for prune.
+
+With a `retention` (S3 Object Lock, see objectlock.py) every object the backup writes is
+locked, and before the manifest is written the packs the snapshot reuses from earlier backups
+are locked at least as long (their names are collected as directories are finished: every
+file's chunk ids and every tree id, looked up in the index). Those extended packs also get an
+index object of their own, locked as long, so a locked snapshot never depends on an index
+object that could be deleted before it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from dataclasses import dataclass, field
 from .chunker import Chunker
 from .errors import Cancelled, SnapshotNotFound, SourceError
 from .memory import without_cyclic_gc
+from .objectlock import Retention, extend_referenced, remember_written
+from .packer import PackEntry, pack_name
 from .pipeline import Batch, BlobPipeline
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
@@ -59,6 +68,10 @@ class BackupResult:
     #: {pack id: bytes} of the packs this backup wrote (none when everything deduplicated),
     #: so a catalog can track them from the moment they exist (e.g. until their first verify).
     packs: dict[str, int] = field(default_factory=dict)
+    #: The Object Lock retention of the snapshot (None: written unlocked).
+    retention: Retention | None = None
+    #: Packs of earlier backups whose retention this backup extended.
+    packs_extended: int = 0
 
 
 class _Content:
@@ -165,8 +178,12 @@ def _unchanged(entry: TreeEntry, previous: _ParentEntry | None) -> bool:
 
 
 class _Archiver:
-    def __init__(self, repo, root: bytes, parent_tree: bytes | None, progress, cancel):
+    def __init__(self, repo, root: bytes, parent_tree: bytes | None, progress, cancel,
+                 retention: Retention | None = None):
         self.repo = repo
+        #: Packs of earlier backups that the new snapshot references (only collected for a
+        #: locked backup: they must be locked as long as the snapshot).
+        self.referenced_packs: set[str] | None = set() if retention is not None else None
         self.root = root
         self.parent_tree = parent_tree
         self.cancel = cancel
@@ -178,7 +195,7 @@ class _Archiver:
             skipped=0, warnings=0)
         self.stats_lock = threading.Lock()
         self.warnings: list[str] = []
-        self.pipeline = BlobPipeline(repo, self.stats)
+        self.pipeline = BlobPipeline(repo, self.stats, retention)
         self.batch = Batch()
         self.pending: collections.deque[_Directory] = collections.deque()
         self.hardlinks: dict[tuple[int, int], _Content] = {}
@@ -258,11 +275,23 @@ class _Archiver:
         for entry, content in directory.files:
             entry.content = content.resolve()
             entry.size = content.size
-        if directory.tree_id is not None:
-            return
-        for entry, child in directory.subdirs:
-            entry.subtree = child.tree_id
-        directory.tree_id = self.pipeline.store_tree(encode_tree(directory.entries))
+            if self.referenced_packs is not None:
+                self.reference(entry.content)
+        if directory.tree_id is None:
+            for entry, child in directory.subdirs:
+                entry.subtree = child.tree_id
+            directory.tree_id = self.pipeline.store_tree(encode_tree(directory.entries))
+        if self.referenced_packs is not None:
+            self.reference((directory.tree_id,))
+
+    def reference(self, blob_ids) -> None:
+        """Note the packs of already indexed blobs (new blobs are in packs this backup
+        writes, locked as they are stored)."""
+        index = self.repo.index
+        for blob_id in blob_ids:
+            entry = index.get(blob_id)
+            if entry is not None:
+                self.referenced_packs.add(entry.pack_id)
 
     # -- walking -------------------------------------------------------------------------------
     def run(self) -> bytes:
@@ -487,7 +516,7 @@ class _Archiver:
 
 def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto",
            progress=None, cancel=None, hostname: str | None = None,
-           metadata: dict | None = None) -> BackupResult:
+           metadata: dict | None = None, retention: Retention | None = None) -> BackupResult:
     """Back up the contents of `source_dir` into a new snapshot.
 
     `source` names what is backed up (default: the absolute path) and selects the parent
@@ -496,8 +525,12 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
     everything (it was forgotten meanwhile); that is not an error. `metadata` (a JSON
     object, the caller's own) is stored in the manifest and returned with the snapshot. Files that vanish or change while read become warnings in the result and
     the snapshot's stats. `Cancelled` (from `cancel()`) or any error leaves no snapshot.
+    `retention` locks the snapshot and everything it references (see the module docstring);
+    `ObjectLockUnsupported` before anything is read when the storage cannot lock objects.
     """
     started = time.monotonic()
+    if retention is not None:
+        repo.backend.check_object_lock()
     root = os.path.abspath(os.fsencode(source_dir))
     if not os.path.isdir(root):
         raise SourceError(f"source is not a directory: {os.fsdecode(root)}")
@@ -518,19 +551,26 @@ def backup(repo, source_dir, *, source: str | None = None, tags=(), parent="auto
     repo.load_index(reload=True)
     with without_cyclic_gc():
         return _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname,
-                           started, dict(metadata or {}))
+                           started, dict(metadata or {}), retention)
 
 
 def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostname, started,
-                metadata):
+                metadata, retention):
     archiver = _Archiver(repo, root, bytes.fromhex(parent_info.tree) if parent_info else None,
-                         progress, cancel)
+                         progress, cancel, retention)
+    extended: list[str] = []
     try:
         tree_id = archiver.run()
         written = archiver.pipeline.flush()
         check_cancelled(cancel)
         if written:
-            repo.write_index(written)
+            index_name = repo.write_index(written, retention=retention)
+            if retention is not None:
+                remember_written(repo.backend, [index_name, *map(pack_name, written)], retention)
+        if retention is not None:
+            extended = _lock_reused_packs(repo, archiver.referenced_packs - set(written),
+                                          retention)
+            check_cancelled(cancel)
     finally:
         archiver.pipeline.shutdown()
     stats = dict(archiver.stats)
@@ -540,7 +580,27 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
                         hostname=hostname if hostname is not None else socket.gethostname(),
                         paths=[os.fsdecode(root)], parent=parent_info.id if parent_info else None,
                         stats=stats, warnings=list(archiver.warnings), metadata=metadata)
-    snapshot_id = repo.write_snapshot(info)
+    snapshot_id = repo.write_snapshot(info, retention=retention)
     archiver.progress.finish("backup complete")
     return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,
-                        warnings=list(archiver.warnings), packs=dict(archiver.pipeline.written_sizes))
+                        warnings=list(archiver.warnings), packs=dict(archiver.pipeline.written_sizes),
+                        retention=retention, packs_extended=len(extended))
+
+
+def _lock_reused_packs(repo, pack_ids: set[str], retention: Retention) -> list[str]:
+    """Lock the reused packs at least until `retention.until` (see objectlock.py), and write
+    one locked index object for those whose lock had to be extended; return their names."""
+    extended = extend_referenced(repo.backend, sorted(map(pack_name, pack_ids)), retention)
+    if not extended:
+        return []
+    # The index objects that list these packs may be older and unlocked; this one lists them
+    # again (their blobs as this process's index knows them), locked as long as the packs.
+    wanted = {name.rsplit("/", 1)[-1] for name in extended}
+    entries: dict[str, list[PackEntry]] = {pack_id: [] for pack_id in wanted}
+    for blob_id, entry in repo.index.items():
+        if entry.pack_id in wanted:
+            entries[entry.pack_id].append(PackEntry(blob_id, entry.blob_type, entry.compression,
+                                                    entry.offset, entry.length, entry.raw_length))
+    index_name = repo.write_index(entries, retention=retention.extended())
+    remember_written(repo.backend, [index_name], retention.extended())
+    return extended

@@ -31,6 +31,19 @@ every implementation):
   streams it). Either way the object's bytes are never all in memory while it is written.
   Retrying `put_spool` is safe; the caller closes the spool afterwards, which removes
   whatever is left of it.
+* Object Lock (S3 only; see `objectlock.py`). `put` and `put_spool` take an optional
+  `retention` (`objectlock.Retention`): the object is stored locked (it cannot be deleted or
+  overwritten) until `retention.until`. `retention(name)` answers the object's current
+  retention, or None when it has none (`ObjectNotFound` when missing). `extend_retention(name,
+  retention)` lengthens it; it never shortens one (asking for an earlier date is a no-op).
+  `object_lock_enabled()` says whether this storage can hold locked objects at all, and
+  `check_object_lock()` raises `ObjectLockUnsupported` with the reason when it cannot. A
+  backend without Object Lock (local disk) holds no locked object: `retention` answers None,
+  `object_lock_enabled` False, and writing or extending a retention raises
+  `ObjectLockUnsupported`. `delete` of a locked object raises `ObjectLocked` and changes
+  nothing (on a versioned S3 bucket a plain DeleteObject would "succeed" by hiding the
+  object behind a delete marker; the backend checks first). A put with a retention is as
+  safe to retry as any put.
 * Transient failures (network, 5xx, throttling) raise `BackendUnavailable`, which callers
   may retry; everything else is permanent. Retrying is the job of `RetryingBackend`, a
   wrapper, not of each backend.
@@ -44,9 +57,17 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+from .errors import ObjectLockUnsupported
+
 #: Writes to a spool are buffered: a pack of many small blobs costs one system call per
 #: this many bytes instead of one per blob.
 SPOOL_BUFFER_BYTES = 256 * 1024
+
+
+def retention_arguments(retention) -> dict:
+    """`{"retention": retention}`, or nothing when there is none: the keyword is passed only
+    when used, so backends and test doubles written before Object Lock keep working."""
+    return {} if retention is None else {"retention": retention}
 
 
 class Spool:
@@ -89,7 +110,7 @@ class Backend(abc.ABC):
     location: str = ""
 
     @abc.abstractmethod
-    def put(self, name: str, data: bytes) -> None: ...
+    def put(self, name: str, data: bytes, retention=None) -> None: ...
 
     @abc.abstractmethod
     def create(self, name: str, data: bytes) -> bool: ...
@@ -114,9 +135,25 @@ class Backend(abc.ABC):
         temporary directory (`TMPDIR`)."""
         return Spool(tempfile.TemporaryFile(prefix="spool-", buffering=SPOOL_BUFFER_BYTES))
 
-    def put_spool(self, name: str, spool: Spool) -> None:
+    def put_spool(self, name: str, spool: Spool, retention=None) -> None:
         """Store the spool's whole content as `name` (see the module docstring)."""
-        self.put(name, spool.read_all())
+        self.put(name, spool.read_all(), **retention_arguments(retention))
+
+    # Object Lock: a backend without it holds no locked object (see the module docstring).
+    def object_lock_enabled(self) -> bool:
+        return False
+
+    def check_object_lock(self) -> None:
+        raise ObjectLockUnsupported(f"{self.location or 'this storage'} cannot lock objects: "
+                                    "Object Lock needs an S3 bucket created with Object Lock "
+                                    "enabled")
+
+    def retention(self, name: str):
+        """The object's retention (`objectlock.Retention`) or None."""
+        return None
+
+    def extend_retention(self, name: str, retention) -> None:
+        self.check_object_lock()
 
     def close(self) -> None:
         """Release connections; the backend must not be used afterwards."""
@@ -135,8 +172,8 @@ class BackendWrapper(Backend):
         self.inner = inner
         self.location = inner.location
 
-    def put(self, name: str, data: bytes) -> None:
-        return self.inner.put(name, data)
+    def put(self, name: str, data: bytes, retention=None) -> None:
+        return self.inner.put(name, data, **retention_arguments(retention))
 
     def create(self, name: str, data: bytes) -> bool:
         return self.inner.create(name, data)
@@ -159,8 +196,20 @@ class BackendWrapper(Backend):
     def spool(self) -> Spool:
         return self.inner.spool()
 
-    def put_spool(self, name: str, spool: Spool) -> None:
-        return self.inner.put_spool(name, spool)
+    def put_spool(self, name: str, spool: Spool, retention=None) -> None:
+        return self.inner.put_spool(name, spool, **retention_arguments(retention))
+
+    def object_lock_enabled(self) -> bool:
+        return self.inner.object_lock_enabled()
+
+    def check_object_lock(self) -> None:
+        return self.inner.check_object_lock()
+
+    def retention(self, name: str):
+        return self.inner.retention(name)
+
+    def extend_retention(self, name: str, retention) -> None:
+        return self.inner.extend_retention(name, retention)
 
     def close(self) -> None:
         self.inner.close()

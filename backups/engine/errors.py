@@ -188,3 +188,26 @@ class InvalidRetentionPolicy(EngineError, ValueError):
 
     code = "invalid_retention"
     exit_code = 2
+
+
+# --- object lock -------------------------------------------------------------------------
+class InvalidObjectLock(EngineError, ValueError):
+    """The object lock settings are not valid."""
+
+    code = "invalid_object_lock"
+    exit_code = 2
+
+
+class ObjectLockUnsupported(BackendError):
+    """The repository storage cannot lock objects (S3 with Object Lock enabled on the bucket
+    is required)."""
+
+    code = "object_lock_unsupported"
+    exit_code = 23
+
+
+class ObjectLocked(BackendError):
+    """The object is locked (S3 Object Lock) and cannot be deleted before its retention ends."""
+
+    code = "object_locked"
+    exit_code = 24

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from .backend import retention_arguments
 from .crypto import RepositoryCipher
 from .errors import FormatError
 from .format import ObjectType
@@ -115,9 +116,11 @@ class Index:
             self.index_names.add(name)
 
 
-def write_index(backend, cipher: RepositoryCipher, packs: dict[str, list[PackEntry]]) -> str:
-    """Store an index object for `packs`; return its name (`index/<id>`)."""
+def write_index(backend, cipher: RepositoryCipher, packs: dict[str, list[PackEntry]],
+                retention=None) -> str:
+    """Store an index object for `packs` (locked with `retention`, if given); return its name
+    (`index/<id>`)."""
     data = cipher.seal_envelope(ObjectType.INDEX, encode_index(packs))
     name = f"index/{hashlib.sha256(data).hexdigest()}"
-    backend.put(name, data)
+    backend.put(name, data, **retention_arguments(retention))
     return name

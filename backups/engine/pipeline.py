@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import zstandard
 
+from .backend import retention_arguments
 from .format import BlobType, Compression
 from .memory import trim_if_above
 from .packer import PackSpool, blob_associated_data, pack_name
@@ -57,8 +58,9 @@ class Batch:
 class BlobPipeline:
     """Workers that turn plaintext into stored blobs, deduplicating against the index."""
 
-    def __init__(self, repo, stats: dict):
+    def __init__(self, repo, stats: dict, retention=None):
         self.repo = repo
+        self.retention = retention  # Object Lock of every pack written (None: unlocked)
         self.cipher = repo.cipher
         self.stats = stats
         self.pack_size = int(repo.config.get("pack_size", 16 * 1024 * 1024))
@@ -185,7 +187,8 @@ class BlobPipeline:
         try:
             pack_id, entries = builder.finish(self.cipher)
             size = builder.size
-            self.repo.backend.put_spool(pack_name(pack_id), builder.spool)
+            self.repo.backend.put_spool(pack_name(pack_id), builder.spool,
+                                        **retention_arguments(self.retention))
         finally:
             builder.close()
         with self.lock:

@@ -25,6 +25,14 @@ period). Steps, in this order, each one safe to interrupt:
 7. Delete the unused, repacked and leftover packs; then interrupted-upload leftovers
    (`.tmp-*` files on local disk, unfinished multipart uploads on S3).
 
+Object Lock (objectlock.py): when the storage can lock objects, nothing locked is deleted.
+Forget keeps a locked manifest (and reports it in `ForgetResult.locked`); `delete_snapshot`
+raises `ObjectLocked`. Prune reads the retention of every object it would delete (one HEAD
+each) before deleting anything: a locked pack is kept (as if used; a locked leftover stays a
+leftover), and a locked index object is kept together with EVERY pack it lists: that index
+stays in the repository and is loaded by every later backup, which would otherwise find blobs
+"already stored" in a deleted pack and skip writing them. Dry runs report the same counts.
+
 At no point does an existing index name a pack that has been deleted, and at no point is a
 referenced blob without an indexed copy. Before every destructive step the lock is checked
 (`HeldLock.check`): if it could not be refreshed, prune stops rather than race a backup.
@@ -37,10 +45,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .errors import EngineError, DataIntegrityError, SnapshotNotFound
+from .errors import EngineError, DataIntegrityError, ObjectLocked, SnapshotNotFound
 from .format import BlobType
 from .index import Index, IndexEntry, decode_index, write_index
 from .locking import repository_lock
+from .objectlock import is_locked
 from .packer import PackBuilder, PackEntry, pack_name
 from .retention import RetentionPolicy, apply_retention
 from .verify import pack_sizes
@@ -66,6 +75,9 @@ class ForgetResult:
     remove: list[str] = field(default_factory=list)
     reasons: dict[str, list[str]] = field(default_factory=dict)
     dry_run: bool = False
+    #: {snapshot id: retain-until (ISO 8601)} of manifests the policy would remove but that
+    #: are locked (S3 Object Lock): they are kept (and listed in `keep`).
+    locked: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -99,6 +111,14 @@ def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = Fa
         result.keep.extend(kept)
         result.remove.extend(remove)
         result.reasons.update(reasons)
+    if repo.backend.object_lock_enabled():
+        locked = _locked_objects(repo, [f"snapshots/{sid}" for sid in result.remove])
+        for name, until in locked.items():
+            snapshot_id = name.rsplit("/", 1)[-1]
+            result.remove.remove(snapshot_id)
+            result.keep.append(snapshot_id)
+            result.reasons.setdefault(snapshot_id, []).append(f"object lock until {until}")
+            result.locked[snapshot_id] = until
     if not dry_run:
         for snapshot_id in result.remove:
             repo.backend.delete(f"snapshots/{snapshot_id}")
@@ -106,12 +126,38 @@ def forget_snapshots(repo, policy, source: str | None = None, dry_run: bool = Fa
 
 
 def delete_snapshot(repo, snapshot_id: str) -> None:
-    """Remove one snapshot manifest; `SnapshotNotFound` when there is none."""
+    """Remove one snapshot manifest; `SnapshotNotFound` when there is none, `ObjectLocked`
+    (nothing changed) when it is locked."""
     with repository_lock(repo.backend, exclusive=False, holder=f"forget {snapshot_id[:12]}"):
         name = f"snapshots/{snapshot_id}"
         if not repo.backend.exists(name):
             raise SnapshotNotFound(f"no snapshot {snapshot_id}")
+        retention = repo.backend.retention(name)
+        if is_locked(retention):
+            raise ObjectLocked(f"snapshot {snapshot_id} is locked ({retention.mode}) until "
+                               f"{retention.until.isoformat()}",
+                               detail={"snapshot_id": snapshot_id,
+                                       "locked_until": retention.until.isoformat(),
+                                       "mode": retention.mode})
         repo.backend.delete(name)
+
+
+def _locked_objects(repo, names: list[str]) -> dict[str, str]:
+    """{name: retain-until (ISO 8601)} of those `names` still locked (one HEAD each, on a
+    few threads). An object gone meanwhile is not locked."""
+    from .errors import ObjectNotFound
+
+    def retention(name: str):
+        try:
+            return name, repo.backend.retention(name)
+        except ObjectNotFound:
+            return name, None
+
+    if not names:
+        return {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(retention, names))
+    return {name: value.until.isoformat() for name, value in found if is_locked(value)}
 
 
 # --- prune ---------------------------------------------------------------------------------
@@ -135,6 +181,9 @@ class PruneResult:
     bytes_freed: int = 0
     temporary_files_removed: int = 0
     incomplete_uploads_aborted: int = 0
+    #: Kept because they are locked (S3 Object Lock) although prune would have removed them.
+    locked_packs_kept: int = 0
+    locked_index_objects_kept: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -147,14 +196,17 @@ class _Plan:
     by_pack: dict[str, list[tuple[bytes, IndexEntry]]]
     stored: dict[str, str]                      # pack id -> backend name (storage listing)
     index_names: list[str]
+    index_packs: dict[str, set[str]] = field(default_factory=dict)  # index name -> pack ids
+    locked_index_names: set[str] = field(default_factory=set)
     keep: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     repack: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
 
 
-def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
-    """Read every index object: (names, pack -> [(blob, entry)], blob -> canonical entry).
+def _load_all_indexes(repo) -> tuple[list[str], dict, dict, dict]:
+    """Read every index object: (names, pack -> [(blob, entry)], blob -> canonical entry,
+    name -> the pack ids it lists).
 
     Also makes `repo` read through exactly these indexes, so the mark phase sees what other
     processes wrote since `repo` was opened (its cached index may predate their backups).
@@ -164,6 +216,7 @@ def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
     seen: set[tuple[bytes, IndexEntry]] = set()
     canonical: dict[bytes, IndexEntry] = {}
     merged = Index()
+    index_packs: dict[str, set[str]] = {}
     for name in names:
         try:
             payload = repo.read_index_payload(name)
@@ -172,6 +225,7 @@ def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
             raise DataIntegrityError(f"prune refused: index {name} is damaged ({error.message}); "
                                  "run verify and repair first") from error
         merged.load(name, payload)
+        index_packs[name] = {entry.pack_id for _, entry in entries}
         for blob_id, entry in entries:
             if (blob_id, entry) in seen:
                 continue  # the same blob record listed by two index objects
@@ -179,7 +233,7 @@ def _load_all_indexes(repo) -> tuple[list[str], dict, dict]:
             by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
             canonical.setdefault(blob_id, entry)
     repo.replace_index(merged)
-    return names, by_pack, canonical
+    return names, by_pack, canonical, index_packs
 
 
 def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
@@ -226,11 +280,11 @@ def referenced_blobs(repo, known: set[bytes] | dict) -> tuple[set[bytes], int]:
 
 
 def _plan(repo, threshold: float, result: PruneResult) -> _Plan:
-    index_names, by_pack, canonical = _load_all_indexes(repo)
+    index_names, by_pack, canonical, index_packs = _load_all_indexes(repo)
     referenced, result.snapshots = referenced_blobs(repo, canonical)
     stored = repo.list_packs()
     plan = _Plan(referenced=referenced, canonical=canonical, by_pack=by_pack, stored=stored,
-                 index_names=index_names)
+                 index_names=index_names, index_packs=index_packs)
     for blob_id in referenced:
         if canonical[blob_id].pack_id not in stored:
             raise DataIntegrityError(f"prune refused: pack {canonical[blob_id].pack_id} holding a "
@@ -248,7 +302,26 @@ def _plan(repo, threshold: float, result: PruneResult) -> _Plan:
         else:
             plan.keep.append(pack_id)
     plan.leftovers = sorted(set(stored) - set(by_pack))
+    if repo.backend.object_lock_enabled():
+        _keep_locked(repo, plan, result)
     return plan
+
+
+def _keep_locked(repo, plan: _Plan, result: PruneResult) -> None:
+    """Move what is locked out of the plan's deletions (see the module docstring)."""
+    plan.locked_index_names = set(_locked_objects(repo, plan.index_names))
+    pinned = set()  # packs a locked index lists: deleting them would make that index lie
+    for name in plan.locked_index_names:
+        pinned |= plan.index_packs.get(name, set())
+    doomed = plan.delete + plan.repack + plan.leftovers
+    locked = set(_locked_objects(repo, [plan.stored[p] for p in doomed if p not in pinned]))
+    kept = {p for p in doomed if p in pinned or plan.stored[p] in locked}
+    plan.keep = sorted(set(plan.keep) | (kept - set(plan.leftovers)))
+    plan.delete = [p for p in plan.delete if p not in kept]
+    plan.repack = [p for p in plan.repack if p not in kept]
+    plan.leftovers = [p for p in plan.leftovers if p not in kept]
+    result.locked_packs_kept = len(kept)
+    result.locked_index_objects_kept = len(plan.locked_index_names)
 
 
 def _repack(repo, plan: _Plan, progress: Callable | None, result: PruneResult
@@ -380,10 +453,13 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
         result.bytes_freed = sum(sizes[pack_id] for pack_id in doomed)
         # Rewriting the index also merges the one-per-backup index objects into few, and
         # drops entries naming packs that no longer exist.
-        rewrite_index = (bool(plan.delete or plan.repack) or len(plan.index_names) > 1
+        # Locked index objects stay whatever happens, so they do not count towards merging.
+        deletable_index_names = [name for name in plan.index_names
+                                 if name not in plan.locked_index_names]
+        rewrite_index = (bool(plan.delete or plan.repack) or len(deletable_index_names) > 1
                          or any(pack_id not in plan.stored for pack_id in plan.by_pack))
         if dry_run:
-            result.index_objects_deleted = len(plan.index_names) if rewrite_index else 0
+            result.index_objects_deleted = len(deletable_index_names) if rewrite_index else 0
             _clean_interrupted_uploads(repo, result, True, held.check, leftover_min_age)
             return result
 
@@ -397,7 +473,7 @@ def prune_repository(repo, dry_run: bool = False, progress: Callable | None = No
                 new_names.add(write_index(repo.backend, repo.cipher, contents))
             result.index_objects_written = len(new_names)
             held.check()
-            old_names = [name for name in plan.index_names if name not in new_names]
+            old_names = [name for name in deletable_index_names if name not in new_names]
             _delete_all(repo, old_names)                                    # step 6
             result.index_objects_deleted = len(old_names)
         held.check()

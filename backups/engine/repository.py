@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import zstandard
 
+from .backend import retention_arguments
 from .crypto import RepositoryCipher
 from .errors import (FormatError, DataIntegrityError, KeyInUse, KeyNotFound, LastKey,
                      ObjectNotFound, OrphanKey, RepositoryExists, RepositoryNotFound,
@@ -364,10 +365,10 @@ class Repository:
         """Authenticated payload of one index object (decode with `index.decode_index`)."""
         return self.cipher.open_envelope(self.backend.get(name), ObjectType.INDEX, name)
 
-    def write_index(self, packs: dict[str, list[PackEntry]]) -> str:
-        """Store a new index object for `packs` (pack id -> entries); return its name.
-        The in-memory index learns the entries too."""
-        name = write_index(self.backend, self.cipher, packs)
+    def write_index(self, packs: dict[str, list[PackEntry]], retention=None) -> str:
+        """Store a new index object for `packs` (pack id -> entries), locked with `retention`
+        if given; return its name. The in-memory index learns the entries too."""
+        name = write_index(self.backend, self.cipher, packs, retention)
         for pack_id, entries in packs.items():
             self.index.add_pack(pack_id, entries)
         self.index.index_names.add(name)
@@ -521,11 +522,12 @@ class Repository:
             except SnapshotNotFound:
                 continue
 
-    def write_snapshot(self, info: SnapshotInfo) -> str:
-        """Store a manifest (the commit point); return its id and set `info.id`."""
+    def write_snapshot(self, info: SnapshotInfo, retention=None) -> str:
+        """Store a manifest (the commit point), locked with `retention` if given; return its
+        id and set `info.id`."""
         data = self.cipher.seal_envelope(ObjectType.SNAPSHOT, encode_snapshot(info))
         info.id = hashlib.sha256(data).hexdigest()
-        self.backend.put(f"snapshots/{info.id}", data)
+        self.backend.put(f"snapshots/{info.id}", data, **retention_arguments(retention))
         # Cached as a reader would decode it, not as the caller's object.
         _manifest_cache.put(self._manifest_key(info.id),
                             decode_snapshot(info.id, encode_snapshot(info)))
@@ -573,14 +575,16 @@ class Repository:
     # --- operations (thin delegations) -----------------------------------------------------------
     def backup(self, source_dir, *, source: str | None = None, tags: Iterable[str] = (),
                parent: str | None = "auto", progress=None, cancel=None, hostname=None,
-               metadata: dict | None = None):
-        """Back up `source_dir`; see `archiver.backup`."""
+               metadata: dict | None = None, retention=None):
+        """Back up `source_dir` (locked with `retention`, an `objectlock.Retention`, if given);
+        see `archiver.backup`."""
         from .archiver import backup
         tune_malloc()
         with self.lock(exclusive=False, holder=f"backup {source or source_dir}",
                        wait=SHARED_LOCK_WAIT_SECONDS):
             return backup(self, source_dir, source=source, tags=tags, parent=parent,
-                          progress=progress, cancel=cancel, hostname=hostname, metadata=metadata)
+                          progress=progress, cancel=cancel, hostname=hostname, metadata=metadata,
+                          retention=retention)
 
     def restore(self, snapshot: str, target_dir, sub_path: str | None = None, *,
                 progress=None, cancel=None):

@@ -5,6 +5,7 @@
   `create_bucket()` (a fresh, uniquely named bucket) are what tests use.
 * `s3_bucket` (function): a fresh bucket on the session server: `.name`, `.client`,
   `.endpoint_url`, `.server`.
+* `s3_lock_bucket` (function): the same with S3 Object Lock enabled on the bucket.
 * `private_s3_server` (function): a moto_server of the test's own, for fault injection:
   `pause()` / `resume()` (SIGSTOP / SIGCONT: connections hang, nothing is lost, like a stalled
   network or an overloaded server), `stop()` / `start()` (the port refuses connections; moto
@@ -122,9 +123,13 @@ class MotoServer:
             self._shared_client = self.client()
         return self._shared_client
 
-    def create_bucket(self, name: str | None = None, client=None) -> str:
+    def create_bucket(self, name: str | None = None, client=None, *,
+                      object_lock: bool = False) -> str:
+        """A new bucket; `object_lock=True` creates it with Object Lock enabled (which also
+        turns versioning on, as on AWS)."""
         name = name or f"test-{os.getpid()}-{next(_bucket_numbers)}-{uuid.uuid4().hex[:8]}"
-        (client or self.client()).create_bucket(Bucket=name)
+        extra = {"ObjectLockEnabledForBucket": True} if object_lock else {}
+        (client or self.client()).create_bucket(Bucket=name, **extra)
         return name
 
     def environment(self, bucket: str, prefix: str = "repository") -> dict[str, str]:
@@ -173,6 +178,14 @@ def s3_server():
 def s3_bucket(s3_server):
     client = s3_server.shared_client()
     name = s3_server.create_bucket(client=client)
+    yield S3Bucket(name=name, client=client, server=s3_server)
+
+
+@pytest.fixture
+def s3_lock_bucket(s3_server):
+    """A fresh bucket with S3 Object Lock enabled (and so versioned)."""
+    client = s3_server.shared_client()
+    name = s3_server.create_bucket(client=client, object_lock=True)
     yield S3Bucket(name=name, client=client, server=s3_server)
 
 

@@ -80,7 +80,9 @@ class LocalBackend(Backend):
             self._fsync_directory(os.path.dirname(created))
 
     # -- contract -------------------------------------------------------------------------
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, retention=None) -> None:
+        if retention is not None:
+            self.check_object_lock()
         self._write(name, data, replace=True)
 
     def create(self, name: str, data: bytes) -> bool:
@@ -141,7 +143,9 @@ class LocalBackend(Backend):
             raise _map_os_error(error, "a new spool file") from error
         return Spool(file, path)
 
-    def put_spool(self, name: str, spool: Spool) -> None:
+    def put_spool(self, name: str, spool: Spool, retention=None) -> None:
+        if retention is not None:
+            self.check_object_lock()
         if spool.path is None or os.path.dirname(spool.path) != self.root:
             return super().put_spool(name, spool)  # not one of ours (or stored already)
         path = self._path(name)

@@ -19,7 +19,7 @@ import random as random_module
 import time
 from collections.abc import Callable, Iterator
 
-from ..backend import Backend, BackendWrapper
+from ..backend import Backend, BackendWrapper, retention_arguments
 from ..errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -57,10 +57,10 @@ class RetryingBackend(BackendWrapper):
         ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
         return ceiling * self._random()
 
-    def _call(self, operation: str, name: str, function: Callable, *arguments):
+    def _call(self, operation: str, name: str, function: Callable, *arguments, **keywords):
         for attempt in range(1, self.attempts + 1):
             try:
-                return function(*arguments)
+                return function(*arguments, **keywords)
             except BackendUnavailable as error:
                 if attempt == self.attempts:
                     log.warning("storage %s %s failed after %d attempts: %s", operation, name,
@@ -72,11 +72,13 @@ class RetryingBackend(BackendWrapper):
                 self.retries += 1
                 self._sleep(delay)
 
-    def put(self, name: str, data: bytes) -> None:
-        return self._call("put", name, self.inner.put, name, data)
+    def put(self, name: str, data: bytes, retention=None) -> None:
+        return self._call("put", name, self.inner.put, name, data,
+                          **retention_arguments(retention))
 
-    def put_spool(self, name: str, spool) -> None:
-        return self._call("put", name, self.inner.put_spool, name, spool)
+    def put_spool(self, name: str, spool, retention=None) -> None:
+        return self._call("put", name, self.inner.put_spool, name, spool,
+                          **retention_arguments(retention))
 
     def create(self, name: str, data: bytes) -> bool:
         return self._call("create", name, self.inner.create, name, data)
@@ -112,6 +114,16 @@ class RetryingBackend(BackendWrapper):
 
     def size(self, name: str) -> int:
         return self._call("size", name, self.inner.size, name)
+
+    def object_lock_enabled(self) -> bool:
+        return self._call("object lock configuration", "", self.inner.object_lock_enabled)
+
+    def retention(self, name: str):
+        return self._call("retention", name, self.inner.retention, name)
+
+    def extend_retention(self, name: str, retention) -> None:
+        # PutObjectRetention to the same or a later date is idempotent.
+        return self._call("extend retention", name, self.inner.extend_retention, name, retention)
 
     def __repr__(self) -> str:
         return f"RetryingBackend({self.inner!r}, attempts={self.attempts})"

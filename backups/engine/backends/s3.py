@@ -27,7 +27,9 @@ import logging
 from collections.abc import Iterator
 
 from ..backend import Backend
-from ..errors import BackendError, BackendUnavailable, ObjectCorrupt, ObjectNotFound
+from ..errors import (BackendError, BackendUnavailable, ObjectCorrupt, ObjectLocked,
+                      ObjectLockUnsupported, ObjectNotFound)
+from ..objectlock import Retention, is_locked
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ MINIMUM_PART_SIZE = 5 * MiB
 MAXIMUM_PARTS = 10_000
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+_NO_LOCK_CONFIGURATION = "ObjectLockConfigurationNotFoundError"
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                     "RequestTimeoutException", "InternalError", "ServiceUnavailable",
                     "TooManyRequestsException", "RequestLimitExceeded",
@@ -54,7 +57,8 @@ def map_boto_error(error: Exception, what: str) -> BackendError:
         code = str(details.get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         detail = {"s3_code": code, "http_status": status}
-        if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
+        if code in _NOT_FOUND_CODES or (status == 404 and code not in (
+                "NoSuchBucket", _NO_LOCK_CONFIGURATION)):
             return ObjectNotFound(f"{what}: not found", detail=detail)
         if code == "InvalidRange" or status == 416:
             return ObjectCorrupt(f"{what}: requested range is past the end of the object",
@@ -133,6 +137,7 @@ class S3Backend(Backend):
                                  secret_access_key=secret_access_key,
                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
         self.client = client
+        self._lock_enabled: bool | None = None  # learned on first use, see object_lock_enabled
         endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "aws"
         self.location = f"s3://{bucket}/{self.prefix} ({endpoint})"
 
@@ -148,27 +153,46 @@ class S3Backend(Backend):
         return f"S3 {operation} s3://{self.bucket}/{self._key_prefix}{name}"
 
     # -- contract -------------------------------------------------------------------------
-    def put(self, name: str, data: bytes) -> None:
+    @staticmethod
+    def _lock_arguments(retention: Retention | None) -> dict:
+        if retention is None:
+            return {}
+        return {"ObjectLockMode": retention.mode, "ObjectLockRetainUntilDate": retention.until,
+                "ChecksumAlgorithm": "CRC32"}
+
+    def put(self, name: str, data: bytes, retention: Retention | None = None) -> None:
         key = self._key(name)
         if len(data) >= self.multipart_threshold:
             self._put_multipart(name, key, data)
+            if retention is not None:
+                self.extend_retention(name, retention)
             return
         try:
             # An S3 PUT is atomic: readers see the old object or the whole new one.
             body = data if isinstance(data, bytes) else bytes(data)  # no copy of a 16 MiB pack
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                   **self._lock_arguments(retention))
         except Exception as error:
-            raise map_boto_error(error, self._what("put", name)) from error
+            raise self._map_put_error(error, name, retention) from error
 
-    def put_spool(self, name: str, spool) -> None:
+    def put_spool(self, name: str, spool, retention: Retention | None = None) -> None:
         if spool.size >= self.multipart_threshold:
-            super().put_spool(name, spool)  # rare (a pack larger than the threshold): read back, multipart
+            # rare (a pack larger than the threshold): read back, multipart
+            super().put_spool(name, spool, **({} if retention is None else {"retention": retention}))
             return
         try:
             # boto3 streams the file (and seeks back itself when it retries).
-            self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=spool.rewind())
+            self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=spool.rewind(),
+                                   **self._lock_arguments(retention))
         except Exception as error:
-            raise map_boto_error(error, self._what("put", name)) from error
+            raise self._map_put_error(error, name, retention) from error
+
+    def _map_put_error(self, error: Exception, name: str, retention) -> BackendError:
+        mapped = map_boto_error(error, self._what("put", name))
+        if retention is not None and mapped.detail.get("s3_code") == "InvalidRequest":
+            # "Bucket is missing ObjectLockConfiguration" and the like: say what is wrong.
+            self.check_object_lock()
+        return mapped
 
     def create(self, name: str, data: bytes) -> bool:
         key = self._key(name)
@@ -282,6 +306,16 @@ class S3Backend(Backend):
             raise map_boto_error(error, self._what("list", prefix or "")) from error
 
     def delete(self, name: str) -> None:
+        if self.object_lock_enabled():
+            try:
+                retention = self.retention(name)
+            except ObjectNotFound:
+                return
+            if is_locked(retention):
+                raise ObjectLocked(f"{self._what('delete', name)}: locked ({retention.mode}) "
+                                   f"until {retention.until.isoformat()}",
+                                   detail={"locked_until": retention.until.isoformat(),
+                                           "mode": retention.mode})
         # DeleteObject succeeds on a missing key, which is the contract.
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
@@ -306,6 +340,58 @@ class S3Backend(Backend):
 
     def size(self, name: str) -> int:
         return int(self._head(name)["ContentLength"])
+
+    # -- object lock ----------------------------------------------------------------------
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has Object Lock enabled (asked once, then remembered).
+
+        A credential that may not read the bucket's lock configuration (AccessDenied) is
+        answered True: deletes then read each object's retention first, which costs a request
+        but never hides a locked object behind a delete marker."""
+        if self._lock_enabled is None:
+            try:
+                answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
+                configuration = answer.get("ObjectLockConfiguration") or {}
+                self._lock_enabled = configuration.get("ObjectLockEnabled") == "Enabled"
+            except Exception as error:
+                mapped = map_boto_error(error, f"S3 object lock configuration of {self.bucket}")
+                code = mapped.detail.get("s3_code")
+                if code == _NO_LOCK_CONFIGURATION:
+                    self._lock_enabled = False
+                elif code == "AccessDenied":
+                    log.warning("%s; assuming Object Lock is enabled", mapped.message)
+                    return True
+                else:
+                    raise mapped from error
+        return self._lock_enabled
+
+    def check_object_lock(self) -> None:
+        if not self.object_lock_enabled():
+            raise ObjectLockUnsupported(
+                f"S3 bucket {self.bucket} does not have Object Lock enabled (create the bucket "
+                "with Object Lock enabled; it cannot be switched on for this repository's "
+                "objects afterwards)", detail={"bucket": self.bucket})
+
+    def retention(self, name: str) -> Retention | None:
+        head = self._head(name)
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        if not mode or not isinstance(until, datetime.datetime):
+            return None
+        return Retention(str(mode).upper(), until)
+
+    def extend_retention(self, name: str, retention: Retention) -> None:
+        current = self.retention(name)
+        if current is not None and current.covers(retention):
+            return  # never shorten; S3 would refuse for COMPLIANCE and we never bypass
+        try:
+            self.client.put_object_retention(
+                Bucket=self.bucket, Key=self._key(name),
+                Retention={"Mode": retention.mode, "RetainUntilDate": retention.until})
+        except Exception as error:
+            mapped = map_boto_error(error, self._what("extend retention", name))
+            if mapped.detail.get("s3_code") == "InvalidRequest":
+                self.check_object_lock()
+            raise mapped from error
 
     # -- extras ---------------------------------------------------------------------------
     def list_incomplete_uploads(self, min_age: float = 0.0) -> Iterator[tuple[str, str]]:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..backend import Backend, BackendWrapper
+from ..backend import Backend, BackendWrapper, retention_arguments
 
 #: Pacing step: small enough that concurrent uploads interleave smoothly, large enough that
 #: a 16 MiB pack costs only 256 sleeps.
@@ -82,15 +82,15 @@ class RateLimitedBackend(BackendWrapper):
         self._upload = _bucket(upload_bytes_per_second, clock, sleep)
         self._download = _bucket(download_bytes_per_second, clock, sleep)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, retention=None) -> None:
         if self._upload is not None:
             self._upload.take(len(data))
-        return self.inner.put(name, data)
+        return self.inner.put(name, data, **retention_arguments(retention))
 
-    def put_spool(self, name: str, spool) -> None:
+    def put_spool(self, name: str, spool, retention=None) -> None:
         if self._upload is not None:
             self._upload.take(spool.size)
-        return self.inner.put_spool(name, spool)
+        return self.inner.put_spool(name, spool, **retention_arguments(retention))
 
     def create(self, name: str, data: bytes) -> bool:
         if self._upload is not None:
