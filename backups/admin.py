@@ -150,7 +150,7 @@ class RestoreForm(forms.Form):
 @admin.register(Backup)
 class BackupAdmin(admin.ModelAdmin):
     list_display = ["id", "volume_column", "status", "trigger", "created_at", "completed_at", "size_read", "snapshot",
-                    "last_drill_column"]
+                    "lock_column", "last_drill_column"]
     list_filter = ["status", "trigger", "created_at"]
     search_fields = ["volume_name", "snapshot_id", "=id"]
     date_hierarchy = "created_at"
@@ -178,6 +178,13 @@ class BackupAdmin(admin.ModelAdmin):
     @admin.display(description="snapshot")
     def snapshot(self, backup: Backup) -> str:
         return backup.snapshot_id[:12]
+
+    @admin.display(description="object lock", ordering="locked_until")
+    def lock_column(self, backup: Backup) -> str:
+        if backup.locked_until is None:
+            return "–"
+        state = "locked until" if backup.locked_until > timezone.now() else "was locked until"
+        return f"{state} {timezone.localtime(backup.locked_until):%Y-%m-%d %H:%M}"
 
     @admin.display(description="last drill")
     def last_drill_column(self, backup: Backup) -> str:
@@ -375,7 +382,8 @@ class PolicyAdminForm(forms.ModelForm):
     class Meta:
         model = Policy
         fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
-                  "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule"]
+                  "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "lock_mode",
+                  "lock_days"]
 
     def clean(self):
         cleaned = super().clean()
@@ -402,7 +410,7 @@ class PolicyAdminForm(forms.ModelForm):
 class PolicyAdmin(admin.ModelAdmin):
     form = PolicyAdminForm
     list_display = ["name", "enabled", "schedule", "timezone", "next_run", "last_run", "rpo_minutes", "verify_schedule",
-                    "prune_schedule", "drill_schedule", "keep_good", "is_default"]
+                    "prune_schedule", "drill_schedule", "keep_good", "lock_column", "is_default"]
     list_filter = ["enabled", "is_default"]
     # Exactly one default policy exists (a database constraint); it is chosen by migration.
     readonly_fields = ["is_default", "next_run", "last_run"]
@@ -423,6 +431,10 @@ class PolicyAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for policy in queryset:
             self.delete_model(request, policy)
+
+    @admin.display(description="object lock")
+    def lock_column(self, policy: Policy) -> str:
+        return f"{policy.lock_mode}, {policy.lock_days} days" if policy.lock_mode else "–"
 
     @admin.display(description="next backup")
     def next_run(self, policy: Policy) -> str:

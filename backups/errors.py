@@ -38,6 +38,12 @@ class BackupActive(Conflict):
     code = "backup_active"
 
 
+class BackupLocked(Conflict):
+    """The backup is locked (S3 Object Lock) and cannot be deleted before its lock ends."""
+
+    code = "backup_locked"
+
+
 class IdempotencyKeyReused(Conflict):
     """This Idempotency-Key was already used for a different request."""
 

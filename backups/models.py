@@ -28,6 +28,17 @@ def default_retention() -> dict:
     return dict(DEFAULT_RETENTION)
 
 
+class LockMode(models.TextChoices):
+    """S3 Object Lock modes (backups/engine/objectlock.py)."""
+
+    NONE = "", "none"
+    GOVERNANCE = "governance"
+    COMPLIANCE = "compliance"
+
+
+MAX_LOCK_DAYS = 3650  # the engine's objectlock.MAX_DAYS
+
+
 class Policy(models.Model):
     """When to back up, how long to keep, how often to verify; synced to django-celery-beat."""
 
@@ -54,6 +65,13 @@ class Policy(models.Model):
     # Each run drills the newest backup of one volume of the policy, chosen at random; empty: never.
     drill_schedule = models.CharField(max_length=128, blank=True, default=DEFAULT_DRILL_SCHEDULE)
     is_default = models.BooleanField(default=False)
+    # S3 Object Lock of every backup of the policy's volumes (docs/security.md, "Object Lock").
+    lock_mode = models.CharField(
+        max_length=16, blank=True, default="", choices=LockMode.choices,
+        help_text="S3 Object Lock mode of each backup (governance or compliance); empty: no lock.")
+    lock_days = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(MAX_LOCK_DAYS)],
+        help_text="Days each backup stays locked (cannot be deleted, not even by an admin); 0: no lock.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -200,6 +218,8 @@ class Backup(models.Model):
     # The newest restore drill of this backup (whatever its status: the job is the record).
     # Written only by `services.start_drill`, when the drill is queued.
     last_drill = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Until when the snapshot is locked in the repository (S3 Object Lock); null: never locked.
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -2,8 +2,8 @@
 
 Field names are a contract with automation (Ansible, scripts, tests):
 backup `id, volume, volume_name, status, job, created_at, completed_at, stats` (+ `snapshot_id,
-trigger, error, started_at, forgotten_at, last_drill {job, status, error_code, created_at,
-finished_at}`); job `id, kind, status, progress, error,
+trigger, error, started_at, forgotten_at, locked_until, last_drill {job, status, error_code,
+created_at, finished_at}`); job `id, kind, status, progress, error,
 created_at, finished_at` (+ `attempts, max_attempts, worker, heartbeat_at, volume, result,
 error_code, queue, started_at, cancel_requested`).
 """
@@ -76,7 +76,8 @@ class BackupSerializer(serializers.ModelSerializer):
     class Meta:
         model = Backup
         fields = ["id", "volume", "volume_name", "status", "job", "job_status", "trigger", "snapshot_id",
-                  "created_at", "started_at", "completed_at", "forgotten_at", "stats", "error", "last_drill"]
+                  "created_at", "started_at", "completed_at", "forgotten_at", "locked_until", "stats", "error",
+                  "last_drill"]
         read_only_fields = fields
 
     def get_job_status(self, backup: Backup) -> str | None:

@@ -18,11 +18,13 @@ import math
 from collections.abc import Iterator
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from backups import jobs, routing, selectors, volume_access
 from backups.errors import (
     BackupActive,
     BackupInProgress,
+    BackupLocked,
     BackupNotRestorable,
     DrillInProgress,
     IdempotencyKeyReused,
@@ -162,11 +164,15 @@ def trigger_backup_all(*, trigger: str, actor: str = "", volumes=None) -> tuple[
 
 def delete_backup(backup: Backup, *, actor: str = "") -> None:
     """Forget the backup's snapshot in the repository (its data is freed by the next prune)
-    and remove the catalog row. Raises `BackupActive` (409) while its job is active."""
+    and remove the catalog row. Raises `BackupActive` (409) while its job is active, and
+    `BackupLocked` (409, nothing changed) while its snapshot is locked (S3 Object Lock): the
+    catalog's `locked_until` answers first, the repository's own lock otherwise."""
     if backup.status in (BackupStatus.QUEUED, BackupStatus.RUNNING):
         raise BackupActive(detail={"backup": str(backup.pk), "job": str(backup.job_id) if backup.job_id else None})
+    if backup.locked_until is not None and backup.locked_until > timezone.now() and backup.forgotten_at is None:
+        raise _backup_locked(backup, backup.locked_until.isoformat())
     if backup.snapshot_id and backup.forgotten_at is None:
-        from backups.engine.errors import SnapshotNotFound
+        from backups.engine.errors import ObjectLocked, SnapshotNotFound
         from backups.storage import open_repository
 
         repository = open_repository()
@@ -174,10 +180,17 @@ def delete_backup(backup: Backup, *, actor: str = "") -> None:
             repository.delete_snapshot(backup.snapshot_id)
         except SnapshotNotFound:
             pass  # already gone (retention, or a retried delete): deleting is idempotent
+        except ObjectLocked as error:
+            raise _backup_locked(backup, error.detail.get("locked_until")) from None
         finally:
             repository.close()
     logger.info("backup %s of volume %s deleted by %s", backup.pk, backup.volume_name, actor or "system")
     backup.delete()
+
+
+def _backup_locked(backup: Backup, until: str | None) -> BackupLocked:
+    return BackupLocked(f"Backup {backup.pk} is locked until {until} (S3 Object Lock); it cannot be "
+                        "deleted before then.", detail={"backup": str(backup.pk), "locked_until": until})
 
 
 # --- restores ------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ def engine_backend(*, retry: bool = True) -> Backend:
     return open_backend(backend, retry=retry, attempts=attempts, **limits)
 
 
+def check_object_lock() -> None:
+    """Raise `ObjectLockUnsupported` unless the backups storage can hold locked objects (an S3
+    bucket with Object Lock enabled); a local directory never can."""
+    backend = engine_backend()
+    try:
+        backend.check_object_lock()
+    finally:
+        backend.close()
+
+
 def _limit_bytes_per_second(setting: str) -> int:
     """A KiB/s setting as bytes per second; 0 (the default) means unlimited."""
     return int(getattr(settings, setting, 0) or 0) * 1024

@@ -60,6 +60,18 @@ def catalog_parent(volume_id, *, exclude=None) -> str | None:
     return newest.snapshot_id if newest is not None else None
 
 
+def lock_for(volume):
+    """The engine `Retention` the volume's policy asks for (None: no Object Lock). Volumes
+    without a policy follow the default policy, as for everything else."""
+    from backups.engine.objectlock import Retention
+    from volumes.services import default_policy
+
+    policy = volume.policy if volume.policy_id else default_policy()
+    if policy is None or not policy.lock_mode or not policy.lock_days:
+        return None
+    return Retention.for_days(policy.lock_mode, policy.lock_days, now=timezone.now())
+
+
 def run(job, context) -> dict:
     from backups.storage import open_repository
 
@@ -76,13 +88,17 @@ def run(job, context) -> dict:
     tags = [volume_tag(volume.pk), job_tag(job), volume_name_tag(volume.name)]
     repository = open_repository()
     written: dict[str, int] = {}  # an adopted snapshot's packs are learnt by the next verify
+    locked_until = None
     try:
         earlier = adoptable_snapshots(repository, job)
         if earlier:
             snapshot = earlier[0]
             snapshot_id, stats, adopted = snapshot.id, backup_stats(snapshot), True
+            retention = repository.backend.retention(f"snapshots/{snapshot_id}")
+            locked_until = retention.until if retention is not None else None
         else:
             started = timezone.now()
+            retention = lock_for(volume)
             outcome = repository.backup(
                 str(source), source=volume_tag(volume.pk), tags=tags,
                 parent=catalog_parent(volume.pk, exclude=backup.pk),
@@ -90,14 +106,20 @@ def run(job, context) -> dict:
                 # The catalog's record of the volume and this backup, so that the catalog
                 # can be rebuilt from the repository alone (manage.py rebuild_catalog).
                 metadata=manifest_metadata(volume, backup),
+                retention=retention,
             )
             snapshot_id, stats, adopted = outcome.snapshot_id, backup_stats(outcome), False
+            locked_until = retention.until if retention is not None else None
+            if retention is not None:
+                stats["packs_lock_extended"] = outcome.packs_extended
             written = outcome.packs
             stats.setdefault("duration_seconds", (timezone.now() - started).total_seconds())
     finally:
         repository.close()
-    Backup.objects.filter(pk=backup.pk).update(snapshot_id=snapshot_id, stats=stats, tags=tags)
+    Backup.objects.filter(pk=backup.pk).update(snapshot_id=snapshot_id, stats=stats, tags=tags,
+                                               locked_until=locked_until)
     # The catalog knows each new pack from now on: the next verify reads it, and
     # `backup_unverified_bytes` counts it until then.
     pack_verification.register_written(written)
-    return {"backup": str(backup.pk), "snapshot_id": snapshot_id, "stats": stats, "adopted": adopted}
+    return {"backup": str(backup.pk), "snapshot_id": snapshot_id, "stats": stats, "adopted": adopted,
+            "locked_until": locked_until.isoformat() if locked_until else None}

@@ -9,6 +9,10 @@ Whatever the retention rules say, the newest `policy.keep_good` good snapshots o
 volume (verified or restored intact since they were made: `backups.good_backups`) are kept;
 the result's `kept_good` names them per volume, in a dry run too, with `only_reason` true
 for those no other rule keeps.
+
+Snapshots still under S3 Object Lock are kept too, whatever the rules say (the engine will
+not delete them); the result's `locked` names them per volume with their lock's end, and
+`prune.locked_packs_kept` / `prune.locked_index_objects_kept` count the data kept for locks.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def run(job, context) -> dict:
     now = timezone.now()
     forgotten: dict[str, list[str]] = {}
     kept_good: dict[str, list[dict]] = {}
+    locked: dict[str, dict[str, str]] = {}
     repository = open_repository()
     try:
         for volume in volumes:
@@ -48,6 +53,8 @@ def run(job, context) -> dict:
                                         keep=keep)
             removed = list(outcome.remove)
             forgotten[volume.name] = removed
+            if outcome.locked:
+                locked[volume.name] = dict(outcome.locked)
             if keep_good:
                 kept_good[volume.name] = [
                     {"snapshot_id": item.backup.snapshot_id, "backup": str(item.backup.pk), "how": item.evidence.how,
@@ -73,4 +80,5 @@ def run(job, context) -> dict:
     finally:
         repository.close()
     return {"dry_run": dry_run, "policy": policy.name if policy else None, "forgotten": forgotten,
-            "keep_good": keep_good, "kept_good": kept_good, "prune": to_jsonable(pruned), **size}
+            "keep_good": keep_good, "kept_good": kept_good, "locked": locked, "prune": to_jsonable(pruned),
+            **size}

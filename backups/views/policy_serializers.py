@@ -10,7 +10,7 @@ import math
 
 from rest_framework import serializers
 
-from backups.engine.errors import InvalidRetentionPolicy
+from backups.engine.errors import InvalidRetentionPolicy, ObjectLockUnsupported
 from backups.engine.retention import RULES as RETENTION_RULES
 from backups.engine.retention import RetentionPolicy
 from backups.models import DEFAULT_SCHEDULE, Policy
@@ -63,7 +63,7 @@ class PolicySerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
             "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "is_default",
-            "volume_count", "next_run",
+            "lock_mode", "lock_days", "volume_count", "next_run",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
@@ -90,6 +90,11 @@ class PolicySerializer(serializers.ModelSerializer):
         return validate_retention(value)
 
     def validate(self, attrs):
+        attrs = self._validate_rpo(attrs)
+        validate_object_lock(attrs, self.instance)
+        return attrs
+
+    def _validate_rpo(self, attrs):
         """One RPO: `rpo_hours` (whole hours) becomes `rpo_minutes`; both only when they agree."""
         if "rpo_hours" not in attrs:
             return attrs
@@ -123,6 +128,27 @@ class PolicySerializer(serializers.ModelSerializer):
             return cron.next_run(cron.parse(policy.schedule, policy.timezone), clock.now()).isoformat()
         except cron.InvalidSchedule:
             return None
+
+
+def validate_object_lock(attrs: dict, instance: Policy | None) -> None:
+    """`lock_mode` and `lock_days` go together (both set or both off), and a lock is accepted
+    only when the backups storage can hold locked objects (S3 with Object Lock on the bucket):
+    otherwise every backup of the policy would fail later instead of this request now."""
+    mode = attrs.get("lock_mode", instance.lock_mode if instance else "")
+    days = attrs.get("lock_days", instance.lock_days if instance else 0)
+    if bool(mode) != bool(days):
+        field = "lock_days" if mode else "lock_mode"
+        raise serializers.ValidationError({field: [
+            "lock_mode and lock_days go together: give both (e.g. governance and 30) or neither "
+            "(\"\" and 0)."]})
+    if not mode or ("lock_mode" not in attrs and "lock_days" not in attrs):
+        return
+    from backups.storage import check_object_lock
+
+    try:
+        check_object_lock()
+    except ObjectLockUnsupported as error:
+        raise serializers.ValidationError({"lock_mode": [error.message]}) from None
 
 
 def _cron_field(value: str) -> str:

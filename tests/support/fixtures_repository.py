@@ -6,6 +6,7 @@
 * `own_s3_repository`: the `backups` storage pointed at a fresh bucket of the session's
   moto_server (real S3 over HTTP) through django-storages, as `S3_*` settings do in a
   deployment; returns the `s3_bucket`. In-process code only (workers take the environment).
+* `own_s3_lock_repository`: the same on a bucket with S3 Object Lock enabled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def own_repository(settings, tmp_path):
 
 @pytest.fixture
 def own_s3_repository(settings, s3_bucket):
+    yield from _s3_repository(settings, s3_bucket)
+
+
+@pytest.fixture
+def own_s3_lock_repository(settings, s3_lock_bucket):
+    """`own_s3_repository` on a bucket with S3 Object Lock enabled."""
+    yield from _s3_repository(settings, s3_lock_bucket)
+
+
+def _s3_repository(settings, s3_bucket):
     from backups import storage
 
     server = s3_bucket.server
