@@ -378,6 +378,8 @@ class PolicyAdminForm(forms.ModelForm):
                                      help_text=Policy._meta.get_field("rpo_minutes").help_text)
     rpo_hours = forms.IntegerField(required=False, min_value=1, label="RPO (hours)",
                                    help_text="Instead of minutes: the RPO in whole hours. Leave empty to use minutes.")
+    lock_days = forms.IntegerField(required=False, min_value=0, label="Object Lock days",
+                                   help_text=Policy._meta.get_field("lock_days").help_text)
 
     class Meta:
         model = Policy
@@ -387,6 +389,8 @@ class PolicyAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("lock_days") is None:
+            cleaned["lock_days"] = 0  # left empty: no lock
         try:
             from backups.views.policy_serializers import PolicySerializer
         except ImportError:

@@ -23,6 +23,12 @@ pytestmark = pytest.mark.django_db
 LOCKED = {"name": "locked", "retention": {"keep_last": 1}, "lock_mode": "governance", "lock_days": 30}
 
 
+@pytest.fixture
+def operator(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "a-long-password-1"))
+    return client
+
+
 def back_up(volume) -> Backup:
     backup = services.trigger_backup(volume, trigger=BackupTrigger.MANUAL)
     assert runners.execute(backup.job_id) == JobStatus.SUCCEEDED, Job.objects.get(pk=backup.job_id).error
@@ -134,3 +140,19 @@ def test_a_backup_under_a_locking_policy_on_a_local_repository_fails_clearly(mak
     assert runners.execute(backup.job_id) == JobStatus.FAILED
     job = Job.objects.get(pk=backup.job_id)
     assert job.error_code == "object_lock_unsupported" and "cannot lock objects" in job.error
+
+
+def test_the_admin_shows_lock_state_and_validates_the_policy_lock(operator, make_volume, own_repository):
+    fields = {"name": "locked-form", "description": "", "enabled": "on", "schedule": "30 2 * * *",
+              "timezone": "UTC", "retention": '{"keep_last": 3}', "rpo_hours": 24, "verify_schedule": "",
+              "verify_percent": 10, "prune_schedule": "", "keep_good": 2, "lock_mode": "compliance",
+              "lock_days": 30}
+    refused = operator.post("/admin/backups/policy/add/", fields)
+    assert refused.status_code == 200
+    assert "cannot lock objects" in str(refused.context["adminform"].form.errors["lock_mode"])
+    assert operator.post("/admin/backups/policy/add/", {**fields, "lock_mode": "", "lock_days": ""}).status_code == 302
+    volume = make_volume("vol-shown")
+    Backup.objects.create(volume=volume, volume_name=volume.name, status="completed", snapshot_id="s" * 64,
+                          locked_until=timezone.now() + timedelta(days=3))
+    page = operator.get("/admin/backups/backup/").content.decode()
+    assert "locked until" in page

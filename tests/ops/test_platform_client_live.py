@@ -196,3 +196,14 @@ def test_policy_module_is_idempotent_with_cron_macros_and_refuses_to_delete_a_po
     run_module_logic("volume", {"name": "db-9", "state": "absent"})
     assert run_module_logic("policy", {"name": "databases", "state": "absent"})["changed"] is True
     assert run_module_logic("policy", {"name": "databases", "state": "absent"})["changed"] is False
+
+
+def test_policy_module_sends_the_object_lock_and_reports_the_platform_s_refusal(run_module_logic):
+    plain = {"name": "unlocked", "lock_mode": "none", "lock_days": 0}
+    assert run_module_logic("policy", plain)["policy"]["lock_mode"] == ""
+    assert run_module_logic("policy", plain)["changed"] is False
+    # the live platform stores backups in a local directory, which cannot lock objects
+    with pytest.raises(client_module.PlatformApiError) as refused:
+        run_module_logic("policy", {"name": "unlocked", "lock_mode": "governance", "lock_days": 30})
+    assert refused.value.status == 400 and "lock_mode" in refused.value.message
+    assert run_module_logic("policy", {"name": "unlocked"})["policy"]["lock_days"] == 0

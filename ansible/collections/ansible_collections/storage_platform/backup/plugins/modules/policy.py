@@ -76,6 +76,20 @@ options:
     description:
       - Cron schedule of prune (retention) jobs; empty for never.
     type: str
+  lock_mode:
+    description:
+      - S3 Object Lock mode of every backup of the policy's volumes; V(none) for no lock.
+      - Locked backups cannot be deleted before O(lock_days) have passed, not through the API
+        and not with the bucket's credentials (V(compliance): not by anyone at all).
+      - The platform refuses a lock unless the backups storage is an S3 bucket created with
+        Object Lock enabled.
+      - Give it together with O(lock_days).
+    type: str
+    choices: [none, governance, compliance]
+  lock_days:
+    description:
+      - Days each backup stays locked; V(0) with O(lock_mode=none).
+    type: int
 """
 
 EXAMPLES = r"""
@@ -90,6 +104,14 @@ EXAMPLES = r"""
     retention: {keep_hourly: 48, keep_daily: 31}
     verify_schedule: "0 4 * * 0"
     verify_percent: 10
+
+- name: Backups nobody can delete for 30 days (needs a bucket with S3 Object Lock)
+  storage_platform.backup.policy:
+    api_url: https://backup.example.com
+    api_token: "{{ vault_platform_admin_token }}"
+    name: immutable
+    lock_mode: governance
+    lock_days: 30
 """
 
 RETURN = r"""
@@ -117,7 +139,7 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "rpo_minutes",
-            "verify_schedule", "verify_percent", "prune_schedule")
+            "verify_schedule", "verify_percent", "prune_schedule", "lock_mode", "lock_days")
 SCHEDULES = ("schedule", "verify_schedule", "prune_schedule")
 # The platform stores macros as their expressions (backups/scheduling/cron.py).
 CRON_MACROS = {
@@ -140,6 +162,8 @@ def argument_spec():
         verify_schedule=dict(type="str"),
         verify_percent=dict(type="int"),
         prune_schedule=dict(type="str"),
+        lock_mode=dict(type="str", choices=["none", "governance", "compliance"]),
+        lock_days=dict(type="int"),
     ))
 
 
@@ -158,7 +182,10 @@ def find_policy(client, name):
 
 
 def wanted_settings(params):
-    return {field: params[field] for field in SETTINGS if params[field] is not None}
+    wanted = {field: params[field] for field in SETTINGS if params[field] is not None}
+    if wanted.get("lock_mode") == "none":
+        wanted["lock_mode"] = ""  # the API's "no lock"
+    return wanted
 
 
 def diff_view(policy):
@@ -197,7 +224,8 @@ def handle(module, client):
 
 
 def main():
-    run_module(argument_spec(), handle, mutually_exclusive=[("rpo_hours", "rpo_minutes")])
+    run_module(argument_spec(), handle, mutually_exclusive=[("rpo_hours", "rpo_minutes")],
+               required_together=[("lock_mode", "lock_days")])
 
 
 if __name__ == "__main__":
