@@ -91,6 +91,7 @@ def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
     names = repo.list_index_names()
     report.index_objects = len(names)
     merged = Index()
+    seen: set[tuple[bytes, IndexEntry]] = set()
     for name in names:
         try:
             payload = repo.read_index_payload(name)
@@ -103,6 +104,10 @@ def _load_indexes(repo, report: VerifyReport) -> _PackIndex:
             continue
         merged.load(name, payload)
         for blob_id, entry in entries:
+            if (blob_id, entry) in seen:
+                continue  # the same record in two index objects (an interrupted prune, or a
+                # locked backup re-listing packs it extended): one blob, read once
+            seen.add((blob_id, entry))
             packs.by_pack.setdefault(entry.pack_id, []).append((blob_id, entry))
             packs.blobs.add(blob_id)
     repo.replace_index(merged)

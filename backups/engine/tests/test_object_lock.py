@@ -227,3 +227,12 @@ def test_prune_keeps_every_pack_a_locked_index_lists(repo, source, tmp_path):
     assert snapshot_tree(tmp_path / "restored") == snapshot_tree(source)
     with pytest.raises(SnapshotNotFound):
         reopened.load_snapshot(first.snapshot_id)
+
+
+def test_a_repository_with_extended_locks_verifies_clean_and_reads_each_blob_once(repo, source):
+    repo.backup(source)
+    repo.backup(source, retention=in_days(30))  # writes the extension index: duplicate records
+    report = engine.Repository.open(repo.backend, KEY).verify(read_data_percent=100)
+    assert report.errors == [] and report.index_objects == 2
+    blobs = len(engine.Repository.open(repo.backend, KEY).load_index())
+    assert report.blobs_read == blobs
