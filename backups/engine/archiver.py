@@ -21,7 +21,8 @@ locked, and before the manifest is written the packs the snapshot reuses from ea
 are locked at least as long (their names are collected as directories are finished: every
 file's chunk ids and every tree id, looked up in the index). Those extended packs also get an
 index object of their own, locked as long, so a locked snapshot never depends on an index
-object that could be deleted before it.
+object that could be deleted before it; and the config and the key objects, without which
+nothing can be decrypted, are locked as long too.
 """
 
 from __future__ import annotations
@@ -570,6 +571,7 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
         if retention is not None:
             extended = _lock_reused_packs(repo, archiver.referenced_packs - set(written),
                                           retention)
+            _lock_config_and_keys(repo, retention)
             check_cancelled(cancel)
     finally:
         archiver.pipeline.shutdown()
@@ -585,6 +587,13 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
     return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,
                         warnings=list(archiver.warnings), packs=dict(archiver.pipeline.written_sizes),
                         retention=retention, packs_extended=len(extended))
+
+
+def _lock_config_and_keys(repo, retention: Retention) -> None:
+    """Lock the config and every key object as long as the snapshot: without them nothing in
+    the repository can be decrypted, so a locked snapshot is only as safe as they are. (A key
+    object locked this way cannot be removed before its date; see docs/security.md.)"""
+    extend_referenced(repo.backend, ["config", *sorted(repo.backend.list("keys/"))], retention)
 
 
 def _lock_reused_packs(repo, pack_ids: set[str], retention: Retention) -> list[str]:

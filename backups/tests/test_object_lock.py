@@ -156,3 +156,20 @@ def test_the_admin_shows_lock_state_and_validates_the_policy_lock(operator, make
                           locked_until=timezone.now() + timedelta(days=3))
     page = operator.get("/admin/backups/backup/").content.decode()
     assert "locked until" in page
+
+
+def test_a_redelivered_locked_backup_adopts_its_snapshot_with_the_lock_it_has(make_volume, own_s3_lock_repository,
+                                                                              sent_messages, settings):
+    policy = Policy.objects.create(**LOCKED)
+    volume = make_volume("vol-adopt", files={"a.txt": b"alpha"}, policy=policy)
+    backup = back_up(volume)
+    locked_until = backup.locked_until
+    # the worker "died" after the engine committed the snapshot, before the catalog update
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS + 5)
+    Job.objects.filter(pk=backup.job_id).update(status=JobStatus.RUNNING, heartbeat_at=stale, worker="gone:1",
+                                                finished_at=None)
+    Backup.objects.filter(pk=backup.pk).update(status="running", snapshot_id="", stats={}, locked_until=None)
+    assert runners.execute(backup.job_id) == JobStatus.SUCCEEDED
+    backup.refresh_from_db()
+    assert Job.objects.get(pk=backup.job_id).result["adopted"] is True
+    assert backup.locked_until == locked_until

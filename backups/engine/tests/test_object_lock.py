@@ -163,6 +163,11 @@ def test_a_locked_backup_writes_every_object_locked(repo, source, s3_lock_bucket
         answer = head(s3_lock_bucket, name)
         assert answer["ObjectLockMode"] == "GOVERNANCE", name
         assert answer["ObjectLockRetainUntilDate"] == retention.until, name
+    # what opens the repository is locked at least as long (with the extension slack)
+    for name in ["config", *stored(repo, "keys/")]:
+        assert repo.backend.retention(name).until == retention.until + EXTENSION_SLACK, name
+    with pytest.raises(ObjectLocked):
+        repo.backend.delete("config")
 
 
 def test_reused_packs_are_locked_as_long_as_the_new_snapshot(repo, source, tmp_path):
