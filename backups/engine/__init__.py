@@ -13,7 +13,9 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
     result = repo.backup(source_dir, source="volume:<id>", tags=["volume:<id>"],
                          parent="auto" | snapshot_id | None,
                          progress=callback, cancel=callable,
-                         metadata={...})                            -> BackupResult
+                         metadata={...},
+                         retention=engine.Retention.for_days("GOVERNANCE", 30))  -> BackupResult
+                         # retention: S3 Object Lock of everything the snapshot needs (objectlock.py)
     repo.snapshots(source=None, tags=None)                          -> list[SnapshotInfo]
     repo.restore(snapshot_id_or_"latest", target_dir, sub_path=None,
                  progress=callback, cancel=callable)                -> RestoreResult
@@ -24,7 +26,7 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
     repo.verify(read_data_percent=0.0, progress=callback)           -> VerifyReport
     repo.forget(RetentionPolicy(...), source=None, dry_run=False,
                 now=datetime)                                       -> ForgetResult
-    repo.delete_snapshot(snapshot_id)
+    repo.delete_snapshot(snapshot_id)                               # ObjectLocked while locked
     repo.prune(dry_run=False, progress=callback)                    -> PruneResult
     repo.stats()                                                    -> RepositoryStats
     repo.add_key(secret) -> "keys/<id>";  repo.list_keys();  repo.remove_key("keys/<id>")
@@ -45,6 +47,7 @@ from .backends import LocalBackend, open_backend
 from .drill import DrillReport
 from .errors import *  # noqa: F401,F403  (the error hierarchy is part of the public API)
 from .keys import KeyEncryptionKey, load_key_encryption_key
+from .objectlock import Retention
 from .repository import Repository, RepositoryStats
 from .restorer import RestoreResult
 from .snapshot import SnapshotInfo
@@ -53,7 +56,7 @@ from .tree import TreeEntry
 __all__ = ["Backend", "LocalBackend", "S3Backend", "RetryingBackend", "open_backend",
            "KeyEncryptionKey", "load_key_encryption_key", "Repository", "RepositoryStats",
            "BackupResult", "RestoreResult", "DrillReport", "SnapshotInfo", "TreeEntry", "RetentionPolicy",
-           "VerifyReport", "ForgetResult", "PruneResult", "errors"]
+           "VerifyReport", "ForgetResult", "PruneResult", "Retention", "errors"]
 
 # Names whose modules are heavy (boto3) or owned by the storage side are imported on first use.
 _LAZY = {"S3Backend": "backends", "RetryingBackend": "backends", "RetentionPolicy": "retention",

@@ -130,9 +130,10 @@ def extend_referenced(backend, names: Iterable[str], retention: Retention) -> li
     """Make every object in `names` locked until at least `retention.until`.
 
     Objects already known (or read) to be locked that long are left alone; the others get
-    `retention.extended()`. Returns the names whose retention was extended. The mode of an
-    object already locked is kept when it is stricter (COMPLIANCE is never turned into
-    GOVERNANCE: S3 refuses that).
+    `retention.extended()`. Returns the names whose retention was extended. An object that is
+    already locked keeps its mode and only gets the later date: S3 lets anyone extend a
+    retention in its own mode, but changing the mode is either refused (COMPLIANCE to
+    GOVERNANCE) or, GOVERNANCE to COMPLIANCE, not something to depend on across S3 servers.
     """
     location = backend.location
     wanted = retention.extended()
@@ -145,9 +146,7 @@ def extend_referenced(backend, names: Iterable[str], retention: Retention) -> li
         if current is not None and current.covers(retention):
             _known_until.learn(location, name, current.until)
             return None
-        mode = wanted.mode
-        if current is not None and current.mode == "COMPLIANCE":
-            mode = "COMPLIANCE"
+        mode = current.mode if current is not None else wanted.mode
         backend.extend_retention(name, Retention(mode, wanted.until))
         _known_until.learn(location, name, wanted.until)
         return name

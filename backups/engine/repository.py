@@ -49,6 +49,9 @@ TREE_PACK_CACHE_BYTES = 48 * 1024 * 1024
 #: Decoded snapshot manifests kept per process (~1-2 KiB each), shared by every Repository
 #: object of the same repository; see `_ManifestCache`.
 MANIFEST_CACHE_SIZE = 10_000
+#: Bytes of decrypted index payloads kept per process for `load_index` (50 bytes per blob:
+#: 64 MiB covers about 1.3 million blobs, over a TB of data at 1 MiB chunks).
+INDEX_PAYLOAD_CACHE_BYTES = 64 * 1024 * 1024
 #: How long `Repository.init` queues behind another process's initialisation lock.
 INIT_LOCK_WAIT_SECONDS = 60.0
 #: How long a backup or restore waits for an exclusive lock to go before failing with the
@@ -123,9 +126,53 @@ def _copy_snapshot_info(info: SnapshotInfo) -> SnapshotInfo:
 _manifest_cache = _ManifestCache(MANIFEST_CACHE_SIZE)
 
 
+class _IndexPayloadCache:
+    """Authenticated index payloads, keyed by (repository id, index object name), bounded by
+    their total size (LRU). Safe for the same reason as the manifest cache: an index object's
+    name is the SHA-256 of its stored bytes. Used only by `load_index`, so that a process
+    that opens the repository for every job does not read every index object again each
+    time; that matters when index objects cannot be merged away because they are locked
+    (S3 Object Lock keeps one per locked backup for the lock's duration). Verify and prune
+    always read storage."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            payload = self._entries.get(key)
+            if payload is not None:
+                self._entries.move_to_end(key)
+            return payload
+
+    def put(self, key: tuple[str, str], payload: bytes) -> None:
+        if len(payload) > self.max_bytes // 4:
+            return  # one huge merged index would push everything else out
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = payload
+            self._bytes += len(payload)
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+_index_payload_cache = _IndexPayloadCache(INDEX_PAYLOAD_CACHE_BYTES)
+
+
 def forget_cached_manifests() -> None:
-    """Empty the process-wide manifest cache (tests that count storage reads)."""
+    """Empty the process-wide manifest and index caches (tests that count storage reads)."""
     _manifest_cache.clear()
+    _index_payload_cache.clear()
 
 
 _thread_state = threading.local()
@@ -340,7 +387,7 @@ class Repository:
                     index = Index()
                 for name in names:
                     if name not in index.index_names:
-                        index.load(name, self.read_index_payload(name))
+                        index.load(name, self._cached_index_payload(name))
                 self._index = index
         return self._index
 
@@ -360,6 +407,16 @@ class Repository:
     def list_index_names(self) -> list[str]:
         """Names (`index/<id>`) of every index object."""
         return sorted(self.backend.list("index/"))
+
+    def _cached_index_payload(self, name: str) -> bytes:
+        key = (str(self.config.get("id", "")), name)
+        payload = _index_payload_cache.get(key)
+        if payload is None:
+            data = self.backend.get(name)
+            payload = self.cipher.open_envelope(data, ObjectType.INDEX, name)
+            if f"index/{hashlib.sha256(data).hexdigest()}" == name:
+                _index_payload_cache.put(key, payload)
+        return payload
 
     def read_index_payload(self, name: str) -> bytes:
         """Authenticated payload of one index object (decode with `index.decode_index`)."""

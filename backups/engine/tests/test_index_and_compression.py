@@ -6,6 +6,7 @@ import os
 import random
 
 from backups import engine
+from backups.engine.repository import forget_cached_manifests
 from backups.engine.format import Compression
 
 from .helpers import KEY
@@ -44,7 +45,30 @@ def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path
     backend.delete(removed)  # as prune does when it rewrites the index
     backend.index_reads = 0
     index = repo.load_index(reload=True)
+    # rebuilt from the payloads this process already authenticated: no storage read
+    assert backend.index_reads == 0 and removed not in index.index_names
+    assert len(index.index_names) == 3
+
+    forget_cached_manifests()  # a new process: everything is read from storage
+    index = engine.Repository.open(backend, KEY).load_index()
     assert backend.index_reads == 3 and removed not in index.index_names
+
+
+def test_a_fresh_repository_object_loads_the_index_without_reading_storage_again(tmp_path):
+    """The platform opens a new Repository per job; index objects that cannot be merged away
+    (S3 Object Lock keeps one per locked backup) must not be read again for every job."""
+    source = tmp_path / "source"
+    source.mkdir()
+    backend = CountingBackend(str(tmp_path / "repo"))
+    repo = engine.Repository.init(backend, KEY)
+    for number in range(3):
+        (source / f"f{number}").write_bytes(os.urandom(1000))
+        repo.backup(source)
+    forget_cached_manifests()
+    engine.Repository.open(backend, KEY).load_index()
+    backend.index_reads = 0
+    assert len(engine.Repository.open(backend, KEY).load_index().index_names) == 3
+    assert backend.index_reads == 0
 
 
 def test_incompressible_chunks_are_stored_raw_and_text_compressed(tmp_path):
