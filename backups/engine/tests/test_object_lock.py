@@ -185,6 +185,13 @@ def test_reused_packs_are_locked_as_long_as_the_new_snapshot(repo, source, tmp_p
     assert repo.backend.retention(extension_index).until == retention.until + EXTENSION_SLACK
     # the next daily backup finds them locked long enough: nothing to extend
     assert repo.backup(source, retention=in_days(30.1)).packs_extended == 0
+    # a restarted worker knows nothing: it reads the retentions and still extends nothing
+    forget_known_retention()
+    assert repo.backup(source, retention=in_days(30.2)).packs_extended == 0
+    # a backup wanting more than the slack extends them again
+    longer = in_days(40)
+    assert repo.backup(source, retention=longer).packs_extended == len(first_packs)
+    assert all(repo.backend.retention(name).until == longer.until + EXTENSION_SLACK for name in first_packs)
 
 
 def test_a_locked_snapshot_cannot_be_forgotten_nor_deleted(repo, source):
