@@ -95,6 +95,17 @@ def _report(value):
 
 
 # --- verbs ---------------------------------------------------------------------------------------
+def _retention(arguments):
+    """The S3 Object Lock asked for with --lock-mode / --lock-days (both or neither)."""
+    if arguments.lock_mode is None and arguments.lock_days is None:
+        return None
+    if arguments.lock_mode is None or arguments.lock_days is None:
+        raise errors.InvalidObjectLock("--lock-mode and --lock-days go together")
+    from .objectlock import Retention
+
+    return Retention.for_days(arguments.lock_mode, arguments.lock_days)
+
+
 def command_init(arguments) -> int:
     repo = Repository.init(_backend(arguments), _read_key(arguments.key_file))
     print(f"created repository {repo.config['id']} at {repo.backend.location}")
@@ -106,7 +117,8 @@ def command_backup(arguments) -> int:
     progress = _progress("backup")
     try:
         result = repo.backup(arguments.source_dir, source=arguments.source, tags=arguments.tag,
-                             parent=None if arguments.no_parent else "auto", progress=progress)
+                             parent=None if arguments.no_parent else "auto", progress=progress,
+                             retention=_retention(arguments))
     finally:
         if progress:
             progress.close()
@@ -248,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--source", help="source name (default: absolute path); the parent "
                         "is the latest snapshot with the same source")
     backup.add_argument("--no-parent", action="store_true", help="read every file")
+    backup.add_argument("--lock-mode", choices=["governance", "compliance"],
+                        help="S3 Object Lock the snapshot and everything it needs (needs a bucket "
+                             "with Object Lock; with --lock-days)")
+    backup.add_argument("--lock-days", type=int, metavar="N", help="days the lock lasts")
     backup.add_argument("--json", action="store_true")
 
     snapshots = verbs.add_parser("snapshots", parents=[common], help="list snapshots")

@@ -121,3 +121,34 @@ def test_sigkill_mid_backup_leaves_no_snapshot_and_next_backup_succeeds(tmp_path
     if importlib.util.find_spec("backups.engine.prune"):
         run_cli("prune", "--repo", repo, "--key-file", key_file, "--keep-last", "1")
         run_cli("restore", "--repo", repo, "--key-file", key_file, "latest", tmp_path / "t2")
+
+
+def test_cli_backup_with_a_lock_needs_storage_that_can_lock(tmp_path, keyed_repo):
+    repo, key_file = keyed_repo
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file").write_text("data")
+    refused = run_cli("backup", "--repo", repo, "--key-file", key_file, "--lock-mode", "governance",
+                      "--lock-days", "7", source, check=False)
+    assert refused.returncode == 23 and refused.stderr.startswith("error: ")
+    assert "cannot lock objects" in refused.stderr
+    half = run_cli("backup", "--repo", repo, "--key-file", key_file, "--lock-days", "7", source, check=False)
+    assert half.returncode == 2 and "go together" in half.stderr
+    assert json.loads(run_cli("snapshots", "--repo", repo, "--key-file", key_file, "--json").stdout) == []
+
+
+def test_cli_backup_with_a_lock_on_a_lock_enabled_bucket(tmp_path, s3_lock_bucket, monkeypatch):
+    server = s3_lock_bucket.server
+    for name, value in server.environment(s3_lock_bucket.name).items():
+        monkeypatch.setenv(name, value)
+    location = f"s3://{s3_lock_bucket.name}/cli"
+    key_file = tmp_path / "key"
+    key_file.write_text("a long operator passphrase\n")
+    run_cli("init", "--repo", location, "--key-file", key_file)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file").write_bytes(os.urandom(1000))
+    snapshot = json.loads(run_cli("backup", "--repo", location, "--key-file", key_file, "--lock-mode",
+                                  "compliance", "--lock-days", "3", "--json", source).stdout)["id"]
+    answer = s3_lock_bucket.client.head_object(Bucket=s3_lock_bucket.name, Key=f"cli/snapshots/{snapshot}")
+    assert answer["ObjectLockMode"] == "COMPLIANCE"
