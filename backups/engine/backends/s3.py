@@ -26,7 +26,7 @@ import datetime
 import logging
 from collections.abc import Iterator
 
-from ..backend import Backend
+from ..backend import Backend, retention_arguments
 from ..errors import (BackendError, BackendUnavailable, ObjectCorrupt, ObjectLocked,
                       ObjectLockUnsupported, ObjectNotFound)
 from ..objectlock import Retention, is_locked
@@ -40,7 +40,10 @@ MINIMUM_PART_SIZE = 5 * MiB
 MAXIMUM_PARTS = 10_000
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
-_NO_LOCK_CONFIGURATION = "ObjectLockConfigurationNotFoundError"
+#: GetObjectLockConfiguration's answers for "this bucket has no Object Lock" (AWS and MinIO,
+#: Ceph RGW, a server without the API at all).
+_NO_LOCK_CONFIGURATION = {"ObjectLockConfigurationNotFoundError",
+                          "NoSuchObjectLockConfiguration", "NotImplemented"}
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                     "RequestTimeoutException", "InternalError", "ServiceUnavailable",
                     "TooManyRequestsException", "RequestLimitExceeded",
@@ -57,8 +60,7 @@ def map_boto_error(error: Exception, what: str) -> BackendError:
         code = str(details.get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         detail = {"s3_code": code, "http_status": status}
-        if code in _NOT_FOUND_CODES or (status == 404 and code not in (
-                "NoSuchBucket", _NO_LOCK_CONFIGURATION)):
+        if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
             return ObjectNotFound(f"{what}: not found", detail=detail)
         if code == "InvalidRange" or status == 416:
             return ObjectCorrupt(f"{what}: requested range is past the end of the object",
@@ -178,7 +180,7 @@ class S3Backend(Backend):
     def put_spool(self, name: str, spool, retention: Retention | None = None) -> None:
         if spool.size >= self.multipart_threshold:
             # rare (a pack larger than the threshold): read back, multipart
-            super().put_spool(name, spool, **({} if retention is None else {"retention": retention}))
+            super().put_spool(name, spool, **retention_arguments(retention))
             return
         try:
             # boto3 streams the file (and seeks back itself when it retries).
@@ -356,7 +358,7 @@ class S3Backend(Backend):
             except Exception as error:
                 mapped = map_boto_error(error, f"S3 object lock configuration of {self.bucket}")
                 code = mapped.detail.get("s3_code")
-                if code == _NO_LOCK_CONFIGURATION:
+                if code in _NO_LOCK_CONFIGURATION:
                     self._lock_enabled = False
                 elif code == "AccessDenied":
                     log.warning("%s; assuming Object Lock is enabled", mapped.message)
@@ -369,8 +371,8 @@ class S3Backend(Backend):
         if not self.object_lock_enabled():
             raise ObjectLockUnsupported(
                 f"S3 bucket {self.bucket} does not have Object Lock enabled (create the bucket "
-                "with Object Lock enabled; it cannot be switched on for this repository's "
-                "objects afterwards)", detail={"bucket": self.bucket})
+                "with Object Lock enabled, or enable it on the versioned bucket)",
+                detail={"bucket": self.bucket})
 
     def retention(self, name: str) -> Retention | None:
         head = self._head(name)
