@@ -157,6 +157,41 @@ def extend_referenced(backend, names: Iterable[str], retention: Retention) -> li
         return [name for name in pool.map(one, todo) if name is not None]
 
 
+def locked_until(backend, names: Iterable[str], now: dt.datetime | None = None
+                 ) -> dict[str, dt.datetime]:
+    """{name: retain-until} of those `names` that are locked now. What this process already
+    knows to be locked (`_known_until`) costs nothing; the rest is read (one HEAD each, on a
+    few threads). An object that is gone is not locked. A date answered from the cache is a
+    lower bound of the real one (another process may have extended it since)."""
+    from .errors import ObjectNotFound
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    location = backend.location
+    found: dict[str, dt.datetime] = {}
+    unknown = []
+    for name in names:
+        known = _known_until.get(location, name)
+        if known is not None and known > now:
+            found[name] = known
+        else:
+            unknown.append(name)
+
+    def read(name: str):
+        try:
+            return name, backend.retention(name)
+        except ObjectNotFound:
+            return name, None
+
+    if unknown:
+        with ThreadPoolExecutor(EXTENSION_THREADS, thread_name_prefix="object-lock") as pool:
+            for name, retention in pool.map(read, unknown):
+                if retention is not None:
+                    _known_until.learn(location, name, retention.until)
+                if is_locked(retention, now):
+                    found[name] = retention.until
+    return found
+
+
 def remember_written(backend, names: Iterable[str], retention: Retention) -> None:
     """Record that `names` were just written with `retention` (no request needed later)."""
     for name in names:

@@ -28,7 +28,7 @@ period). Steps, in this order, each one safe to interrupt:
 Object Lock (objectlock.py): when the storage can lock objects, nothing locked is deleted.
 Forget keeps a locked manifest (and reports it in `ForgetResult.locked`); `delete_snapshot`
 raises `ObjectLocked`. Prune reads the retention of every object it would delete (one HEAD
-each) before deleting anything: a locked pack is kept (as if used; a locked leftover stays a
+each, unless this process already knows it locked) before deleting anything: a locked pack is kept (as if used; a locked leftover stays a
 leftover), and a locked index object is kept together with EVERY pack it lists: that index
 stays in the repository and is loaded by every later backup, which would otherwise find blobs
 "already stored" in a deleted pack and skip writing them. Dry runs report the same counts.
@@ -49,7 +49,7 @@ from .errors import EngineError, DataIntegrityError, ObjectLocked, SnapshotNotFo
 from .format import BlobType
 from .index import Index, IndexEntry, decode_index, write_index
 from .locking import repository_lock
-from .objectlock import is_locked
+from .objectlock import is_locked, locked_until
 from .packer import PackBuilder, PackEntry, pack_name
 from .retention import RetentionPolicy, apply_retention
 from .verify import pack_sizes
@@ -143,21 +143,9 @@ def delete_snapshot(repo, snapshot_id: str) -> None:
 
 
 def _locked_objects(repo, names: list[str]) -> dict[str, str]:
-    """{name: retain-until (ISO 8601)} of those `names` still locked (one HEAD each, on a
-    few threads). An object gone meanwhile is not locked."""
-    from .errors import ObjectNotFound
-
-    def retention(name: str):
-        try:
-            return name, repo.backend.retention(name)
-        except ObjectNotFound:
-            return name, None
-
-    if not names:
-        return {}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        found = list(pool.map(retention, names))
-    return {name: value.until.isoformat() for name, value in found if is_locked(value)}
+    """{name: retain-until (ISO 8601)} of those `names` still locked (see
+    `objectlock.locked_until`: known locks cost nothing, the rest one HEAD each)."""
+    return {name: until.isoformat() for name, until in locked_until(repo.backend, names).items()}
 
 
 # --- prune ---------------------------------------------------------------------------------
