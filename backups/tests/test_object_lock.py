@@ -85,7 +85,7 @@ def test_a_lock_is_accepted_on_a_bucket_with_object_lock(api, own_s3_lock_reposi
 
 # --- the threat: a stolen admin token ------------------------------------------------------------
 def test_a_stolen_admin_token_cannot_destroy_a_locked_backup(api, make_volume, own_s3_lock_repository,
-                                                             sent_messages, tmp_path):
+                                                             sent_messages, operator):
     policy = Policy.objects.create(**LOCKED)
     volume = make_volume("vol-locked", files={"data.bin": os.urandom(300_000), "dir/note.txt": b"keep me"},
                          policy=policy)
@@ -112,6 +112,8 @@ def test_a_stolen_admin_token_cannot_destroy_a_locked_backup(api, make_volume, o
     assert first.snapshot_id in result["locked"]["vol-locked"]
     assert result["forgotten"] == {"vol-locked": []}
     assert result["prune"]["packs_deleted"] == 0
+    assert f"<code>{first.snapshot_id[:8]}</code> (until" in (
+        operator.get(f"/admin/backups/job/{prune.pk}/progress/").content.decode())
 
     # even with the catalog row doctored, the repository itself refuses
     Backup.objects.filter(pk=first.pk).update(locked_until=None)
