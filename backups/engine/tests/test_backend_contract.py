@@ -1,7 +1,7 @@
 """The one contract suite every storage backend must pass (see `backups/engine/backend.py`).
 
 Parametrized over the local directory backend and the S3 backend talking to a real
-`moto_server` process over HTTP. Backend-specific behaviour (multipart thresholds, outages)
+`moto_server` process over HTTP, on a plain bucket and on one with S3 Object Lock enabled. Backend-specific behaviour (multipart thresholds, outages)
 has its own tests below or in `test_s3_backend.py`.
 """
 
@@ -20,12 +20,15 @@ from backups.engine.errors import (BackendError, BackendUnavailable, ObjectCorru
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3-object-lock"])
 def backend(request, tmp_path):
     if request.param == "local":
         yield LocalBackend(tmp_path / "repo")
         return
-    bucket = request.getfixturevalue("s3_bucket")
+    # A bucket with Object Lock is versioned and makes deletes check retention first: the
+    # whole contract must still hold on it.
+    bucket = request.getfixturevalue("s3_lock_bucket" if request.param == "s3-object-lock"
+                                     else "s3_bucket")
     from backups.engine.backends.s3 import S3Backend
 
     store = S3Backend(bucket.name, "repo", client=bucket.client)
@@ -172,6 +175,34 @@ def test_concurrent_creates_of_one_name_have_exactly_one_winner(backend):
     winners = [number for number, created in results.items() if created]
     assert len(winners) == 1
     assert backend.get("config") == f"writer {winners[0]}".encode()
+
+
+def test_object_lock_is_all_or_nothing(backend):
+    """A backend either locks what it is asked to lock, and then refuses to delete it, or it
+    refuses the locked put and stores nothing; it never stores the object unlocked."""
+    from datetime import datetime, timedelta, timezone
+
+    from backups.engine.errors import ObjectLocked, ObjectLockUnsupported
+    from backups.engine.objectlock import Retention
+
+    retention = Retention("GOVERNANCE", datetime.now(timezone.utc) + timedelta(days=1))
+    backend.put("snapshots/plain", b"unlocked")
+    assert backend.retention("snapshots/plain") is None
+    if not backend.object_lock_enabled():
+        with pytest.raises(ObjectLockUnsupported):
+            backend.check_object_lock()
+        with pytest.raises(ObjectLockUnsupported):
+            backend.put("snapshots/locked", b"manifest", retention=retention)
+        assert not backend.exists("snapshots/locked")
+        return
+    backend.check_object_lock()
+    backend.put("snapshots/locked", b"manifest", retention=retention)
+    assert backend.retention("snapshots/locked") == retention
+    with pytest.raises(ObjectLocked):
+        backend.delete("snapshots/locked")
+    assert backend.get("snapshots/locked") == b"manifest"
+    backend.delete("snapshots/plain")
+    assert not backend.exists("snapshots/plain")
 
 
 def test_local_create_leaves_no_temporary_file_either_way(tmp_path):
