@@ -80,7 +80,7 @@ options:
     description:
       - S3 Object Lock mode of every backup of the policy's volumes; V(none) for no lock.
       - Locked backups cannot be deleted before O(lock_days) have passed, not through the API
-        and not with the bucket's credentials (V(compliance): not by anyone at all).
+        and not with the bucket's credentials; with V(compliance) not by anyone at all.
       - The platform refuses a lock unless the backups storage is an S3 bucket created with
         Object Lock enabled.
       - Give it together with O(lock_days).
