@@ -248,3 +248,25 @@ def test_a_repository_with_extended_locks_verifies_clean_and_reads_each_blob_onc
     assert report.errors == [] and report.index_objects == 2
     blobs = len(engine.Repository.open(repo.backend, KEY).load_index())
     assert report.blobs_read == blobs
+
+
+def test_locked_puts_carry_a_checksum_even_when_the_client_sends_none_by_default(s3_lock_bucket):
+    """S3 (and moto) refuse a lock put without Content-MD5 or a checksum; a client configured
+    with request_checksum_calculation=when_required sends none unless asked."""
+    import boto3
+    from botocore.config import Config
+
+    server = s3_lock_bucket.server
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint_url, region_name=server.region,
+        aws_access_key_id=server.access_key_id, aws_secret_access_key=server.secret_access_key,
+        config=Config(request_checksum_calculation="when_required", retries={"max_attempts": 1},
+                      s3={"addressing_style": "path"}))
+    store = S3Backend(s3_lock_bucket.name, "repo", client=client)
+    retention = in_days(1)
+    store.put("index/checked", b"payload", retention=retention)
+    spool = store.spool()
+    spool.write(b"pack")
+    store.put_spool("data/cc/checked", spool, retention=retention)
+    spool.close()
+    assert store.retention("index/checked") == retention == store.retention("data/cc/checked")
