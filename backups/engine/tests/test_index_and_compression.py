@@ -23,7 +23,8 @@ class CountingBackend(engine.LocalBackend):
         return super().get(name, *args, **kwargs)
 
 
-def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path):
+def three_backups(tmp_path):
+    """(counting backend, repository, source) after three backups: three index objects."""
     source = tmp_path / "source"
     source.mkdir()
     backend = CountingBackend(str(tmp_path / "repo"))
@@ -31,6 +32,11 @@ def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path
     for number in range(3):
         (source / f"f{number}").write_bytes(os.urandom(1000))
         repo.backup(source)
+    return backend, repo, source
+
+
+def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path):
+    backend, repo, source = three_backups(tmp_path)
     assert len(repo.list_index_names()) == 3
 
     other = engine.Repository.open(engine.LocalBackend(str(tmp_path / "repo")), KEY)
@@ -57,13 +63,7 @@ def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path
 def test_a_fresh_repository_object_loads_the_index_without_reading_storage_again(tmp_path):
     """The platform opens a new Repository per job; index objects that cannot be merged away
     (S3 Object Lock keeps one per locked backup) must not be read again for every job."""
-    source = tmp_path / "source"
-    source.mkdir()
-    backend = CountingBackend(str(tmp_path / "repo"))
-    repo = engine.Repository.init(backend, KEY)
-    for number in range(3):
-        (source / f"f{number}").write_bytes(os.urandom(1000))
-        repo.backup(source)
+    backend, _repo, _source = three_backups(tmp_path)
     forget_cached_manifests()
     engine.Repository.open(backend, KEY).load_index()
     backend.index_reads = 0
