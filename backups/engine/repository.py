@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -175,8 +176,17 @@ class Repository:
     # --- lifecycle ----------------------------------------------------------------------------
     @classmethod
     def init(cls, backend, kek: KeyEncryptionKey | str | bytes, *,
-             lock_wait: float = INIT_LOCK_WAIT_SECONDS) -> "Repository":
+             lock_wait: float = INIT_LOCK_WAIT_SECONDS,
+             related_to: "Repository | None" = None) -> "Repository":
         """Create a new repository; `RepositoryExists` when one is already there.
+
+        With `related_to`, the new repository holds that repository's master key (wrapped
+        with `kek` in its own key object) and its chunker and pack settings, under its own
+        config id: blob ids, trees and snapshot manifests then mean the same in both, which
+        is what lets `copy` skip every blob the target has and keep snapshot ids (borg's
+        `--other-repo`, restic's `--copy-chunker-params`, and the same key material). A
+        replica made this way opens with `kek` only; whoever holds its key can read the
+        source's data too, as with any copy of it.
 
         Safe when several processes initialise the same empty location at once (every
         worker of a fresh deployment does, on its first job): exactly one creates it and
@@ -193,11 +203,15 @@ class Repository:
         with _lock(backend, True, "init", wait=lock_wait):
             if backend.exists("config"):
                 raise RepositoryExists(f"a repository already exists at {backend.location}")
-            master = MasterKey.generate()
+            master = related_to._master if related_to is not None else MasterKey.generate()
             config = {"version": CONFIG_VERSION, "id": secrets.token_hex(16),
                       "created": dt.datetime.now(dt.timezone.utc).isoformat(),
                       "chunker": dict(DEFAULT_CHUNKER), "pack_size": DEFAULT_PACK_SIZE,
                       "blob_id": "hmac-sha256", "cipher": "aes-256-gcm", "compression": "zstd"}
+            if related_to is not None:
+                config["chunker"] = dict(related_to.config.get("chunker", DEFAULT_CHUNKER))
+                config["pack_size"] = related_to.config.get("pack_size", DEFAULT_PACK_SIZE)
+                config["related_to"] = related_to.config.get("id")
             key_object = wrap_master_key(master, kek)
             key_name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
             # The key object first: whoever sees the config can then find its key.
@@ -258,6 +272,12 @@ class Repository:
         repository.orphan_ciphers = orphans
         repository.sealed_config = sealed_config
         return repository
+
+    def is_related(self, other: "Repository") -> bool:
+        """True when both repositories hold the same master key (see `init`'s `related_to`):
+        their blob and snapshot ids are interchangeable."""
+        return (hmac.compare_digest(self._master.id_key, other._master.id_key)
+                and hmac.compare_digest(self._master.data_key, other._master.data_key))
 
     def clone(self) -> "Repository":
         """A fresh object for the same opened repository: same backend and keys (no key
@@ -531,6 +551,22 @@ class Repository:
                             decode_snapshot(info.id, encode_snapshot(info)))
         return info.id
 
+    def write_snapshot_copy(self, source: "Repository", snapshot_id: str) -> str:
+        """Store `source`'s manifest `snapshot_id` byte for byte (a related repository's: the
+        same key authenticates it here, and the id stays). Read and authenticated first, so a
+        damaged manifest is never copied; returns the id."""
+        name = f"snapshots/{snapshot_id}"
+        try:
+            data = source.backend.get(name)
+        except ObjectNotFound:
+            raise SnapshotNotFound(f"no snapshot {snapshot_id}") from None
+        if hashlib.sha256(data).hexdigest() != snapshot_id:
+            raise DataIntegrityError(f"{name}: content does not match its id")
+        info = decode_snapshot(snapshot_id, self.cipher.open_envelope(data, ObjectType.SNAPSHOT, name))
+        self.backend.put(name, data)
+        _manifest_cache.put(self._manifest_key(snapshot_id), info)
+        return snapshot_id
+
     def delete_objects(self, names: Iterable[str]) -> int:
         """Delete storage objects by name (missing ones are fine); return how many."""
         count = 0
@@ -608,6 +644,18 @@ class Repository:
     def open_file(self, snapshot: str, path: str) -> Iterator[bytes]:
         from .browse import open_file
         return open_file(self, snapshot, path)
+
+    def copy_to(self, target: "Repository", snapshot_ids: Iterable[str] | None = None, *,
+                progress=None, cancel=None):
+        """Copy snapshots that `target` lacks into it; see `copy.copy_snapshots`. Shared locks
+        on both, as a backup takes: a prune of either waits."""
+        from .copy import copy_snapshots
+        tune_malloc()
+        with self.lock(exclusive=False, holder=f"copy to {target.backend.location}",
+                       wait=SHARED_LOCK_WAIT_SECONDS), \
+                target.lock(exclusive=False, holder=f"copy from {self.backend.location}",
+                            wait=SHARED_LOCK_WAIT_SECONDS):
+            return copy_snapshots(self, target, snapshot_ids, progress=progress, cancel=cancel)
 
     def verify(self, read_data_percent: float = 0.0, progress=None):
         """Structural (+ data) check; see verify.py."""
