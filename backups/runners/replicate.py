@@ -52,10 +52,10 @@ def run(job, context) -> dict:
             unavailable = [snapshot_id for snapshot_id in wanted if snapshot_id not in in_primary]
             missing = [snapshot_id for snapshot_id in wanted if snapshot_id in in_primary and snapshot_id not in present]
             context.check_cancel()
-            copy = {"copied": [], "skipped": [], "blobs_copied": 0, "bytes_copied": 0}
+            copy = {"copied": {}, "skipped": [], "blobs_copied": 0, "bytes_copied": 0}
             if missing:
                 copied = primary.copy_to(replica, missing, progress=context.progress, cancel=context.cancel)
-                present.update(copied.copied, copied.skipped)
+                present.update(copied.copied.keys(), copied.skipped)
                 copy = to_jsonable(copied)
         finally:
             replica.close()
