@@ -305,3 +305,13 @@ def test_the_target_list_never_shows_credentials(api, settings, tmp_path):
                                            "endpoint_url": "https://s3.example", "policies": [], "lag_seconds": 0.0}]
     for secret in ("AKIAEXAMPLE", "very-secret", "replica secret", str(key_file)):
         assert secret not in response.content.decode()
+
+
+def test_replicating_is_the_backup_verb(scoped_api, directory_target, sent_messages):
+    policy = Policy.objects.create(name="replicated", replication_target="dr")
+    refused = scoped_api("backup", name="verifier", verbs=["verify"]).post(f"/api/v1/policies/{policy.pk}/replicate")
+    assert refused.status_code == 403 and refused.json()["code"] == "verb_not_in_scope"
+    allowed = scoped_api("backup", name="backer", verbs=["backup"]).post(f"/api/v1/policies/{policy.pk}/replicate")
+    assert allowed.status_code == 202 and allowed.json()["kind"] == "replicate"
+    limited = scoped_api("backup", name="limited", volumes=["db-*"]).post(f"/api/v1/policies/{policy.pk}/replicate")
+    assert limited.status_code == 403 and limited.json()["code"] == "outside_token_scope"
