@@ -23,7 +23,7 @@ from django.conf import settings
 
 from backups.engine.backend import Backend
 from backups.engine.backends import LocalBackend, open_backend
-from backups.engine.errors import RepositoryExists, RepositoryNotFound
+from backups.engine.errors import RepositoryExists, RepositoryNotFound, WrongKey
 from backups.errors import ReplicaNotRelated, UnknownReplicationTarget
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ class ReplicationTarget:
         """What the API may show: no credentials, no secret."""
         return {"name": self.name, "kind": self.kind, "location": self.location,
                 "endpoint_url": self.endpoint_url or None}
-
-    @property
-    def key_encryption_secret(self) -> str:
-        return self.key or settings.REPOSITORY_KEY
 
 
 def all_targets() -> dict[str, ReplicationTarget]:
@@ -79,25 +75,70 @@ def engine_backend(target: ReplicationTarget) -> Backend:
                         access_key_id=target.access_key_id, secret_access_key=target.secret_access_key)
 
 
+def replica_secrets(target: ReplicationTarget) -> list[str]:
+    """The secrets that should open the target's replica, in order: its `key_file` secret;
+    without one, the platform's (`REPOSITORY_KEY`, then the secret the latest key rotation
+    stored), as for the primary."""
+    if target.key:
+        return [target.key]
+    from backups import repository_secret
+
+    return [candidate.secret for candidate in repository_secret.candidate_secrets()]
+
+
 def open_replica(target: ReplicationTarget, primary):
     """The target's repository, opened; created related to `primary` when the target holds
     none yet. `ReplicaNotRelated` (409) when it holds a repository with another master key,
-    `WrongKey` when the target's secret opens no key of it. `close()` it when done."""
+    `WrongKey` when none of `replica_secrets` opens it. `close()` it when done.
+
+    A replica opened with one of several secrets gets a key object for each other one
+    (`add_key`: one small object, no data rewritten). So after a key rotation of the primary,
+    whose new secret the platform stores until the operator makes it `REPOSITORY_KEY`, the
+    replica opens with the new secret too, and keeps opening once the old one is gone.
+    """
     from backups.engine.repository import Repository
 
+    secrets = replica_secrets(target)
+    if not secrets:
+        raise WrongKey("no repository secret: set REPOSITORY_KEY or REPOSITORY_KEY_FILE")
     backend = engine_backend(target)
     try:
-        replica = Repository.open(backend, target.key_encryption_secret)
+        replica, opened_with = _open_with_any(Repository, backend, secrets)
     except RepositoryNotFound:
         try:
-            replica = Repository.init(backend, target.key_encryption_secret, related_to=primary)
+            replica = Repository.init(backend, secrets[0], related_to=primary)
             log.info("initialised the replica of replication target %s at %s", target.name, target.location)
         except RepositoryExists:  # another worker created it first: open what it wrote
-            replica = Repository.open(backend, target.key_encryption_secret)
+            replica, opened_with = _open_with_any(Repository, backend, secrets)
+        else:
+            opened_with = secrets[0]
     if not primary.is_related(replica):
         replica.close()
         raise ReplicaNotRelated(
             f"The repository at replication target {target.name!r} is not a replica of this platform's "
             "repository; point the target at an empty location or at this repository's replica.",
             detail={"replication_target": target.name})
+    for secret in secrets:
+        # A backend of its own for the probe: closing a repository closes its backend.
+        if secret != opened_with and not _opens(Repository, engine_backend(target), secret):
+            replica.add_key(secret)
+            log.info("replica of replication target %s: added a key object for the platform's current secret",
+                     target.name)
     return replica
+
+
+def _open_with_any(repository_class, backend, secrets: list[str]):
+    for secret in secrets:
+        try:
+            return repository_class.open(backend, secret), secret
+        except WrongKey:
+            continue
+    raise WrongKey("no secret of the platform opens the replica at " + backend.location)
+
+
+def _opens(repository_class, backend, secret: str) -> bool:
+    try:
+        repository_class.open(backend, secret).close()
+    except WrongKey:
+        return False
+    return True

@@ -21,7 +21,7 @@ from django.utils import timezone
 from backups import runners, services
 from backups.models import Backup, BackupReplica, BackupTrigger, Job, JobKind, JobStatus, Policy
 from backups.engine.errors import EngineError
-from backups.replication_targets import all_targets, engine_backend
+from backups.replication_targets import all_targets, engine_backend, replica_secrets
 from backups.storage import forget_cached_repository, open_repository
 from monitoring.collectors import CatalogCollector
 from storage_platform.config import replication_targets
@@ -77,7 +77,7 @@ def replica_snapshot_ids(target_name: str) -> set[str]:
     from backups.engine.repository import Repository
 
     target = all_targets()[target_name]
-    replica = Repository.open(engine_backend(target), target.key_encryption_secret)
+    replica = Repository.open(engine_backend(target), replica_secrets(target)[0])
     try:
         return set(replica.list_snapshot_ids())
     finally:
@@ -232,6 +232,23 @@ def test_the_primary_bucket_is_gone_fail_over_to_the_replica(s3_target, s3_serve
                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     assert tree(tmp_path / "cli-restore") == tree(Path(volume.path))
+
+
+def test_the_replica_follows_a_key_rotation_of_the_primary(directory_target, make_volume, settings, sent_messages):
+    """After a rotation the platform opens the primary with the stored secret until the
+    operator makes it REPOSITORY_KEY; the next replicate job gives the replica a key object
+    for it, so the replica keeps opening when the old secret is gone."""
+    from backups import repository_keys
+
+    policy = Policy.objects.create(name="replicated", replication_target="dr")
+    back_up(make_volume("vol-r", files=FILES, policy=policy))
+    replicate(policy)
+    rotated = repository_keys.rotate(actor="test")
+    replicate(policy)
+    settings.REPOSITORY_KEY = rotated.secret  # the operator copied the new secret into place
+    forget_cached_repository()
+    job = replicate(policy)
+    assert job.result["copy"]["copied"] == {}
 
 
 def test_a_replica_key_file_wraps_the_replica_key(settings, own_repository, tmp_path, make_volume, sent_messages):
