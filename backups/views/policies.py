@@ -39,7 +39,7 @@ class DefaultPolicyProtected(Conflict):
 
 
 @extend_schema_view(destroy=extend_schema(responses={204: None, **error_responses(409)}),
-                    replicate=extend_schema(request=None, responses={202: JobSerializer, **error_responses(404, 409)}))
+                    replicate=extend_schema(request=None, responses={202: JobSerializer, **error_responses(400, 404, 409)}))
 class PolicyViewSet(viewsets.ModelViewSet):
     """Backup policies: schedule and time zone, retention, RPO, verify and prune schedules."""
 
