@@ -26,6 +26,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from backups import replication
+from backups.engine.errors import SnapshotNotFound
 from backups.errors import NoReplicationTarget
 from backups.models import Backup, BackupStatus
 from backups.replication_targets import get_target, open_replica
@@ -54,7 +55,15 @@ def run(job, context) -> dict:
             context.check_cancel()
             copy = {"copied": {}, "skipped": [], "blobs_copied": 0, "bytes_copied": 0}
             if missing:
-                copied = primary.copy_to(replica, missing, progress=context.progress, cancel=context.cancel)
+                try:
+                    copied = primary.copy_to(replica, missing, progress=context.progress, cancel=context.cancel)
+                except SnapshotNotFound:
+                    # A prune of the primary removed one between the listing and the copy
+                    # (the copy's lock waits for a running prune, not for one that just ended).
+                    in_primary = set(primary.list_snapshot_ids())
+                    unavailable = [snapshot_id for snapshot_id in wanted if snapshot_id not in in_primary]
+                    missing = [snapshot_id for snapshot_id in missing if snapshot_id in in_primary]
+                    copied = primary.copy_to(replica, missing, progress=context.progress, cancel=context.cancel)
                 present.update(copied.copied.keys(), copied.skipped)
                 copy = to_jsonable(copied)
         finally:

@@ -332,3 +332,25 @@ def test_replicating_is_the_backup_verb(scoped_api, directory_target, sent_messa
     assert allowed.status_code == 202 and allowed.json()["kind"] == "replicate"
     limited = scoped_api("backup", name="limited", volumes=["db-*"]).post(f"/api/v1/policies/{policy.pk}/replicate")
     assert limited.status_code == 403 and limited.json()["code"] == "outside_token_scope"
+
+
+def test_a_snapshot_pruned_between_the_listing_and_the_copy_is_left_out(directory_target, make_volume, monkeypatch,
+                                                                        sent_messages):
+    from backups.engine.repository import Repository
+
+    policy = Policy.objects.create(name="replicated", replication_target="dr")
+    volume = make_volume("vol-r", files=FILES, policy=policy)
+    kept, pruned = back_up(volume), back_up(volume)
+    real_copy_to = Repository.copy_to
+    calls = []
+
+    def prune_first(self, target, snapshot_ids=None, **options):
+        if not calls:  # a prune of the primary wins the race once
+            self.delete_snapshot(pruned.snapshot_id)
+        calls.append(list(snapshot_ids))
+        return real_copy_to(self, target, snapshot_ids, **options)
+
+    monkeypatch.setattr(Repository, "copy_to", prune_first)
+    job = replicate(policy)
+    assert calls == [sorted([kept.snapshot_id, pruned.snapshot_id]), [kept.snapshot_id]]
+    assert list(job.result["copy"]["copied"]) == [kept.snapshot_id] and job.result["unavailable"] == [pruned.snapshot_id]
