@@ -47,7 +47,7 @@ def run(job, context) -> dict:
         replica = open_replica(target, primary)
         try:
             in_primary = set(primary.list_snapshot_ids())
-            forgotten = _follow_retention(primary, replica, in_primary, context)
+            forgotten = _follow_retention(replica, in_primary, context)
             present = set(replica.list_snapshot_ids())
             wanted = sorted(set(candidates.values()))
             unavailable = [snapshot_id for snapshot_id in wanted if snapshot_id not in in_primary]
@@ -76,7 +76,7 @@ def run(job, context) -> dict:
             "replicas": rows}
 
 
-def _follow_retention(primary, replica, in_primary: set[str], context) -> dict:
+def _follow_retention(replica, in_primary: set[str], context) -> dict:
     """Remove from the replica what the primary's retention or a delete removed (see the
     module contract, step 2); prune the replica when anything went."""
     gone = set(replica.list_snapshot_ids()) - in_primary

@@ -25,8 +25,8 @@ class ReplicationTargetSerializer(serializers.Serializer):
     endpoint_url = serializers.CharField(allow_null=True)
     policies = serializers.ListField(child=serializers.CharField(), help_text="Policies replicating to it.")
     lag_seconds = serializers.FloatField(
-        help_text="Seconds since the oldest completed backup that should be on this target and is not "
-                  "completed (0 when all are): backup_replication_lag_seconds.")
+        help_text="Seconds since the oldest backup that should be on this target and is not there completed "
+                  "(0 when all are there): backup_replication_lag_seconds.")
 
 
 class ReplicationTargetListSerializer(serializers.Serializer):
