@@ -195,8 +195,12 @@ def _restorable(backup: Backup) -> None:
 def _size_for_restore(backup: Backup, source_volume) -> int:
     if source_volume is not None:
         return source_volume.size_gb
-    bytes_read = int((backup.stats or {}).get("bytes_read") or 0)
-    return max(1, math.ceil(bytes_read * 1.1 / 1024**3))
+    # `bytes_total` is the snapshot's whole content; `bytes_read` only what this backup read
+    # (after an incremental one, the changed files), so it alone would size the new volume
+    # too small for the data it must receive.
+    stats = backup.stats or {}
+    content_bytes = max(int(stats.get("bytes_total") or 0), int(stats.get("bytes_read") or 0))
+    return max(1, math.ceil(content_bytes * 1.1 / 1024**3))
 
 
 MAX_RESTORE_PATHS = 100

@@ -76,6 +76,16 @@ options:
     description:
       - Cron schedule of prune (retention) jobs; empty for never.
     type: str
+  keep_good:
+    description:
+      - Prune never forgets the newest this-many good snapshots of a volume (verified or restored intact
+        since they were made), whatever O(retention) says; V(0) turns this off.
+    type: int
+  drill_schedule:
+    description:
+      - Cron schedule of restore drills (each run restores the newest backup of one volume of the policy,
+        chosen at random, into a scratch folder and checks every file); empty for never.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -90,6 +100,8 @@ EXAMPLES = r"""
     retention: {keep_hourly: 48, keep_daily: 31}
     verify_schedule: "0 4 * * 0"
     verify_percent: 10
+    keep_good: 3
+    drill_schedule: "0 5 * * 3"
 """
 
 RETURN = r"""
@@ -117,8 +129,8 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "rpo_minutes",
-            "verify_schedule", "verify_percent", "prune_schedule")
-SCHEDULES = ("schedule", "verify_schedule", "prune_schedule")
+            "verify_schedule", "verify_percent", "prune_schedule", "keep_good", "drill_schedule")
+SCHEDULES = ("schedule", "verify_schedule", "prune_schedule", "drill_schedule")
 # The platform stores macros as their expressions (backups/scheduling/cron.py).
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
@@ -140,6 +152,8 @@ def argument_spec():
         verify_schedule=dict(type="str"),
         verify_percent=dict(type="int"),
         prune_schedule=dict(type="str"),
+        keep_good=dict(type="int"),
+        drill_schedule=dict(type="str"),
     ))
 
 
