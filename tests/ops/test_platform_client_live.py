@@ -191,6 +191,13 @@ def test_policy_module_is_idempotent_with_cron_macros_and_refuses_to_delete_a_po
     assert changed["changed_fields"] == ["drill_schedule", "keep_good"]
     assert (changed["policy"]["keep_good"], changed["policy"]["drill_schedule"]) == (5, "0 0 * * 0")
     assert run_module_logic("policy", protected)["changed"] is False
+    # So does the replication schedule; a target the platform does not have fails with its reason.
+    replicated = {**protected, "replication_schedule": "@hourly"}
+    assert run_module_logic("policy", replicated)["changed_fields"] == ["replication_schedule"]
+    assert run_module_logic("policy", replicated)["changed"] is False
+    with pytest.raises(client_module.PlatformApiError) as unknown_target:
+        run_module_logic("policy", {**replicated, "replication_target": "nowhere"})
+    assert unknown_target.value.code == "unknown_replication_target"
 
     volume = run_module_logic("volume", {"name": "db-9", "size_gb": 1, "policy": "databases"})["volume"]
     assert volume["policy"] == "databases" and volume["rpo_hours"] == 2

@@ -86,6 +86,16 @@ options:
       - Cron schedule of restore drills (each run restores the newest backup of one volume of the policy,
         chosen at random, into a scratch folder and checks every file); empty for never.
     type: str
+  replication_target:
+    description:
+      - Name of a replication target the operator configured on the platform (E(REPLICATION_TARGETS));
+        replicate jobs copy the policy's backups there. Empty for none. An unknown name fails.
+    type: str
+  replication_schedule:
+    description:
+      - Cron schedule of replicate jobs; empty for replication only on request. Naming a target without
+        a schedule on a policy that has none sets an hourly one.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -102,6 +112,8 @@ EXAMPLES = r"""
     verify_percent: 10
     keep_good: 3
     drill_schedule: "0 5 * * 3"
+    replication_target: offsite
+    replication_schedule: "30 * * * *"
 """
 
 RETURN = r"""
@@ -129,8 +141,8 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "rpo_minutes",
-            "verify_schedule", "verify_percent", "prune_schedule", "keep_good", "drill_schedule")
-SCHEDULES = ("schedule", "verify_schedule", "prune_schedule", "drill_schedule")
+            "verify_schedule", "verify_percent", "prune_schedule", "keep_good", "drill_schedule", "replication_target", "replication_schedule")
+SCHEDULES = ("schedule", "verify_schedule", "prune_schedule", "drill_schedule", "replication_schedule")
 # The platform stores macros as their expressions (backups/scheduling/cron.py).
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
@@ -154,6 +166,8 @@ def argument_spec():
         prune_schedule=dict(type="str"),
         keep_good=dict(type="int"),
         drill_schedule=dict(type="str"),
+        replication_target=dict(type="str"),
+        replication_schedule=dict(type="str"),
     ))
 
 
