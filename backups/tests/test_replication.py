@@ -354,3 +354,24 @@ def test_a_snapshot_pruned_between_the_listing_and_the_copy_is_left_out(director
     job = replicate(policy)
     assert calls == [sorted([kept.snapshot_id, pruned.snapshot_id]), [kept.snapshot_id]]
     assert list(job.result["copy"]["copied"]) == [kept.snapshot_id] and job.result["unavailable"] == [pruned.snapshot_id]
+
+
+def test_a_cancelled_replicate_job_stops_and_the_next_one_copies_the_rest(directory_target, make_volume, use_runner,
+                                                                         sent_messages):
+    from backups.runners import replicate as replicate_runner
+    from backups.tests.test_runners import cancel_at_first_progress
+
+    policy = Policy.objects.create(name="replicated", replication_target="dr")
+    volume = make_volume("vol-r", files=FILES, policy=policy)
+    first = back_up(volume)
+    (Path(volume.path) / "more.bin").write_bytes(os.urandom(400_000))
+    second = back_up(volume)
+    cancel_at_first_progress(use_runner, JobKind.REPLICATE, replicate_runner.run)
+    job = services.start_replicate(policy=policy)
+    assert runners.execute(job.pk) == JobStatus.CANCELLED
+    assert len(replica_snapshot_ids("dr")) < 2 and not BackupReplica.objects.exists()
+
+    use_runner(JobKind.REPLICATE, replicate_runner.run)
+    replicate(policy)
+    assert replica_snapshot_ids("dr") == {first.snapshot_id, second.snapshot_id}
+    assert BackupReplica.objects.count() == 2
