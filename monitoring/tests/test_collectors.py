@@ -244,7 +244,8 @@ def test_replication_lag_per_target_from_the_catalog(settings, django_assert_max
 
     settings.REPLICATION_TARGETS = {name: {"kind": "local", "location": f"/srv/{name}"} for name in ("dr", "idle")}
     replicated = Policy.objects.create(name="replicated", replication_target="dr")
-    Policy.objects.filter(is_default=True).update(replication_target="dr")
+    Policy.objects.update_or_create(is_default=True, defaults={"replication_target": "dr"},
+                                    create_defaults={"name": "default", "replication_target": "dr"})
     on_target = make_backup(make_volume("vol-1", policy=replicated), finished_hours_ago=30)
     BackupReplica.objects.create(backup=on_target, target="dr", replicated_at=hours_ago(29))
     make_backup(make_volume("vol-2", policy=replicated), finished_hours_ago=5)

@@ -79,8 +79,11 @@ def _substitute(expr: str) -> str:
 
 def _catalog() -> None:
     """Volumes with completed and failed backups, jobs of every kind, a worker heartbeat."""
-    alpha = make_volume("alpha", used_bytes=1024**3)
-    beta = make_volume("beta", used_bytes=int(9.5 * 1024**3))  # 95 % of 10 GiB
+    # Their policy replicates to "offsite" (REPLICATION_TARGETS of the server below): nothing
+    # is on it yet, so it lags by beta's 40 hours. The policy's RPO is the default one's.
+    replicated = Policy.objects.create(name="replicated-live", replication_target="offsite")
+    alpha = make_volume("alpha", used_bytes=1024**3, policy=replicated)
+    beta = make_volume("beta", used_bytes=int(9.5 * 1024**3), policy=replicated)  # 95 % of 10 GiB
     make_volume("gamma", created_hours_ago=48)  # never backed up: RPO violated
     stats = {"bytes_read": 5_000_000, "bytes_new": 1_000_000, "bytes_stored": 400_000, "duration_seconds": 42.0}
     make_backup(alpha, finished_hours_ago=30, stats=stats)
@@ -96,9 +99,6 @@ def _catalog() -> None:
     make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=30, volume=alpha)
     make_job(JobKind.DRILL, JobStatus.FAILED, finished_hours_ago=2, volume=beta)
     make_job(JobKind.REPLICATE, JobStatus.SUCCEEDED, finished_hours_ago=1)
-    # alpha and beta follow the default policy, which replicates to "offsite" (REPLICATION_TARGETS
-    # of the server below): nothing is on it yet, so it lags by beta's 40 hours.
-    Policy.objects.filter(is_default=True).update(replication_target="offsite")
     beat("celery@live-test", "backup,maintenance")
 
 
