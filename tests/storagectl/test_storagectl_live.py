@@ -175,9 +175,13 @@ def test_backup_restore_verify_drill_and_job_verbs_with_a_real_worker(ctl, celer
 
 
 def test_replicate_names_the_policy_and_says_why_it_is_refused(ctl):
-    """The session's server has no replication target: the default policy names none (409),
-    an unknown policy is a 404 (exit 4). The copy itself: backups/tests/test_replication*.py."""
-    one_error_line(ctl("replicate", "default"), 1, "HTTP 409", "names no replication target")
+    """The session's server has no replication target: a policy names none (409), an unknown
+    policy is a 404 (exit 4). The copy itself: backups/tests/test_replication*.py."""
+    from backups.models import Policy
+
+    # Its own policy: an earlier transactional test of the lane may have removed the default one.
+    Policy.objects.create(name="cli-no-target")
+    one_error_line(ctl("replicate", "cli-no-target"), 1, "HTTP 409", "names no replication target")
     one_error_line(ctl("replicate", "no-such-policy"), 4, "no policy named no-such-policy")
 
 
