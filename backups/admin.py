@@ -380,12 +380,21 @@ class PolicyAdminForm(forms.ModelForm):
                                    help_text="Instead of minutes: the RPO in whole hours. Leave empty to use minutes.")
     lock_days = forms.IntegerField(required=False, min_value=0, label="Object Lock days",
                                    help_text=Policy._meta.get_field("lock_days").help_text)
+    replication_target = forms.ChoiceField(required=False, help_text=Policy._meta.get_field("replication_target").help_text)
 
     class Meta:
         model = Policy
         fields = ["name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
-                  "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "lock_mode",
-                  "lock_days"]
+                  "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule",
+                  "replication_target", "replication_schedule", "lock_mode", "lock_days"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from backups.replication_targets import all_targets
+
+        # Only the targets the operator configured (settings), named with where they are.
+        self.fields["replication_target"].choices = [("", "none")] + [
+            (name, f"{name} ({target.location})") for name, target in all_targets().items()]
 
     def clean(self):
         cleaned = super().clean()
@@ -419,7 +428,7 @@ class PolicyAdmin(admin.ModelAdmin):
     # Exactly one default policy exists (a database constraint); it is chosen by migration.
     readonly_fields = ["is_default", "next_run", "last_run"]
     search_fields = ["name", "description"]
-    actions = ["prune_now", "prune_dry_run"]
+    actions = ["prune_now", "prune_dry_run", "replicate_now"]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -490,6 +499,13 @@ class PolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Prune dry run (show what would be removed)")
     def prune_dry_run(self, request, queryset):
         self._start_prunes(request, queryset, dry_run=True)
+
+    @admin.action(description="Replicate to the replication target now")
+    def replicate_now(self, request, queryset):
+        done, problems = audited_each(request, queryset, action="replicate_policy", target_type="policies",
+                                      start=lambda policy: services.start_replicate(policy=policy, actor=_actor(request)),
+                                      describe=lambda policy, job: job_link(job, f"replication of {policy.name}"))
+        _report(self, request, done, problems, "Replications queued")
 
 
 # The "Repository keys" page lives in its own module; importing it registers it.

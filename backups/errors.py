@@ -65,3 +65,22 @@ class InvalidRestoreTarget(BadRequest):
 class JobCancelled(Exception):
     """Raised inside a runner when its job was cancelled (or taken over by another worker)."""
 
+
+
+class UnknownReplicationTarget(BadRequest):
+    """No replication target of this name is configured (REPLICATION_TARGETS)."""
+
+    code = "unknown_replication_target"
+
+
+class NoReplicationTarget(Conflict):
+    """The policy names no replication target."""
+
+    code = "no_replication_target"
+
+
+class ReplicaNotRelated(Conflict):
+    """The replication target holds a repository that is not a replica of this platform's
+    repository (another master key): snapshots cannot keep their ids there."""
+
+    code = "replica_not_related"

@@ -21,6 +21,9 @@ MAX_KEEP_GOOD = 1000
 # A weekly restore drill, Wednesdays at 04:00: away from the daily backups (18:00), prune
 # (20:00) and verify (Sundays 03:00).
 DEFAULT_DRILL_SCHEDULE = "0 4 * * 3"
+# Replication to a second target: hourly at minute 30, when a policy names a target and no
+# schedule (half an hour after an hourly backup tick, away from prune at 20:00 and verify).
+DEFAULT_REPLICATION_SCHEDULE = "30 * * * *"
 DEFAULT_RETENTION = {"keep_last": 7, "keep_daily": 14, "keep_weekly": 8, "keep_monthly": 12}
 
 
@@ -64,6 +67,12 @@ class Policy(models.Model):
                   "restored intact since they were made); 0 turns this off.")
     # Each run drills the newest backup of one volume of the policy, chosen at random; empty: never.
     drill_schedule = models.CharField(max_length=128, blank=True, default=DEFAULT_DRILL_SCHEDULE)
+    # Replication: a target named in settings.REPLICATION_TARGETS (blank: none) and when its
+    # replicate jobs run (blank: only on request). backups/replication_targets.py.
+    replication_target = models.CharField(max_length=63, blank=True, default="",
+                                          help_text="Name of a replication target (REPLICATION_TARGETS); empty: none.")
+    replication_schedule = models.CharField(max_length=128, blank=True, default="",
+                                            help_text="Cron for replicate jobs; empty: only on request.")
     is_default = models.BooleanField(default=False)
     # S3 Object Lock of every backup of the policy's volumes (docs/security.md, "Object Lock").
     lock_mode = models.CharField(
@@ -103,6 +112,7 @@ class JobKind(models.TextChoices):
     VERIFY = "verify"
     PRUNE = "prune"
     DRILL = "drill"
+    REPLICATE = "replicate"
 
 
 class JobStatus(models.TextChoices):
@@ -233,6 +243,26 @@ class Backup(models.Model):
 
     def __str__(self) -> str:
         return f"backup {self.id} of {self.volume_name} ({self.status})"
+
+
+class BackupReplica(models.Model):
+    """A backup's snapshot is in the replica of a replication target (same snapshot id).
+
+    Written only by `backups.replication` (the replicate runner): a row when a replicate job
+    finds the snapshot in the replica (copied now or earlier), removed when a job finds it
+    absent there (the replica followed the primary's retention, or was lost and started over).
+    """
+
+    backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="replicas")
+    target = models.CharField(max_length=63)
+    replicated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["target"]
+        constraints = [models.UniqueConstraint(fields=["backup", "target"], name="one_replica_per_target")]
+
+    def __str__(self) -> str:
+        return f"backup {self.backup_id} on {self.target}"
 
 
 class PackVerification(models.Model):

@@ -3,7 +3,7 @@
 * backup and restore → `backup`, or `backup.<node>` when the volume lives on a node-local
   pool (`Volume.node`), so that only a worker on that node (started with
   `-Q backup.<node>`) touches the volume's directory;
-* verify, prune and drills → `maintenance`, so long repository scans never delay backups;
+* verify, prune, drills and replication → `maintenance`, so long repository scans never delay backups;
 * everything else → `default`.
 
 The queue is decided when the job is created and stored in `Job.queue`; re-sends and
@@ -19,7 +19,7 @@ MAINTENANCE_QUEUE = "maintenance"
 DEFAULT_QUEUE = "default"
 
 _DATA_KINDS = (JobKind.BACKUP, JobKind.RESTORE)
-_MAINTENANCE_KINDS = (JobKind.VERIFY, JobKind.PRUNE, JobKind.DRILL)
+_MAINTENANCE_KINDS = (JobKind.VERIFY, JobKind.PRUNE, JobKind.DRILL, JobKind.REPLICATE)
 
 
 def node_queue(node: str) -> str:

@@ -66,18 +66,25 @@ class DrillSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class BackupReplicaSerializer(serializers.Serializer):
+    target = serializers.CharField(help_text="The replication target whose replica holds this backup's snapshot.")
+    replicated_at = serializers.DateTimeField()
+
+
 class BackupSerializer(serializers.ModelSerializer):
     volume = serializers.UUIDField(source="volume_id", read_only=True)
     job = serializers.UUIDField(source="job_id", read_only=True, allow_null=True)
     job_status = serializers.SerializerMethodField()
     last_drill = DrillSummarySerializer(read_only=True, allow_null=True,
                                         help_text="The newest restore drill of this backup; null when never drilled.")
+    replicas = BackupReplicaSerializer(many=True, read_only=True,
+                                       help_text="The replication targets holding a copy of this backup's snapshot.")
 
     class Meta:
         model = Backup
         fields = ["id", "volume", "volume_name", "status", "job", "job_status", "trigger", "snapshot_id",
                   "created_at", "started_at", "completed_at", "forgotten_at", "locked_until", "stats", "error",
-                  "last_drill"]
+                  "last_drill", "replicas"]
         read_only_fields = fields
 
     def get_job_status(self, backup: Backup) -> str | None:

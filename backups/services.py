@@ -1,4 +1,5 @@
-"""Service functions: the one way to start backups, restores, verifies, drills and prunes.
+"""Service functions: the one way to start backups, restores, verifies, drills, prunes and
+replication.
 
 Views, admin actions, the scheduler (beat fan-out, reconciler) and management commands all
 call these; none of them creates Job rows or sends Celery messages itself. Every function
@@ -29,8 +30,9 @@ from backups.errors import (
     DrillInProgress,
     IdempotencyKeyReused,
     InvalidRestoreTarget,
+    NoReplicationTarget,
 )
-from backups.models import Backup, BackupStatus, BackupTrigger, Job, JobKind, Policy
+from backups.models import ACTIVE_JOB_STATUSES, Backup, BackupStatus, BackupTrigger, Job, JobKind, Policy
 from backups.volume_access import VolumeNotAvailable
 from storage_platform.errors import BadRequest
 
@@ -206,8 +208,12 @@ def _restorable(backup: Backup) -> None:
 def _size_for_restore(backup: Backup, source_volume) -> int:
     if source_volume is not None:
         return source_volume.size_gb
-    bytes_read = int((backup.stats or {}).get("bytes_read") or 0)
-    return max(1, math.ceil(bytes_read * 1.1 / 1024**3))
+    # `bytes_total` is the snapshot's whole content; `bytes_read` only what this backup read
+    # (after an incremental one, the changed files), so it alone would size the new volume
+    # too small for the data it must receive.
+    stats = backup.stats or {}
+    content_bytes = max(int(stats.get("bytes_total") or 0), int(stats.get("bytes_read") or 0))
+    return max(1, math.ceil(content_bytes * 1.1 / 1024**3))
 
 
 MAX_RESTORE_PATHS = 100
@@ -414,6 +420,29 @@ def start_prune(*, policy: Policy, dry_run: bool = False, actor: str = "") -> Jo
     with transaction.atomic():
         job = Job.objects.create(kind=JobKind.PRUNE, queue=routing.queue_for(JobKind.PRUNE), policy=policy,
                                  created_by=actor[:128], params={"dry_run": bool(dry_run)})
+        jobs.enqueue(job)
+    return job
+
+
+def start_replicate(*, policy: Policy, actor: str = "") -> Job:
+    """Queue a copy of `policy`'s backups into the replica of its replication target
+    (`runners/replicate.py`). `NoReplicationTarget` (409) when the policy names none,
+    `UnknownReplicationTarget` (400) when the name is not configured. While a replicate job
+    of the policy is queued or running, that job is returned instead of a second one (it
+    copies everything missing when it runs)."""
+    from backups.replication_targets import get_target
+
+    if not policy.replication_target:
+        raise NoReplicationTarget(f"Policy '{policy.name}' names no replication target.",
+                                  detail={"policy": policy.pk})
+    get_target(policy.replication_target)
+    with transaction.atomic():
+        active = (Job.objects.select_for_update().filter(kind=JobKind.REPLICATE, policy=policy,
+                                                         status__in=ACTIVE_JOB_STATUSES).first())
+        if active is not None:
+            return active
+        job = Job.objects.create(kind=JobKind.REPLICATE, queue=routing.queue_for(JobKind.REPLICATE), policy=policy,
+                                 created_by=actor[:128], params={"target": policy.replication_target})
         jobs.enqueue(job)
     return job
 

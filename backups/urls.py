@@ -8,6 +8,7 @@ from rest_framework.routers import SimpleRouter
 
 from backups.views.backups import BackupViewSet, VolumeBackupsView
 from backups.views.jobs import JobViewSet
+from backups.views.replication_targets import ReplicationTargetsView
 from backups.views.repository_keys import RepositoryKeyViewSet
 from backups.views.triggers import BackupTriggerView, VerifyView
 
@@ -21,6 +22,7 @@ urlpatterns = [
     re_path(r"^volumes/(?P<id>[^/]+)/backups/?$", VolumeBackupsView.as_view(), name="volume-backups"),
     re_path(r"^backup/?$", BackupTriggerView.as_view(), name="backup-trigger"),
     re_path(r"^verify/?$", VerifyView.as_view(), name="verify"),
+    re_path(r"^replication-targets/?$", ReplicationTargetsView.as_view(), name="replication-targets"),
     *router.urls,
 ]
 

@@ -1,9 +1,10 @@
 """The catalog queries behind `/metrics`: a fixed number of queries, whatever the fleet size.
 
-`read_catalog(now)` runs exactly eight queries (volumes with their last backups, backup
+`read_catalog(now)` runs eight queries (volumes with their last backups, backup
 totals, jobs by kind and status, the newest successful drill per volume, the newest
 repository size, persisted counters, worker heartbeats, the bytes of packs no verify has read
-within the re-verify window) and returns plain data; `monitoring.collectors` turns it into
+within the re-verify window), and a ninth when replication targets are configured (the
+oldest backup missing from each target), and returns plain data; `monitoring.collectors` turns it into
 metric families. There is no per-volume query: per-volume values come from one grouped query
 over volumes and backups, and one over drill jobs.
 """
@@ -14,11 +15,12 @@ import datetime
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from django.conf import settings
 from django.db import connections
 from django.db.models import Count, F, FloatField, Func, Max, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from backups import pack_verification, selectors
+from backups import pack_verification, replication, selectors
 from backups.models import Backup, BackupStatus, Job, JobKind, JobStatus
 from monitoring import counters, totals
 from monitoring.models import WorkerHeartbeat
@@ -74,6 +76,10 @@ class CatalogSnapshot:
     persisted: dict[counters.CounterKey, float] = field(default_factory=dict)
     heartbeats: list[WorkerHeartbeat] = field(default_factory=list)
     unverified: pack_verification.UnverifiedBytes | None = None
+    # Replication: the configured target names, and per target the completion time of the
+    # oldest backup that should be on it and is not (`backups.replication`).
+    replication_targets: list[str] = field(default_factory=list)
+    replication_oldest: dict[str, datetime.datetime] = field(default_factory=dict)
 
 
 class EpochSeconds(Func):
@@ -202,7 +208,8 @@ def read_heartbeats(now: datetime.datetime) -> list[WorkerHeartbeat]:
 
 
 def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
-    """Everything the collector exposes, read in eight queries."""
+    """Everything the collector exposes, read in eight queries (nine with replication)."""
+    targets = sorted(getattr(settings, "REPLICATION_TARGETS", None) or {})
     return CatalogSnapshot(
         now=now,
         volumes=read_volumes(),
@@ -213,4 +220,6 @@ def read_catalog(now: datetime.datetime) -> CatalogSnapshot:
         persisted=counters.read_all(),
         heartbeats=read_heartbeats(now),
         unverified=pack_verification.unverified_bytes(now),
+        replication_targets=targets,
+        replication_oldest=replication.oldest_unreplicated() if targets else {},
     )

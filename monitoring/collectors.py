@@ -31,6 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.samples import Sample
 
+from backups import replication
 from backups.models import FINISHED_JOB_STATUSES, JobKind, JobStatus
 from monitoring import totals
 from monitoring.catalog import CatalogSnapshot, read_catalog
@@ -65,6 +66,7 @@ class CatalogCollector:
         yield from self._job_metrics(snapshot)
         yield from self._repository_metrics(snapshot)
         yield from self._verification_metrics(snapshot)
+        yield from self._replication_metrics(snapshot)
         yield from self._worker_metrics(snapshot)
         yield _build_info()
         yield GaugeMetricFamily(
@@ -266,6 +268,22 @@ class CatalogCollector:
         unverified.add_metric(["pending"], snapshot.unverified.pending)
         unverified.add_metric(["overdue"], snapshot.unverified.overdue)
         yield unverified
+
+    # -- replication --------------------------------------------------------------------
+    def _replication_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:
+        if not snapshot.replication_targets:
+            return
+        lag = GaugeMetricFamily(
+            "backup_replication_lag_seconds",
+            "Seconds since the oldest completed, not forgotten backup of a replicated policy that is not yet on "
+            "this replication target completed (0 when all are).",
+            labels=["target"],
+        )
+        # A name a policy still uses after the operator removed it from the settings shows
+        # too: its lag grows, which is the truth.
+        for target in sorted(set(snapshot.replication_targets) | set(snapshot.replication_oldest)):
+            lag.add_metric([target], replication.lag_seconds(snapshot.replication_oldest, target, snapshot.now))
+        yield lag
 
     # -- workers ------------------------------------------------------------------------
     def _worker_metrics(self, snapshot: CatalogSnapshot) -> Iterable[Metric]:

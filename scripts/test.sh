@@ -49,6 +49,7 @@ POSTGRES_TESTS=(accounts tests/test_role_matrix.py storage_platform/tests/test_p
                 console/tests/test_overview.py
                 backups/tests/test_api_backups.py backups/tests/test_jobs.py backups/tests/test_api_jobs.py
                 backups/tests/test_api_volume_references.py backups/tests/test_pack_verification.py
+                backups/tests/test_replication.py
                 backups/scheduling/tests/test_policy_api.py backups/scheduling/tests/test_sync.py
                 backups/scheduling/tests/test_fanout.py backups/scheduling/tests/test_missed_runs.py
                 backups/scheduling/tests/test_reconciler.py backups/scheduling/tests/test_backup_all_command.py

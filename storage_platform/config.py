@@ -11,7 +11,9 @@ Secrets (`SECRET_KEY`, tokens, the repository key, S3 keys) may also come from
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlparse
@@ -120,3 +122,91 @@ def persistent_secret(path: Path, nbytes: int = 32) -> str:
     finally:
         os.unlink(temporary)
     return path.read_text().strip()
+
+
+#: A replication target's name: a DNS label, as volume and pool names (it labels metrics).
+REPLICATION_TARGET_NAME = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
+_REPLICATION_TARGET_FIELDS = ("location", "endpoint_url", "region", "access_key_id", "secret_access_key",
+                              "key_file")
+
+
+def replication_targets(environ=os.environ) -> dict[str, dict]:
+    """The replication targets from `REPLICATION_TARGETS` (a JSON object) and/or
+    `REPLICATION_TARGETS_FILE` (a file holding the same JSON, for secrets), merged.
+
+    Each value: `{"location": "/path" | "s3://bucket/prefix", "endpoint_url", "region",
+    "access_key_id", "secret_access_key", "key_file"}`, only `location` required. The result
+    maps name -> the same keys, with `kind` (`local` | `s3`) added, a local location made
+    absolute, and `key` holding the secret read from `key_file` (None without one). A name
+    given in both sources, an unknown field or an unreadable key file is a `ConfigError`.
+    """
+    sources = []
+    inline = environ.get("REPLICATION_TARGETS", "").strip()
+    if inline:
+        sources.append(("REPLICATION_TARGETS", inline))
+    file_name = environ.get("REPLICATION_TARGETS_FILE", "").strip()
+    if file_name:
+        try:
+            sources.append((f"REPLICATION_TARGETS_FILE={file_name}", Path(file_name).read_text()))
+        except OSError as error:
+            raise ConfigError(f"REPLICATION_TARGETS_FILE={file_name} cannot be read: {error.strerror}") from None
+    targets: dict[str, dict] = {}
+    for origin, text in sources:
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: not valid JSON ({error.msg} at line {error.lineno})") from None
+        if not isinstance(document, dict):
+            raise ConfigError(f"{origin}: must be a JSON object of name -> target")
+        for name, spec in document.items():
+            if name in targets:
+                raise ConfigError(f"{origin}: replication target {name!r} is given twice")
+            targets[name] = _replication_target(origin, name, spec)
+    return targets
+
+
+def _replication_target(origin: str, name, spec) -> dict:
+    where = f"{origin}: replication target {name!r}"
+    if not isinstance(name, str) or not REPLICATION_TARGET_NAME.match(name):
+        raise ConfigError(f"{where}: a name is lowercase letters, digits and '-' (at most 63)")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: must be an object with at least \"location\"")
+    unknown = sorted(set(spec) - set(_REPLICATION_TARGET_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
+                          f"use {', '.join(_REPLICATION_TARGET_FIELDS)}")
+    for field_name, value in spec.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: {field_name} must be a string")
+    location = (spec.get("location") or "").strip()
+    if not location:
+        raise ConfigError(f"{where}: \"location\" is required (a directory or s3://bucket/prefix)")
+    target = {field_name: (spec.get(field_name) or None) for field_name in _REPLICATION_TARGET_FIELDS}
+    if location.startswith("s3://"):
+        bucket, _, prefix = location[len("s3://"):].partition("/")
+        if not bucket:
+            raise ConfigError(f"{where}: no bucket in {location!r}")
+        target.update(kind="s3", location=f"s3://{bucket}/{prefix.strip('/')}".rstrip("/"))
+    elif "://" in location and not location.startswith("file://"):
+        raise ConfigError(f"{where}: unsupported location {location!r} (a directory or s3://bucket/prefix)")
+    else:
+        path = location[len("file://"):] if location.startswith("file://") else location
+        if not os.path.isabs(os.path.expanduser(path)):
+            raise ConfigError(f"{where}: a directory location must be an absolute path, got {location!r}")
+        target.update(kind="local", location=str(Path(path).expanduser().resolve()))
+        for field_name in ("endpoint_url", "region", "access_key_id", "secret_access_key"):
+            if target[field_name]:
+                raise ConfigError(f"{where}: {field_name} applies to s3:// locations only")
+    if bool(target["access_key_id"]) != bool(target["secret_access_key"]):
+        raise ConfigError(f"{where}: set both access_key_id and secret_access_key, or neither")
+    if target["endpoint_url"] and urlparse(target["endpoint_url"]).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: endpoint_url must be an http(s) URL")
+    target["key"] = None
+    if target["key_file"]:
+        try:
+            target["key"] = Path(target["key_file"]).read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"{where}: key_file {target['key_file']} cannot be read: {error.strerror}") from None
+        if not target["key"]:
+            raise ConfigError(f"{where}: key_file {target['key_file']} is empty")
+    return target

@@ -20,6 +20,7 @@ from storage_platform.config import (
     env_str,
     env_url,
     persistent_secret,
+    replication_targets,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -244,6 +245,11 @@ STORAGES = {
 # The repository data key is wrapped by this key-encryption secret. Losing it loses every
 # backup: the default keeps it in DATA_DIR; production sets REPOSITORY_KEY(_FILE).
 REPOSITORY_KEY = env_str("REPOSITORY_KEY") or persistent_secret(DATA_DIR / "repository.key", 32)
+
+# Second storage targets a policy may replicate its backups to (name -> location and
+# credentials; docs/configuration.md, "Replication targets"). Only the operator sets them:
+# they carry credentials, so the API names them and never defines them.
+REPLICATION_TARGETS = replication_targets()
 
 # --- Celery --------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url(

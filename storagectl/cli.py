@@ -416,6 +416,20 @@ def verify(ctx, backup, read_data_percent, wait_, timeout):
     emit(ctx, job, lambda: output.out.print(f"verify job {job['id']}: {job_summary(job)}"))
 
 
+@main.command()
+@click.argument("policy")
+@wait_option
+@timeout_option
+@pass_context
+def replicate(ctx, policy, wait_, timeout):
+    """Copy POLICY's backups (an id or a name) missing from its replication target now."""
+    found = ctx.client.policy(policy)
+    job = ctx.client.post(f"/policies/{found['id']}/replicate")
+    if wait_:
+        job = wait(ctx, job, f"replicate {found['name']} → {found.get('replication_target')}", timeout)
+    emit(ctx, job, lambda: output.out.print(f"replicate job {job['id']}: {job_summary(job)}"))
+
+
 DRILL_PATH = "/api/v1/backups/{id}/drill"
 
 

@@ -128,6 +128,15 @@ class Client:
     def volume(self, reference: str) -> dict:
         return self.get(f"/volumes/{quote(reference, safe='')}")
 
+    def policy(self, reference: str) -> dict:
+        """A policy by id or by name."""
+        if reference.isdigit():
+            return self.get(f"/policies/{reference}")
+        found = next(self.pages("/policies", {"name": reference}, limit=1), None)
+        if found is None:
+            raise ApiError(f"no policy named {reference}", 404, "policy_not_found")
+        return found
+
     def backup(self, reference: str) -> dict:
         """A backup by id, or the newest completed backup of a volume given by name or id."""
         if looks_like_uuid(reference):

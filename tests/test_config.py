@@ -47,6 +47,8 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, mentions: str) 
     ("CELERY_BROKER_URL", "amqp://guest@localhost//"),
     ("VOLUME_POOLS", "fast"),
     ("VOLUME_POOLS", "fast=/a,fast=/b"),
+    ("REPLICATION_TARGETS", '{"dr": {"location": "relative/path"}}'),
+    ("REPLICATION_TARGETS_FILE", "/nonexistent/targets.json"),
 ])
 def test_manage_py_exits_with_one_line(tmp_path, variable, value):
     result = run([str(BIN / "python"), "manage.py", "check"], tmp_path, **{variable: value})

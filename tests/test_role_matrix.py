@@ -67,6 +67,8 @@ EXPECTED_MINIMUM_ROLE: dict[tuple[str, str], str] = {
     ("/api/v1/policies/{pk}", "PUT"): ADMIN,
     ("/api/v1/policies/{pk}", "PATCH"): ADMIN,
     ("/api/v1/policies/{pk}", "DELETE"): ADMIN,
+    ("/api/v1/policies/{pk}/replicate", "POST"): BACKUP,
+    ("/api/v1/replication-targets", "GET"): READ,
     # volumes (volumes.views): CRUD is admin, reading is read
     ("/api/v1/volumes", "GET"): READ,
     ("/api/v1/volumes", "POST"): ADMIN,

@@ -58,6 +58,8 @@ EXPECTED_SCOPED_OUTCOME: dict[tuple[str, str], str] = {
     ("/api/v1/policies/{pk}", "PUT"): OUTSIDE,
     ("/api/v1/policies/{pk}", "PATCH"): OUTSIDE,
     ("/api/v1/policies/{pk}", "DELETE"): OUTSIDE,
+    ("/api/v1/policies/{pk}/replicate", "POST"): OUTSIDE,  # copies every volume of the policy
+    ("/api/v1/replication-targets", "GET"): ALLOWED,
     ("/api/v1/volumes", "GET"): LIST,
     ("/api/v1/volumes", "POST"): OUTSIDE,
     ("/api/v1/volumes/{id}", "GET"): HIDDEN,

@@ -69,9 +69,10 @@ def _read_key(path: str | None):
     return load_key_encryption_key(text_secret)
 
 
-def _backend(arguments):
-    """The repository backend, paced by `--limit-upload` / `--limit-download` (KiB/s)."""
-    return open_backend(arguments.repo, upload_limit=(arguments.limit_upload or 0) * 1024,
+def _backend(arguments, location: str | None = None):
+    """The backend of `--repo` (or of `location`), paced by `--limit-upload` /
+    `--limit-download` (KiB/s)."""
+    return open_backend(location or arguments.repo, upload_limit=(arguments.limit_upload or 0) * 1024,
                         download_limit=(arguments.limit_download or 0) * 1024)
 
 
@@ -107,8 +108,37 @@ def _retention(arguments):
 
 
 def command_init(arguments) -> int:
-    repo = Repository.init(_backend(arguments), _read_key(arguments.key_file))
-    print(f"created repository {repo.config['id']} at {repo.backend.location}")
+    related_to = None
+    if arguments.from_repo:
+        if not arguments.from_key_file:
+            raise errors.KeyMissing("--from-repo needs --from-key-file")
+        related_to = Repository.open(_backend(arguments, arguments.from_repo),
+                                     _read_key(arguments.from_key_file))
+    repo = Repository.init(_backend(arguments), _read_key(arguments.key_file),
+                           related_to=related_to)
+    relation = f" (related to {related_to.backend.location})" if related_to else ""
+    print(f"created repository {repo.config['id']} at {repo.backend.location}{relation}")
+    return 0
+
+
+def command_copy(arguments) -> int:
+    source = _open(arguments)
+    target = Repository.open(_backend(arguments, arguments.to_repo), _read_key(arguments.to_key_file))
+    progress = _progress("copy")
+    try:
+        result = source.copy_to(target, arguments.snapshot or None, progress=progress)
+    finally:
+        if progress:
+            progress.close()
+    if arguments.json:
+        _print_json(result.to_json())
+        return 0
+    for source_id, target_id in result.copied.items():
+        suffix = "" if source_id == target_id else f" as {target_id[:8]}"
+        print(f"copied snapshot {source_id[:8]}{suffix}")
+    print(f"{len(result.copied)} snapshots copied, {len(result.skipped)} already in the target; "
+          f"{result.blobs_copied} blobs, {result.bytes_copied / 1e6:,.1f} MB stored in "
+          f"{result.duration_seconds} s")
     return 0
 
 
@@ -252,7 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file holding the key-encryption secret")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    verbs.add_parser("init", parents=[common], help="create a repository")
+    init = verbs.add_parser("init", parents=[common], help="create a repository")
+    init.add_argument("--from-repo", help="make a replica: hold this repository's master key "
+                      "(and chunker settings), so `copy` into the new one skips what it has "
+                      "and keeps snapshot ids")
+    init.add_argument("--from-key-file", help="key file of --from-repo")
+
+    copy = verbs.add_parser("copy", parents=[common],
+                            help="copy snapshots the target lacks into another repository")
+    copy.add_argument("snapshot", nargs="*", help="snapshot ids, unique prefixes or 'latest' "
+                      "(default: every snapshot)")
+    copy.add_argument("--to-repo", required=True, help="target repository")
+    copy.add_argument("--to-key-file", required=True, help="key file of the target")
+    copy.add_argument("--json", action="store_true")
 
     backup = verbs.add_parser("backup", parents=[common], help="back up a directory")
     backup.add_argument("source_dir")
@@ -306,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"init": command_init, "backup": command_backup, "snapshots": command_snapshots,
+COMMANDS = {"init": command_init, "copy": command_copy, "backup": command_backup, "snapshots": command_snapshots,
             "restore": command_restore, "verify": command_verify, "prune": command_prune,
             "key": command_key, "stats": command_stats,
             "repair-orphans": command_repair_orphans}

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -170,9 +171,56 @@ _index_payload_cache = _IndexPayloadCache(INDEX_PAYLOAD_CACHE_BYTES)
 
 
 def forget_cached_manifests() -> None:
-    """Empty the process-wide manifest and index caches (tests that count storage reads)."""
+    """Empty every process-wide cache of repository objects: manifests, index payloads and
+    loaded indexes, as in a new process (tests that count storage reads)."""
     _manifest_cache.clear()
     _index_payload_cache.clear()
+    _shared_indexes.clear()
+
+
+class _SharedIndexes:
+    """The loaded index of each repository, shared by every `Repository` object of this
+    process (keyed by the repository id from the authenticated config).
+
+    The platform opens a fresh `Repository` per job. Without sharing, every job reads every
+    index object again, and a backup of each of N volumes (one index object each) costs
+    O(N^2) reads. Safe because index objects are immutable and named by the hash of their
+    bytes: `load_index` adds only the objects it has not loaded yet, and rebuilds from
+    scratch when one it loaded is gone (prune rewrote the index). Only true entries are ever
+    added (loaded objects, and `write_index` after the packs are stored). Bounded: an index
+    above `SHARED_INDEX_MAX_ENTRIES` blobs is not kept between jobs (its memory is worth
+    more than the reads it saves on a repository that large).
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[str, Index] = {}
+        self._lock = threading.Lock()
+
+    def get(self, repository_id: str) -> Index | None:
+        with self._lock:
+            return self._indexes.get(repository_id)
+
+    def put(self, repository_id: str, index: Index) -> None:
+        with self._lock:
+            if len(index) > SHARED_INDEX_MAX_ENTRIES:
+                self._indexes.pop(repository_id, None)
+            else:
+                self._indexes[repository_id] = index
+
+    def clear(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+
+
+#: About 250 bytes of memory per entry: 500,000 blobs (~500 GB of unique data at the 1 MiB
+#: average chunk) is ~125 MB kept per worker process between jobs.
+SHARED_INDEX_MAX_ENTRIES = 500_000
+_shared_indexes = _SharedIndexes()
+
+
+def forget_shared_indexes() -> None:
+    """Drop the process-wide loaded indexes (tests that count storage reads)."""
+    _shared_indexes.clear()
 
 
 _thread_state = threading.local()
@@ -223,8 +271,17 @@ class Repository:
     # --- lifecycle ----------------------------------------------------------------------------
     @classmethod
     def init(cls, backend, kek: KeyEncryptionKey | str | bytes, *,
-             lock_wait: float = INIT_LOCK_WAIT_SECONDS) -> "Repository":
+             lock_wait: float = INIT_LOCK_WAIT_SECONDS,
+             related_to: "Repository | None" = None) -> "Repository":
         """Create a new repository; `RepositoryExists` when one is already there.
+
+        With `related_to`, the new repository holds that repository's master key (wrapped
+        with `kek` in its own key object) and its chunker and pack settings, under its own
+        config id: blob ids, trees and snapshot manifests then mean the same in both, which
+        is what lets `copy` skip every blob the target has and keep snapshot ids (borg's
+        `--other-repo`, restic's `--copy-chunker-params`, and the same key material). A
+        replica made this way opens with `kek` only; whoever holds its key can read the
+        source's data too, as with any copy of it.
 
         Safe when several processes initialise the same empty location at once (every
         worker of a fresh deployment does, on its first job): exactly one creates it and
@@ -241,11 +298,15 @@ class Repository:
         with _lock(backend, True, "init", wait=lock_wait):
             if backend.exists("config"):
                 raise RepositoryExists(f"a repository already exists at {backend.location}")
-            master = MasterKey.generate()
+            master = related_to._master if related_to is not None else MasterKey.generate()
             config = {"version": CONFIG_VERSION, "id": secrets.token_hex(16),
                       "created": dt.datetime.now(dt.timezone.utc).isoformat(),
                       "chunker": dict(DEFAULT_CHUNKER), "pack_size": DEFAULT_PACK_SIZE,
                       "blob_id": "hmac-sha256", "cipher": "aes-256-gcm", "compression": "zstd"}
+            if related_to is not None:
+                config["chunker"] = dict(related_to.config.get("chunker", DEFAULT_CHUNKER))
+                config["pack_size"] = related_to.config.get("pack_size", DEFAULT_PACK_SIZE)
+                config["related_to"] = related_to.config.get("id")
             key_object = wrap_master_key(master, kek)
             key_name = f"keys/{hashlib.sha256(key_object).hexdigest()}"
             # The key object first: whoever sees the config can then find its key.
@@ -306,6 +367,12 @@ class Repository:
         repository.orphan_ciphers = orphans
         repository.sealed_config = sealed_config
         return repository
+
+    def is_related(self, other: "Repository") -> bool:
+        """True when both repositories hold the same master key (see `init`'s `related_to`):
+        their blob and snapshot ids are interchangeable."""
+        return (hmac.compare_digest(self._master.id_key, other._master.id_key)
+                and hmac.compare_digest(self._master.data_key, other._master.data_key))
 
     def clone(self) -> "Repository":
         """A fresh object for the same opened repository: same backend and keys (no key
@@ -378,17 +445,23 @@ class Repository:
 
         A reload reads only index objects that are new since the last load: they are
         immutable (named by the hash of their bytes), so the ones already loaded cannot have
-        changed. When one of them is gone (prune rewrote the index), everything is reloaded."""
+        changed. When one of them is gone (prune rewrote the index), everything is reloaded.
+        A first load starts from what another `Repository` object of this process loaded
+        for the same repository (`_SharedIndexes`), under the same rules, and an object this
+        process already authenticated is not read again (`_IndexPayloadCache`): a rebuild after
+        a prune then reads only what is new, which matters when locked index objects pile up."""
         with self._index_lock:
             if self._index is None or reload:
                 names = self.list_index_names()
-                index = self._index
+                repository_id = str(self.config.get("id", ""))
+                index = self._index if self._index is not None else _shared_indexes.get(repository_id)
                 if index is None or not index.index_names.issubset(names):
                     index = Index()
                 for name in names:
                     if name not in index.index_names:
                         index.load(name, self._cached_index_payload(name))
                 self._index = index
+                _shared_indexes.put(repository_id, index)
         return self._index
 
     def replace_index(self, index: Index) -> None:
@@ -590,6 +663,22 @@ class Repository:
                             decode_snapshot(info.id, encode_snapshot(info)))
         return info.id
 
+    def write_snapshot_copy(self, source: "Repository", snapshot_id: str) -> str:
+        """Store `source`'s manifest `snapshot_id` byte for byte (a related repository's: the
+        same key authenticates it here, and the id stays). Read and authenticated first, so a
+        damaged manifest is never copied; returns the id."""
+        name = f"snapshots/{snapshot_id}"
+        try:
+            data = source.backend.get(name)
+        except ObjectNotFound:
+            raise SnapshotNotFound(f"no snapshot {snapshot_id}") from None
+        if hashlib.sha256(data).hexdigest() != snapshot_id:
+            raise DataIntegrityError(f"{name}: content does not match its id")
+        info = decode_snapshot(snapshot_id, self.cipher.open_envelope(data, ObjectType.SNAPSHOT, name))
+        self.backend.put(name, data)
+        _manifest_cache.put(self._manifest_key(snapshot_id), info)
+        return snapshot_id
+
     def delete_objects(self, names: Iterable[str]) -> int:
         """Delete storage objects by name (missing ones are fine); return how many."""
         count = 0
@@ -669,6 +758,18 @@ class Repository:
     def open_file(self, snapshot: str, path: str) -> Iterator[bytes]:
         from .browse import open_file
         return open_file(self, snapshot, path)
+
+    def copy_to(self, target: "Repository", snapshot_ids: Iterable[str] | None = None, *,
+                progress=None, cancel=None):
+        """Copy snapshots that `target` lacks into it; see `copy.copy_snapshots`. Shared locks
+        on both, as a backup takes: a prune of either waits."""
+        from .copy import copy_snapshots
+        tune_malloc()
+        with self.lock(exclusive=False, holder=f"copy to {target.backend.location}",
+                       wait=SHARED_LOCK_WAIT_SECONDS), \
+                target.lock(exclusive=False, holder=f"copy from {self.backend.location}",
+                            wait=SHARED_LOCK_WAIT_SECONDS):
+            return copy_snapshots(self, target, snapshot_ids, progress=progress, cancel=cancel)
 
     def verify(self, read_data_percent: float = 0.0, progress=None):
         """Structural (+ data) check; see verify.py."""

@@ -5,7 +5,8 @@ An envelope (type SNAPSHOT) whose payload is UTF-8 JSON::
     {"version": 1 | 2, "time": ISO-8601 UTC, "hostname": str, "source": str, "paths": [str],
      "tags": [str], "tree": hex root tree id, "parent": snapshot id | null,
      "stats": {...}, "warnings": [str],
-     "metadata": {...}}                       # version 2 only
+     "metadata": {...},                       # version 2 only
+     "original": snapshot id}                 # only in copies, either version
 
 `metadata` is a JSON object that belongs to the caller (the platform stores its catalog
 record of the volume and the backup there, see `backups/catalog_records.py`); the engine
@@ -13,6 +14,10 @@ stores and returns it and never interprets it. A manifest with metadata is writt
 version 2, one without as version 1, byte for byte as before, so a reader that knows only
 version 1 keeps reading every manifest the CLI writes and refuses ("unsupported manifest
 version") only the ones whose metadata it would otherwise drop unseen.
+
+`original` is present only in a manifest that `copy.py` rewrote for an unrelated repository:
+the id of the snapshot it copies (so a second copy skips it). Readers that predate it ignore
+it like any unknown key; nothing else depends on it.
 
 The id is the hex SHA-256 of the stored bytes. A snapshot is written only after every pack
 and the index it needs are stored, so any snapshot that exists is complete.
@@ -49,6 +54,9 @@ class SnapshotInfo:
     warnings: list[str] = field(default_factory=list)
     #: The caller's JSON object (empty for version-1 manifests).
     metadata: dict = field(default_factory=dict)
+    #: The id of the snapshot this one was copied from into an unrelated repository
+    #: (copy.py); None for a snapshot made here or copied byte for byte.
+    original: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -60,12 +68,14 @@ class SnapshotInfo:
                 "source": self.source, "tags": list(self.tags), "hostname": self.hostname,
                 "paths": list(self.paths), "parent": self.parent, "tree": self.tree,
                 "stats": dict(self.stats), "warnings": list(self.warnings),
-                "metadata": copy.deepcopy(self.metadata)}
+                "metadata": copy.deepcopy(self.metadata), "original": self.original}
 
 
 def encode_snapshot(info: SnapshotInfo) -> bytes:
     document = info.to_json()
     del document["id"], document["short_id"]
+    if document["original"] is None:
+        del document["original"]  # manifests that are not copies keep their exact bytes
     if document["metadata"]:
         document["version"] = SNAPSHOT_VERSION_METADATA
     else:
@@ -105,6 +115,16 @@ def decode_snapshot(snapshot_id: str, payload: bytes) -> SnapshotInfo:
                             parent=document.get("parent"),
                             stats=dict(document.get("stats") or {}),
                             warnings=[str(w) for w in document.get("warnings") or []],
-                            metadata=metadata)
+                            metadata=metadata, original=_original(document.get("original")))
     except (KeyError, ValueError, TypeError):
         raise FormatError(f"{what}: malformed manifest") from None
+
+
+def _original(value: object) -> str | None:
+    """A copied manifest's `original`: a full snapshot id, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64:
+        raise ValueError
+    bytes.fromhex(value)
+    return value

@@ -38,10 +38,11 @@ class RunnerFailure(Exception):
 
 
 def _runners() -> dict:
-    from backups.runners import backup, drill, prune, restore, verify
+    from backups.runners import backup, drill, prune, replicate, restore, verify
 
     return {JobKind.BACKUP: backup.run, JobKind.RESTORE: restore.run,
-            JobKind.VERIFY: verify.run, JobKind.PRUNE: prune.run, JobKind.DRILL: drill.run}
+            JobKind.VERIFY: verify.run, JobKind.PRUNE: prune.run, JobKind.DRILL: drill.run,
+            JobKind.REPLICATE: replicate.run}
 
 
 # Tests replace entries to drive the state machine with runners that fail on purpose.

@@ -1,4 +1,5 @@
-"""What a policy's beat run does: one backup job per volume, or one verify / prune / drill job.
+"""What a policy's beat run does: one backup job per volume, or one verify / prune / drill /
+replicate job.
 
 Idempotence: a run belongs to the *tick* it was scheduled for - the latest cron time at or
 before now in the policy's time zone (`cron.previous_run`). Each backup it starts carries the
@@ -129,13 +130,13 @@ def _maintenance_key(kind: str, policy: Policy, schedule_expression: str, now: d
 def _start_maintenance(kind: str, policy_id: int, now: datetime | None, start) -> str | None:
     """Start one verify, prune or drill job for the policy's current tick; None when not
     started. `start(policy)` returns the job, or None when there is nothing to do."""
-    from backups.scheduling.sync import POLICY_TASKS
+    from backups.scheduling.sync import scheduled_expression
 
     policy = Policy.objects.filter(pk=policy_id).first()
     if policy is None or not policy.enabled:
         logger.info("scheduled %s of policy %s skipped: policy missing or disabled", kind, policy_id)
         return None
-    expression = getattr(policy, POLICY_TASKS[kind][0])
+    expression = scheduled_expression(policy, kind)
     if not expression:
         return None
     try:
@@ -182,6 +183,22 @@ def start_policy_prune(policy_id: int, *, now: datetime | None = None) -> str | 
         JobKind.PRUNE, policy_id, now,
         lambda policy: services.start_prune(policy=policy, actor=SCHEDULER_ACTOR),
     )
+
+
+def start_policy_replicate(policy_id: int, *, now: datetime | None = None) -> str | None:
+    """Copy the policy's backups missing from its replication target (a target no longer
+    configured is logged and skipped: the lag metric keeps growing and alerts)."""
+    from backups import services
+    from backups.errors import NoReplicationTarget, UnknownReplicationTarget
+
+    def start(policy: Policy):
+        try:
+            return services.start_replicate(policy=policy, actor=SCHEDULER_ACTOR)
+        except (NoReplicationTarget, UnknownReplicationTarget) as error:
+            logger.error("scheduled replication of policy %s skipped: %s", policy.name, error.message)
+            return None
+
+    return _start_maintenance(JobKind.REPLICATE, policy_id, now, start)
 
 
 def drill_candidates(policy: Policy) -> list:

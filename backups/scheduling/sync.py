@@ -1,14 +1,16 @@
 """Policy ⇄ django-celery-beat: one PeriodicTask per policy schedule, kept equal both ways.
 
-Each policy owns up to four periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`,
-`policy:<id>:prune` and `policy:<id>:drill`, each on a CrontabSchedule row of its own in the policy's time zone
+Each policy owns up to five periodic tasks, named `policy:<id>:backup`, `policy:<id>:verify`,
+`policy:<id>:prune`, `policy:<id>:drill` and `policy:<id>:replicate` (only while the policy
+names a replication target), each on a CrontabSchedule row of its own in the policy's time zone
 (own rows, so editing one in the admin changes one policy). The name is the link (it never
 changes when the policy is renamed); the description carries the policy name for the admin.
 
 Directions:
 
-* `sync_policy_to_beat(policy)` (on every Policy save): creates or updates the four tasks;
-  a disabled policy disables them; an empty verify/prune/drill schedule removes that task.
+* `sync_policy_to_beat(policy)` (on every Policy save): creates or updates the tasks;
+  a disabled policy disables them; an empty verify/prune/drill/replication schedule (or no
+  replication target) removes that task.
 * `apply_periodic_task_to_policy(task)` (on a PeriodicTask or CrontabSchedule save in the admin):
   copies the crontab back into the policy (the backup task also carries the time zone and
   the enabled flag), then re-syncs the policy's other tasks so they follow a time-zone change.
@@ -37,6 +39,7 @@ TASK_POLICY_BACKUP = "backups.scheduling.tasks.policy_backup"
 TASK_POLICY_VERIFY = "backups.scheduling.tasks.policy_verify"
 TASK_POLICY_PRUNE = "backups.scheduling.tasks.policy_prune"
 TASK_POLICY_DRILL = "backups.scheduling.tasks.policy_drill"
+TASK_POLICY_REPLICATE = "backups.scheduling.tasks.policy_replicate"
 TASK_RECONCILE = "backups.scheduling.tasks.reconcile_jobs"
 TASK_RPO_CATCH_UP = "backups.scheduling.tasks.rpo_catch_up"
 
@@ -46,7 +49,16 @@ POLICY_TASKS = {
     "verify": ("verify_schedule", TASK_POLICY_VERIFY),
     "prune": ("prune_schedule", TASK_POLICY_PRUNE),
     "drill": ("drill_schedule", TASK_POLICY_DRILL),
+    "replicate": ("replication_schedule", TASK_POLICY_REPLICATE),
 }
+
+
+def scheduled_expression(policy: Policy, kind: str) -> str:
+    """The cron expression the policy's `kind` task runs on; empty: no task. Replication
+    runs only while the policy names a target."""
+    if kind == "replicate" and not policy.replication_target:
+        return ""
+    return getattr(policy, POLICY_TASKS[kind][0])
 
 # Platform-wide periodic tasks registered on migrate: (name, task, every N seconds).
 SYSTEM_TASKS = (
@@ -116,7 +128,7 @@ def sync_policy_to_beat(policy: Policy) -> None:
     with syncing(), transaction.atomic():
         for kind, (field, task_name) in POLICY_TASKS.items():
             name = periodic_task_name(policy.pk, kind)
-            expression = getattr(policy, field)
+            expression = scheduled_expression(policy, kind)
             task = PeriodicTask.objects.select_related("crontab").filter(name=name).first()
             if not expression:
                 if task is not None:

@@ -37,6 +37,13 @@ def policy_drill(policy_id: int) -> str | None:
     return start_policy_drill(policy_id)
 
 
+@shared_task(name=sync.TASK_POLICY_REPLICATE, ignore_result=True)
+def policy_replicate(policy_id: int) -> str | None:
+    from backups.scheduling.fanout import start_policy_replicate
+
+    return start_policy_replicate(policy_id)
+
+
 @shared_task(name=sync.TASK_RPO_CATCH_UP, ignore_result=True)
 def rpo_catch_up() -> dict:
     from backups.scheduling.rpo import catch_up

@@ -237,3 +237,25 @@ def test_the_policy_form_takes_the_rpo_in_minutes_or_in_whole_hours(operator):
     both = operator.post(f"/admin/backups/policy/{policy.pk}/change/", {**fields, "rpo_minutes": 30, "rpo_hours": 3})
     assert both.status_code == 200 and "rpo_minutes" in both.context["adminform"].form.errors
     assert Policy.objects.get(pk=policy.pk).rpo_minutes == 120
+
+
+def test_the_policy_form_offers_the_configured_replication_targets_and_replicates_on_request(operator, settings,
+                                                                                            tmp_path, sent_messages):
+    settings.REPLICATION_TARGETS = {"dr": {"kind": "local", "location": str(tmp_path / "replica"), "key": None}}
+    fields = {"name": "replicated", "description": "", "enabled": "on", "schedule": "0 18 * * *", "timezone": "UTC",
+              "retention": '{"keep_last": 3}', "rpo_minutes": 1440, "rpo_hours": "", "verify_schedule": "",
+              "verify_percent": 10, "prune_schedule": "", "keep_good": 2, "replication_target": "nowhere",
+              "replication_schedule": "30 * * * *"}
+    page = operator.get("/admin/backups/policy/add/").content.decode()
+    assert f"dr ({tmp_path / 'replica'})" in page
+    refused = operator.post("/admin/backups/policy/add/", fields)
+    assert refused.status_code == 200 and "replication_target" in refused.context["adminform"].form.errors
+    assert operator.post("/admin/backups/policy/add/", {**fields, "replication_target": "dr"}).status_code == 302
+    policy = Policy.objects.get(name="replicated")
+    assert (policy.replication_target, policy.replication_schedule) == ("dr", "30 * * * *")
+
+    operator.post("/admin/backups/policy/", {"action": "replicate_now", "_selected_action": [str(policy.pk)]})
+    job = Job.objects.get(kind=JobKind.REPLICATE)
+    assert job.policy_id == policy.pk and job.created_by == "user:ops"
+    [event] = audit_events("replicate_policy")
+    assert (event.target_type, event.target_id, event.status_code) == ("policies", str(policy.pk), 202)

@@ -293,6 +293,19 @@ def test_restoring_a_deleted_volumes_backup_needs_a_new_volume_name(api, volume,
     assert response.status_code == 202 and Volume.objects.get(name="vol-back").size_gb == 1
 
 
+def test_a_deleted_volumes_incremental_backup_restores_into_a_volume_sized_for_all_its_content(
+        api, volume, sent_messages):
+    """An incremental backup read little (its changed files) but holds everything: the new
+    volume is sized from the snapshot's whole content, plus 10 %."""
+    backup = completed_backup(volume)
+    Backup.objects.filter(pk=backup.pk).update(stats={"bytes_read": 4096, "bytes_total": 5 * 1024**3})
+    Volume.objects.filter(pk=volume.pk).delete()
+    response = api("admin").post(f"/api/v1/backups/{backup.id}/restore", {"new_volume_name": "vol-whole"},
+                                 format="json")
+    assert response.status_code == 202, response.content
+    assert Volume.objects.get(name="vol-whole").size_gb == 6
+
+
 def test_a_retried_restore_with_the_same_idempotency_key_is_one_job(api, volume, sent_messages):
     backup = completed_backup(volume)
     url = f"/api/v1/backups/{backup.id}/restore"

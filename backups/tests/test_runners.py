@@ -5,6 +5,7 @@ does)."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -97,9 +98,10 @@ def test_a_cancelled_backup_leaves_no_snapshot(make_volume, use_runner):
     assert snapshots_tagged(f"job:{backup.job_id}") == []
 
 
-def test_a_backup_of_a_volume_whose_folder_vanished_fails_clearly(volume):
+def test_a_backup_of_a_volume_whose_folder_vanished_fails_clearly(volume, tmp_path):
     backup = services.trigger_backup(volume, trigger=BackupTrigger.MANUAL)
-    Path(volume.path).rename(Path(volume.path).with_name("moved-away"))
+    # Moved out of the pool, into the test's own folder: a rerun on the same DATA_DIR starts clean.
+    shutil.move(volume.path, tmp_path / "moved-away")
     assert runners.execute(backup.job_id) == JobStatus.FAILED
     job = Job.objects.get(pk=backup.job_id)
     assert job.error_code == "volume_not_found" and "missing" in job.error

@@ -1,6 +1,6 @@
 """HTTP views of the backups app, one module per resource: `backups`, `jobs`, `triggers`
-(the trigger endpoints that are not under /backups), the scheduler's `policies` and the
-repository's keys (`repository_keys`)."""
+(the trigger endpoints that are not under /backups), the scheduler's `policies`, the
+`replication_targets` and the repository's keys (`repository_keys`)."""
 
 from __future__ import annotations
 

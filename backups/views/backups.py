@@ -124,7 +124,7 @@ class BackupViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         return scope_of(self.request).of_volumes(
-            Backup.objects.select_related("job", "last_drill")).order_by("-created_at", "id")
+            Backup.objects.select_related("job", "last_drill").prefetch_related("replicas")).order_by("-created_at", "id")
 
     def get_object(self) -> Backup:
         reference = self.kwargs["pk"]
@@ -241,7 +241,7 @@ class VolumeBackupsView(APIView):
                    responses=BackupSerializer(many=True))
     def get(self, request, id):
         scope = scope_of(request)
-        queryset = scope.of_volumes(Backup.objects.select_related("job", "last_drill")).order_by("-created_at", "id")
+        queryset = scope.of_volumes(Backup.objects.select_related("job", "last_drill").prefetch_related("replicas")).order_by("-created_at", "id")
         try:
             volume = services.find_volume(id, scope=scope)
             queryset = queryset.filter(volume_id=volume.pk)

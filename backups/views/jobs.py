@@ -25,9 +25,10 @@ from backups.serializers import JobSerializer
 from storage_platform.errors import BadRequest, NotFound
 from storage_platform.openapi import error_responses
 
-CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP, JobKind.DRILL: Role.BACKUP}
+CANCEL_ROLE = {JobKind.BACKUP: Role.BACKUP, JobKind.VERIFY: Role.BACKUP, JobKind.DRILL: Role.BACKUP,
+               JobKind.REPLICATE: Role.BACKUP}
 CANCEL_VERB = {JobKind.BACKUP: Verb.BACKUP, JobKind.VERIFY: Verb.VERIFY, JobKind.DRILL: Verb.VERIFY,
-               JobKind.RESTORE: Verb.RESTORE}
+               JobKind.RESTORE: Verb.RESTORE, JobKind.REPLICATE: Verb.BACKUP}
 LIST_PARAMETERS = [
     OpenApiParameter("kind", OpenApiTypes.STR, enum=JobKind.values),
     OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from backups.engine.errors import InvalidRetentionPolicy, ObjectLockUnsupported
 from backups.engine.retention import RULES as RETENTION_RULES
 from backups.engine.retention import RetentionPolicy
-from backups.models import DEFAULT_SCHEDULE, Policy
+from backups.models import DEFAULT_REPLICATION_SCHEDULE, DEFAULT_SCHEDULE, Policy
 from backups.scheduling import clock, cron
 from storage_platform.rpo import BOTH_GIVEN_MESSAGE, MAX_RPO_HOURS, MINUTES_PER_HOUR, same_rpo
 from storage_platform.rpo_fields import RpoHoursField
@@ -53,6 +53,14 @@ class PolicySerializer(serializers.ModelSerializer):
     drill_schedule = serializers.CharField(max_length=128, required=False, allow_blank=True,
                                            help_text="Cron for restore drills (the newest backup of one volume of "
                                                      "the policy, chosen at random); empty: never.")
+    replication_target = serializers.CharField(
+        max_length=63, required=False, allow_blank=True,
+        help_text="A replication target configured by the operator (GET /api/v1/replication-targets); "
+                  "empty: no replication.")
+    replication_schedule = serializers.CharField(
+        max_length=128, required=False, allow_blank=True,
+        help_text=f"Cron for replicate jobs; empty: only on request. Naming a target without a schedule "
+                  f"sets {DEFAULT_REPLICATION_SCHEDULE!r} (hourly).")
     rpo_hours = RpoHoursField(required=False, help_text="rpo_minutes in hours; in a request, whole hours "
                                                          "instead of rpo_minutes.")
     volume_count = serializers.SerializerMethodField()
@@ -63,7 +71,7 @@ class PolicySerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "description", "enabled", "schedule", "timezone", "retention", "keep_good", "rpo_minutes",
             "rpo_hours", "verify_schedule", "verify_percent", "prune_schedule", "drill_schedule", "is_default",
-            "lock_mode", "lock_days", "volume_count", "next_run",
+            "replication_target", "replication_schedule", "lock_mode", "lock_days", "volume_count", "next_run",
             "created_at", "updated_at",
         ]
         read_only_fields = ["id", "is_default", "created_at", "updated_at"]
@@ -80,6 +88,17 @@ class PolicySerializer(serializers.ModelSerializer):
     def validate_drill_schedule(self, value: str) -> str:
         return _cron_field(value) if value.strip() else ""
 
+    def validate_replication_schedule(self, value: str) -> str:
+        return _cron_field(value) if value.strip() else ""
+
+    def validate_replication_target(self, value: str) -> str:
+        from backups.replication_targets import get_target
+
+        value = value.strip()
+        if value:
+            get_target(value)  # 400 unknown_replication_target: targets are configured, not created here
+        return value
+
     def validate_timezone(self, value: str) -> str:
         try:
             return cron.validate_timezone(value)
@@ -90,6 +109,7 @@ class PolicySerializer(serializers.ModelSerializer):
         return validate_retention(value)
 
     def validate(self, attrs):
+        _default_replication_schedule(attrs, self.instance)
         attrs = self._validate_rpo(attrs)
         validate_object_lock(attrs, self.instance)
         return attrs
@@ -149,6 +169,14 @@ def validate_object_lock(attrs: dict, instance: Policy | None) -> None:
         check_object_lock()
     except ObjectLockUnsupported as error:
         raise serializers.ValidationError({"lock_mode": [error.message]}) from None
+
+
+def _default_replication_schedule(attrs: dict, policy: Policy | None) -> None:
+    """A target named now, with no schedule given and none before, gets the hourly default."""
+    if "replication_schedule" in attrs or not attrs.get("replication_target"):
+        return
+    if policy is None or not policy.replication_schedule:
+        attrs["replication_schedule"] = DEFAULT_REPLICATION_SCHEDULE
 
 
 def _cron_field(value: str) -> str:

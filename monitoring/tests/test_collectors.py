@@ -237,6 +237,34 @@ def test_query_count_is_bounded_whatever_the_number_of_volumes(django_assert_max
     assert any(family.name == "backup_last_drill_timestamp" and len(family.samples) == 30 for family in families)
 
 
+def test_replication_lag_per_target_from_the_catalog(settings, django_assert_max_num_queries):
+    """The oldest completed, not forgotten backup missing from a target counts; the default
+    policy's target covers volumes without a policy; a target with nothing missing is 0."""
+    from backups.models import BackupReplica
+
+    settings.REPLICATION_TARGETS = {name: {"kind": "local", "location": f"/srv/{name}"} for name in ("dr", "idle")}
+    replicated = Policy.objects.create(name="replicated", replication_target="dr")
+    Policy.objects.update_or_create(is_default=True, defaults={"replication_target": "dr"},
+                                    create_defaults={"name": "default", "replication_target": "dr"})
+    on_target = make_backup(make_volume("vol-1", policy=replicated), finished_hours_ago=30)
+    BackupReplica.objects.create(backup=on_target, target="dr", replicated_at=hours_ago(29))
+    make_backup(make_volume("vol-2", policy=replicated), finished_hours_ago=5)
+    forgotten = make_backup(make_volume("vol-3", policy=replicated), finished_hours_ago=50)
+    Backup.objects.filter(pk=forgotten.pk).update(forgotten_at=hours_ago(1))
+    make_backup(make_volume("vol-4"), finished_hours_ago=7)  # no policy: the default one's target
+    make_backup(make_volume("vol-5", policy=Policy.objects.create(name="plain")), finished_hours_ago=90)
+    make_backup(make_volume("vol-6", policy=replicated), BackupStatus.FAILED, finished_hours_ago=80)
+    with django_assert_max_num_queries(9):  # the eight of every scrape, and one for replication
+        parsed = scrape()
+    assert value(parsed, "backup_replication_lag_seconds", target="dr") == 7 * 3600
+    assert value(parsed, "backup_replication_lag_seconds", target="idle") == 0
+
+
+def test_no_replication_target_no_lag_metric_and_no_query(settings):
+    settings.REPLICATION_TARGETS = {}
+    assert not [key for key in scrape() if key[0] == "backup_replication_lag_seconds"]
+
+
 def test_fast_exposition_matches_prometheus_client():
     fast_policy = Policy.objects.create(name="fast", rpo_hours=1)
     volume = make_volume("quote-free", policy=fast_policy, used_bytes=123)

@@ -80,7 +80,8 @@ def test_no_hard_coded_datasource_uid_anywhere():
 def test_required_panels_are_present():
     titles = " | ".join(panel["title"].lower() for panel in load()["panels"])
     for needed in ("rpo status per volume", "last successful backup per volume", "backup rate", "failures",
-                   "duration", "bytes", "ratio", "queue depth", "repository size", "worker", "backups completed"):
+                   "duration", "bytes", "ratio", "queue depth", "repository size", "worker", "backups completed",
+                   "replication lag"):
         assert needed in titles, needed
 
 

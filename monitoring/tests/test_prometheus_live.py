@@ -27,7 +27,7 @@ import yaml
 from django.conf import settings
 from django.db import connection
 
-from backups.models import BackupStatus, JobKind, JobStatus
+from backups.models import BackupStatus, JobKind, JobStatus, Policy
 from monitoring.heartbeat import beat
 from monitoring.tests.factories import make_backup, make_job, make_volume
 from tests.support.services import free_port, require_service, wait_for_port
@@ -79,8 +79,11 @@ def _substitute(expr: str) -> str:
 
 def _catalog() -> None:
     """Volumes with completed and failed backups, jobs of every kind, a worker heartbeat."""
-    alpha = make_volume("alpha", used_bytes=1024**3)
-    beta = make_volume("beta", used_bytes=int(9.5 * 1024**3))  # 95 % of 10 GiB
+    # Their policy replicates to "offsite" (REPLICATION_TARGETS of the server below): nothing
+    # is on it yet, so it lags by beta's 40 hours. The policy's RPO is the default one's.
+    replicated = Policy.objects.create(name="replicated-live", replication_target="offsite")
+    alpha = make_volume("alpha", used_bytes=1024**3, policy=replicated)
+    beta = make_volume("beta", used_bytes=int(9.5 * 1024**3), policy=replicated)  # 95 % of 10 GiB
     make_volume("gamma", created_hours_ago=48)  # never backed up: RPO violated
     stats = {"bytes_read": 5_000_000, "bytes_new": 1_000_000, "bytes_stored": 400_000, "duration_seconds": 42.0}
     make_backup(alpha, finished_hours_ago=30, stats=stats)
@@ -95,6 +98,7 @@ def _catalog() -> None:
     make_job(JobKind.RESTORE, JobStatus.FAILED, finished_hours_ago=3)
     make_job(JobKind.DRILL, JobStatus.SUCCEEDED, finished_hours_ago=30, volume=alpha)
     make_job(JobKind.DRILL, JobStatus.FAILED, finished_hours_ago=2, volume=beta)
+    make_job(JobKind.REPLICATE, JobStatus.SUCCEEDED, finished_hours_ago=1)
     beat("celery@live-test", "backup,maintenance")
 
 
@@ -102,7 +106,8 @@ def _catalog() -> None:
 def platform_server(tmp_path):
     port = free_port()
     env = dict(os.environ, DATABASE_URL=_database_url(), DATA_DIR=str(settings.DATA_DIR), METRICS_TOKEN=TOKEN,
-               DEBUG="false", PYTHONUNBUFFERED="1")
+               DEBUG="false", PYTHONUNBUFFERED="1",
+               REPLICATION_TARGETS=json.dumps({"offsite": {"location": "s3://replica-bucket/platform"}}))
     log = (tmp_path / "api.log").open("w")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", "--nothreading", f"127.0.0.1:{port}"],
@@ -196,6 +201,8 @@ def _check_values_and_alert_states(prometheus: str) -> None:
     assert single('backup_operations_total{result="failure"}') == {"": 1}
     assert single("backup_repository_size_bytes") == {"": 123_456_789}
     assert single("backup_workers_alive") == {"": 1}
+    lag = {row["metric"]["target"]: float(row["value"][1]) for row in _query(prometheus, "backup_replication_lag_seconds")}
+    assert list(lag) == ["offsite"] and 40 * 3600 <= lag["offsite"] < 41 * 3600
     # Rules are evaluated every second: alerts without `for` fire, the others are pending.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -207,5 +214,6 @@ def _check_values_and_alert_states(prometheus: str) -> None:
     assert ("BackupVerifyFailed", "", "firing") in alerts
     assert {("BackupRpoViolation", "beta", "pending"), ("BackupRpoViolation", "gamma", "pending")} <= alerts
     assert ("BackupFailed", "beta", "pending") in alerts
+    assert ("BackupReplicationLagging", "", "pending") in alerts
     assert not any(volume == "alpha" for _, volume, _ in alerts)
     assert not any(name in ("StoragePlatformApiDown", "BackupWorkerHeartbeatMissing") for name, _, _ in alerts)

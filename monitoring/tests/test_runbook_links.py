@@ -27,7 +27,9 @@ def test_every_alert_has_severity_summary_description_and_a_runbook_section():
     for rule in alerts():
         assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
         annotations = rule["annotations"]
-        assert annotations["summary"] and "$labels.volume" in annotations["description"], rule["alert"]
+        # The description names what the alert is about: the volume, or for replication the target.
+        assert annotations["summary"] and ("$labels.volume" in annotations["description"]
+                                           or "$labels.target" in annotations["description"]), rule["alert"]
         path, _, anchor = annotations["runbook_url"].partition("#")
         assert path == "docs/runbook.md" and anchor in known, rule["alert"]
 

@@ -185,6 +185,20 @@ def test_policy_module_is_idempotent_with_cron_macros_and_refuses_to_delete_a_po
     assert preview["changed"] is True and preview["changed_fields"] == ["rpo_hours"]
     assert run_module_logic("policy", {"name": "databases"})["policy"]["rpo_hours"] == 2
 
+    # keep_good and the drill schedule (a macro, stored as its expression) converge the same way.
+    protected = {**wanted, "keep_good": 5, "drill_schedule": "@weekly"}
+    changed = run_module_logic("policy", protected)
+    assert changed["changed_fields"] == ["drill_schedule", "keep_good"]
+    assert (changed["policy"]["keep_good"], changed["policy"]["drill_schedule"]) == (5, "0 0 * * 0")
+    assert run_module_logic("policy", protected)["changed"] is False
+    # So does the replication schedule; a target the platform does not have fails with its reason.
+    replicated = {**protected, "replication_schedule": "@hourly"}
+    assert run_module_logic("policy", replicated)["changed_fields"] == ["replication_schedule"]
+    assert run_module_logic("policy", replicated)["changed"] is False
+    with pytest.raises(client_module.PlatformApiError) as unknown_target:
+        run_module_logic("policy", {**replicated, "replication_target": "nowhere"})
+    assert unknown_target.value.code == "unknown_replication_target"
+
     volume = run_module_logic("volume", {"name": "db-9", "size_gb": 1, "policy": "databases"})["volume"]
     assert volume["policy"] == "databases" and volume["rpo_hours"] == 2
     assert run_module_logic("volume", {"name": "db-9", "policy": str(volume["policy_id"])})["changed"] is False

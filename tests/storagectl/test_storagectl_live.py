@@ -174,6 +174,17 @@ def test_backup_restore_verify_drill_and_job_verbs_with_a_real_worker(ctl, celer
     one_error_line(ctl("restore", backup["id"], "--new-volume", "cli-partial"), 1, "HTTP 409")  # name taken
 
 
+def test_replicate_names_the_policy_and_says_why_it_is_refused(ctl):
+    """The session's server has no replication target: a policy names none (409), an unknown
+    policy is a 404 (exit 4). The copy itself: backups/tests/test_replication*.py."""
+    from backups.models import Policy
+
+    # Its own policy: an earlier transactional test of the lane may have removed the default one.
+    Policy.objects.create(name="cli-no-target")
+    one_error_line(ctl("replicate", "cli-no-target"), 1, "HTTP 409", "names no replication target")
+    one_error_line(ctl("replicate", "no-such-policy"), 4, "no policy named no-such-policy")
+
+
 def test_a_queued_job_is_cancelled_and_watching_it_exits_non_zero(ctl, make_volume):
     make_volume("cli-idle", files={"a": b"a"})  # no worker runs in this test: the job stays queued
     backup = as_json(ctl("--json", "backups", "create", "cli-idle"))

@@ -6,8 +6,8 @@ import os
 import random
 
 from backups import engine
-from backups.engine.repository import forget_cached_manifests
 from backups.engine.format import Compression
+from backups.engine.repository import forget_cached_manifests, forget_shared_indexes
 
 from .helpers import KEY
 
@@ -39,6 +39,7 @@ def test_reload_reads_only_new_index_objects_and_rebuilds_after_removal(tmp_path
     backend, repo, source = three_backups(tmp_path)
     assert len(repo.list_index_names()) == 3
 
+    forget_shared_indexes()  # `other` starts with nothing loaded, as another process would
     other = engine.Repository.open(engine.LocalBackend(str(tmp_path / "repo")), KEY)
     (source / "f3").write_bytes(os.urandom(1000))
     other.backup(source)  # another process adds a fourth index object
@@ -65,10 +66,47 @@ def test_a_fresh_repository_object_loads_the_index_without_reading_storage_again
     (S3 Object Lock keeps one per locked backup) must not be read again for every job."""
     backend, _repo, _source = three_backups(tmp_path)
     forget_cached_manifests()
+    forget_shared_indexes()
     engine.Repository.open(backend, KEY).load_index()
     backend.index_reads = 0
     assert len(engine.Repository.open(backend, KEY).load_index().index_names) == 3
     assert backend.index_reads == 0
+
+
+def test_a_new_repository_object_starts_from_the_index_this_process_loaded(tmp_path):
+    """What the platform does once per job: open (clone) the repository and back up. Only the
+    index objects written since the last job are read, not every one again."""
+    forget_shared_indexes()
+    source = tmp_path / "source"
+    source.mkdir()
+    backend = CountingBackend(str(tmp_path / "repo"))
+    template = engine.Repository.init(backend, KEY)
+    for number in range(5):
+        (source / f"f{number}").write_bytes(os.urandom(1000))
+        job_repository = template.clone()
+        job_repository.backup(source)
+    assert len(template.list_index_names()) == 5
+    # Five jobs read nothing but what they wrote: each started from the previous job's index.
+    assert backend.index_reads == 0
+
+    # An index object another process wrote is read once; a pruned one forces a rebuild.
+    forget_shared_indexes()
+    elsewhere = engine.Repository.open(engine.LocalBackend(str(tmp_path / "repo")), KEY)
+    (source / "f5").write_bytes(os.urandom(1000))
+    elsewhere.backup(source)
+    forget_shared_indexes()
+    template.clone().load_index()
+    backend.index_reads = 0
+    elsewhere.backend.delete(sorted(template.list_index_names())[0])
+    (source / "f6").write_bytes(os.urandom(1000))
+    template.clone().backup(source)
+    # Rebuilt without a read: the remaining objects' authenticated payloads were kept by this
+    # process (index objects are immutable), only the loaded union had to be built again.
+    assert backend.index_reads == 0
+    forget_cached_manifests()  # without the kept payloads, every remaining object is read
+    forget_shared_indexes()
+    template.clone().load_index()
+    assert backend.index_reads == len(template.list_index_names()) == 6
 
 
 def test_incompressible_chunks_are_stored_raw_and_text_compressed(tmp_path):

@@ -76,6 +76,26 @@ options:
     description:
       - Cron schedule of prune (retention) jobs; empty for never.
     type: str
+  keep_good:
+    description:
+      - Prune never forgets the newest this-many good snapshots of a volume (verified or restored intact
+        since they were made), whatever O(retention) says; V(0) turns this off.
+    type: int
+  drill_schedule:
+    description:
+      - Cron schedule of restore drills (each run restores the newest backup of one volume of the policy,
+        chosen at random, into a scratch folder and checks every file); empty for never.
+    type: str
+  replication_target:
+    description:
+      - Name of a replication target the operator configured on the platform (E(REPLICATION_TARGETS));
+        replicate jobs copy the policy's backups there. Empty for none. An unknown name fails.
+    type: str
+  replication_schedule:
+    description:
+      - Cron schedule of replicate jobs; empty for replication only on request. Naming a target without
+        a schedule on a policy that has none sets an hourly one.
+    type: str
   lock_mode:
     description:
       - S3 Object Lock mode of every backup of the policy's volumes; V(none) for no lock.
@@ -104,6 +124,10 @@ EXAMPLES = r"""
     retention: {keep_hourly: 48, keep_daily: 31}
     verify_schedule: "0 4 * * 0"
     verify_percent: 10
+    keep_good: 3
+    drill_schedule: "0 5 * * 3"
+    replication_target: offsite
+    replication_schedule: "30 * * * *"
 
 - name: Backups nobody can delete for 30 days (needs a bucket with S3 Object Lock)
   storage_platform.backup.policy:
@@ -139,8 +163,9 @@ from ansible_collections.storage_platform.backup.plugins.module_utils.platform_c
 from ansible_collections.storage_platform.backup.plugins.module_utils.platform_module import build_argument_spec, run_module
 
 SETTINGS = ("description", "enabled", "schedule", "timezone", "retention", "rpo_hours", "rpo_minutes",
-            "verify_schedule", "verify_percent", "prune_schedule", "lock_mode", "lock_days")
-SCHEDULES = ("schedule", "verify_schedule", "prune_schedule")
+            "verify_schedule", "verify_percent", "prune_schedule", "keep_good", "drill_schedule", "replication_target",
+            "replication_schedule", "lock_mode", "lock_days")
+SCHEDULES = ("schedule", "verify_schedule", "prune_schedule", "drill_schedule", "replication_schedule")
 # The platform stores macros as their expressions (backups/scheduling/cron.py).
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
@@ -162,6 +187,10 @@ def argument_spec():
         verify_schedule=dict(type="str"),
         verify_percent=dict(type="int"),
         prune_schedule=dict(type="str"),
+        keep_good=dict(type="int"),
+        drill_schedule=dict(type="str"),
+        replication_target=dict(type="str"),
+        replication_schedule=dict(type="str"),
         lock_mode=dict(type="str", choices=["none", "governance", "compliance"]),
         lock_days=dict(type="int"),
     ))

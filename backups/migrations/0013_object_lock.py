@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backups', '0011_rpo_minutes'),
+        ('backups', '0012_replication'),
     ]
 
     operations = [
