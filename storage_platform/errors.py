@@ -153,7 +153,10 @@ ENGINE_ERROR_STATUS = {
     "engine_error": 500,
     "repository_not_found": 404,
     "repository_exists": 409,
-    "wrong_key": 403,
+    # The platform's own secret does not open its repository: a server misconfiguration, like
+    # a missing key, never the caller's lack of permission (a 403 would send them to fix
+    # their token).
+    "wrong_key": 500,
     "key_missing": 500,
     "key_not_found": 404,
     "last_key": 409,

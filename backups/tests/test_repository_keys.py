@@ -252,7 +252,7 @@ def test_when_the_stored_secret_cannot_be_unsealed_repository_key_still_opens(ad
     settings.SECRET_KEY = "a different secret key, the old one lost" * 2
     as_a_new_process()
     refused = admin_api.get(KEYS_URL)  # the secret file still holds the removed key's secret
-    assert refused.status_code == 403 and refused.json()["code"] == "wrong_key"
+    assert refused.status_code == 500 and refused.json()["code"] == "wrong_key"
     assert refused.json()["message"].startswith("REPOSITORY_KEY does not open the repository")
     settings.REPOSITORY_KEY = rotated["secret"]  # the operator copied it into the secret file
     repository_object, source = storage.reopen_repository()
