@@ -331,9 +331,10 @@ def _check_storage() -> StorageHealth:
                 else "not initialised yet"
             return StorageHealth(True, f"local repository {location} ({state})")
         backend = engine_backend(retry=False)
-        check = getattr(backend, "check_bucket", None)
-        if check is not None:
-            check()
+        for check_name in ("check_bucket", "check_lockable_repository"):
+            check = getattr(backend, check_name, None)
+            if check is not None:
+                check()
         state = "initialised" if backend.exists("config") else "not initialised yet"
         return StorageHealth(True, f"repository {backend.location} ({state})")
     except EngineError as error:

@@ -286,6 +286,9 @@ def acquire_lock(backend: Backend, *, exclusive: bool, holder: str,
     order; a later one steps back until the earlier one is done.
     The caller must `release()` the returned lock; prefer `repository_lock`.
     """
+    check_storage = getattr(backend, "check_lockable_repository", None)
+    if check_storage is not None:  # S3: one request per backend object, then remembered
+        check_storage()
     stale_seconds = _seconds(stale_after)
     refresh_seconds = refresh_interval if refresh_interval is not None else stale_seconds / 6
     if refresh_seconds <= 0 or refresh_seconds >= stale_seconds:

@@ -174,6 +174,22 @@ def test_health_of_s3(s3_storage):
     assert ok and s3_storage.name in message, message
 
 
+def test_a_bucket_whose_default_object_lock_retention_would_lock_the_repositorys_locks_is_not_ready(
+        settings, s3_server):
+    """/ready says why before any job blocks the repository (docs/storage-backends.md)."""
+    client = s3_server.shared_client()
+    bucket = s3_server.create_bucket(client=client, object_lock=True)
+    client.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 7}}})
+    settings.STORAGES = {**settings.STORAGES, "backups": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": bucket, "endpoint_url": s3_server.endpoint_url, "region_name": s3_server.region,
+        "access_key": s3_server.access_key_id, "secret_key": s3_server.secret_access_key, "location": "repository"}}}
+    storage_adapter.forget_cached_repository()
+    ok, message = storage_adapter.storage_health(timeout=CONTENT_TIMEOUT)
+    assert not ok and "default Object Lock retention (COMPLIANCE, 7 days)" in message, message
+    assert s3_server.secret_access_key not in message
+
+
 def test_health_of_a_missing_bucket_names_no_secret(s3_storage, settings):
     options = dict(settings.STORAGES["backups"]["OPTIONS"], bucket_name="no-such-bucket")
     settings.STORAGES = {**settings.STORAGES,

@@ -140,6 +140,7 @@ class S3Backend(Backend):
                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
         self.client = client
         self._lock_enabled: bool | None = None  # learned on first use, see object_lock_enabled
+        self._default_retention: dict | None = None  # the bucket's default rule, if it has one
         endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "aws"
         self.location = f"s3://{bucket}/{self.prefix} ({endpoint})"
 
@@ -355,6 +356,7 @@ class S3Backend(Backend):
                 answer = self.client.get_object_lock_configuration(Bucket=self.bucket)
                 configuration = answer.get("ObjectLockConfiguration") or {}
                 self._lock_enabled = configuration.get("ObjectLockEnabled") == "Enabled"
+                self._default_retention = (configuration.get("Rule") or {}).get("DefaultRetention") or None
             except Exception as error:
                 mapped = map_boto_error(error, f"S3 object lock configuration of {self.bucket}")
                 code = mapped.detail.get("s3_code")
@@ -362,10 +364,26 @@ class S3Backend(Backend):
                     self._lock_enabled = False
                 elif code == "AccessDenied":
                     log.warning("%s; assuming Object Lock is enabled", mapped.message)
-                    return True
+                    self._lock_enabled = True  # asked once: every lock taken would ask again
                 else:
                     raise mapped from error
         return self._lock_enabled
+
+    def check_lockable_repository(self) -> None:
+        """Refuse a bucket with a *default* Object Lock retention: S3 would lock every object
+        written, the repository's `locks/` objects included, which must be deleted when a job
+        ends; the first lock taken would then block the repository for the rule's days (jobs
+        failing with `repository_locked`, retried in vain). The engine locks backups per
+        object instead (docs/storage-backends.md, "S3 Object Lock")."""
+        if not self.object_lock_enabled() or not self._default_retention:
+            return
+        rule = self._default_retention
+        period = f"{rule.get('Days')} days" if rule.get("Days") else f"{rule.get('Years')} years"
+        raise BackendError(
+            f"S3 bucket {self.bucket} has a default Object Lock retention ({rule.get('Mode')}, {period}): "
+            "it would lock the repository's own lock objects, which must stay deletable. Remove the "
+            "bucket's default retention rule; lock backups with a policy's lock_mode and lock_days",
+            detail={"bucket": self.bucket, "code": "default_retention_on_bucket"})
 
     def check_object_lock(self) -> None:
         if not self.object_lock_enabled():

@@ -310,3 +310,31 @@ def test_a_queued_exclusive_lock_is_kept_fresh_while_waiting(tmp_path):
                          sleep=sleep):
         pass
     assert len(written) == 6 and written == sorted(written) and written[-1] > written[0]
+
+
+def test_a_bucket_with_a_default_object_lock_retention_is_refused_before_any_lock_is_written(s3_lock_bucket):
+    """A default retention would lock the repository's own lock objects, so the first job
+    would block every later one for the rule's days; the engine says why instead, and
+    writes nothing. The same bucket without the rule works."""
+    from backups.engine.backends import open_backend
+    from backups.engine.backends.s3 import S3Backend
+    from backups.engine.errors import BackendError
+    from backups.engine.repository import Repository
+
+    client = s3_lock_bucket.client
+    client.put_object_lock_configuration(Bucket=s3_lock_bucket.name, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    backend = open_backend(S3Backend(s3_lock_bucket.name, "repo", client=client), attempts=1)
+    with pytest.raises(BackendError) as refused:
+        Repository.init(backend, "11" * 32)
+    assert "default Object Lock retention (GOVERNANCE, 1 days)" in refused.value.message
+    assert refused.value.detail["code"] == "default_retention_on_bucket" and not refused.value.transient
+    assert client.list_objects_v2(Bucket=s3_lock_bucket.name).get("KeyCount", 0) == 0
+
+    client.put_object_lock_configuration(Bucket=s3_lock_bucket.name,
+                                         ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+    fresh = open_backend(S3Backend(s3_lock_bucket.name, "repo", client=client), attempts=1)
+    repository = Repository.init(fresh, "11" * 32)
+    with repository.lock(exclusive=True, holder="test"):
+        pass
+    assert list(fresh.list("locks/")) == []
