@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from .chunker import Chunker
 from .errors import Cancelled, SnapshotNotFound, SourceError
 from .memory import without_cyclic_gc
-from .objectlock import Retention, extend_referenced, remember_written
-from .packer import PackEntry, pack_name
+from .objectlock import Retention, lock_snapshot_dependencies, remember_written
+from .packer import pack_name
 from .pipeline import Batch, BlobPipeline
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
@@ -569,9 +569,8 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
             if retention is not None:
                 remember_written(repo.backend, [index_name, *map(pack_name, written)], retention)
         if retention is not None:
-            extended = _lock_reused_packs(repo, archiver.referenced_packs - set(written),
-                                          retention)
-            _lock_config_and_keys(repo, retention)
+            extended = lock_snapshot_dependencies(repo, archiver.referenced_packs - set(written),
+                                                  retention)
             check_cancelled(cancel)
     finally:
         archiver.pipeline.shutdown()
@@ -587,29 +586,3 @@ def _run_backup(repo, root, source, tags, parent_info, progress, cancel, hostnam
     return BackupResult(snapshot_id=snapshot_id, snapshot=info, stats=stats,
                         warnings=list(archiver.warnings), packs=dict(archiver.pipeline.written_sizes),
                         retention=retention, packs_extended=len(extended))
-
-
-def _lock_config_and_keys(repo, retention: Retention) -> None:
-    """Lock the config and every key object as long as the snapshot: without them nothing in
-    the repository can be decrypted, so a locked snapshot is only as safe as they are. (A key
-    object locked this way cannot be removed before its date; see docs/security.md.)"""
-    extend_referenced(repo.backend, ["config", *sorted(repo.backend.list("keys/"))], retention)
-
-
-def _lock_reused_packs(repo, pack_ids: set[str], retention: Retention) -> list[str]:
-    """Lock the reused packs at least until `retention.until` (see objectlock.py), and write
-    one locked index object for those whose lock had to be extended; return their names."""
-    extended = extend_referenced(repo.backend, sorted(map(pack_name, pack_ids)), retention)
-    if not extended:
-        return []
-    # The index objects that list these packs may be older and unlocked; this one lists them
-    # again (their blobs as this process's index knows them), locked as long as the packs.
-    wanted = {name.rsplit("/", 1)[-1] for name in extended}
-    entries: dict[str, list[PackEntry]] = {pack_id: [] for pack_id in wanted}
-    for blob_id, entry in repo.index.items():
-        if entry.pack_id in wanted:
-            entries[entry.pack_id].append(PackEntry(blob_id, entry.blob_type, entry.compression,
-                                                    entry.offset, entry.length, entry.raw_length))
-    index_name = repo.write_index(entries, retention=retention.extended())
-    remember_written(repo.backend, [index_name], retention.extended())
-    return extended

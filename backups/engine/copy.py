@@ -28,6 +28,14 @@ an unfinished snapshot that no index lists are unreferenced, and the next prune 
 them like any interrupted backup's).
 
 Locks: shared on both repositories, as a backup takes; a prune of either waits.
+
+Object Lock: with a `retention` (an immutable replica, see objectlock.py) the copy locks what
+it writes into the target exactly as a locked backup does: every pack, index object and
+manifest it writes carries the retention, and before each manifest the target's packs that
+the snapshot references but the copy did not write (blobs and trees the target already had)
+are extended, with the target's config and key objects (`lock_snapshot_dependencies`, the
+archiver's own step). A locked copy therefore never depends on an object of the target that
+could be deleted before it.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from collections.abc import Iterable
 
 from .errors import SnapshotNotFound
 from .format import BlobType
+from .objectlock import Retention, lock_snapshot_dependencies, remember_written
+from .packer import pack_name
 from .pipeline import Batch, BlobPipeline
 from .progress import ProgressReporter, check_cancelled
 from .snapshot import SnapshotInfo
@@ -64,14 +74,20 @@ class CopyResult:
 
 
 def copy_snapshots(source, target, snapshot_ids: Iterable[str] | None = None, *,
-                   progress=None, cancel=None) -> CopyResult:
+                   progress=None, cancel=None, retention: Retention | None = None) -> CopyResult:
     """Copy the snapshots `snapshot_ids` (full ids, unique prefixes or "latest"; None: every
-    snapshot) of `source` that `target` does not have yet, oldest first.
+    snapshot) of `source` that `target` does not have yet, oldest first; with `retention`,
+    everything each copied snapshot needs in the target is locked at least that long (see
+    the module docstring). Snapshots the target already holds are skipped as they are.
 
     The caller holds the repositories' locks (`Repository.copy_to` takes them).
-    `SnapshotNotFound` when a requested snapshot is not in the source.
+    `SnapshotNotFound` when a requested snapshot is not in the source;
+    `ObjectLockUnsupported`, before anything is read, when `retention` is given and the
+    target's storage cannot lock objects.
     """
     started = time.monotonic()
+    if retention is not None:
+        target.backend.check_object_lock()
     if snapshot_ids is None:
         wanted = source.snapshots()
     else:
@@ -89,7 +105,7 @@ def copy_snapshots(source, target, snapshot_ids: Iterable[str] | None = None, *,
     reporter = ProgressReporter(progress, total=sum(int(info.stats.get("bytes_total", 0) or 0)
                                                    for info in to_copy))
     target.load_index(reload=True)
-    copier = _Copier(source, target, related, reporter, cancel)
+    copier = _Copier(source, target, related, reporter, cancel, retention)
     for info in to_copy:
         check_cancelled(cancel)
         result.copied[info.id] = copier.copy_snapshot(info, result.copied)
@@ -108,7 +124,8 @@ def _present_in_target(target, related: bool) -> set[str]:
 
 
 class _Copier:
-    def __init__(self, source, target, related: bool, reporter: ProgressReporter, cancel):
+    def __init__(self, source, target, related: bool, reporter: ProgressReporter, cancel,
+                 retention: Retention | None):
         self.source = source
         self.target = target
         self.related = related
@@ -118,23 +135,36 @@ class _Copier:
         # Unrelated targets: source id -> target id of every blob and tree handled this run.
         self.blob_ids: dict[bytes, bytes] = {}
         self.tree_ids: dict[bytes, bytes] = {}
+        self.retention = retention
+        #: Packs of the target that the snapshot being copied references (only collected
+        #: with a retention: they must be locked as long as the copy).
+        self.referenced_packs: set[str] | None = None
 
     def copy_snapshot(self, info: SnapshotInfo, copied: dict[str, str]) -> str:
-        pipeline = BlobPipeline(self.target, self.stats)
+        retention = self.retention
+        self.referenced_packs = set() if retention is not None else None
+        pipeline = BlobPipeline(self.target, self.stats, retention)
         try:
             tree_id = self._copy_tree(pipeline, bytes.fromhex(info.tree))
             written = pipeline.flush()
             check_cancelled(self.cancel)
             if written:
-                self.target.write_index(written)
+                index_name = self.target.write_index(written, retention=retention)
+                if retention is not None:
+                    remember_written(self.target.backend, [index_name, *map(pack_name, written)],
+                                     retention)
+            if retention is not None:
+                lock_snapshot_dependencies(self.target, self.referenced_packs - set(written),
+                                           retention)
+                check_cancelled(self.cancel)
         finally:
             pipeline.shutdown()
         if self.related:
-            return self.target.write_snapshot_copy(self.source, info.id)
+            return self.target.write_snapshot_copy(self.source, info.id, retention=retention)
         copy = dataclasses.replace(info, id="", tree=tree_id.hex(),
                                    parent=copied.get(info.parent) if info.parent else None,
                                    original=info.original or info.id)
-        return self.target.write_snapshot(copy)
+        return self.target.write_snapshot(copy, retention=retention)
 
     def _copy_tree(self, pipeline: BlobPipeline, root: bytes) -> bytes:
         """Copy every blob under `root`; the root's id in the target.
@@ -210,6 +240,14 @@ class _Copier:
 
     def _store_tree(self, pipeline: BlobPipeline, frame: "_Frame") -> bytes:
         contents = {name: self._resolve(parts) for name, parts in frame.contents.items()}
+        tree_id = self._tree_in_target(pipeline, frame, contents)
+        if self.referenced_packs is not None:
+            for blob_ids in contents.values():
+                self._reference(blob_ids)
+            self._reference((tree_id,))
+        return tree_id
+
+    def _tree_in_target(self, pipeline: BlobPipeline, frame: "_Frame", contents: dict) -> bytes:
         if self.related:
             if frame.tree_id in self.target.index:
                 return frame.tree_id
@@ -220,6 +258,15 @@ class _Copier:
                                        subtree=frame.subtrees.get(entry.name, entry.subtree))
                    for entry in frame.entries]
         return pipeline.store_tree(encode_tree(entries))
+
+    def _reference(self, blob_ids) -> None:
+        """Note the target packs of blobs the target's index already lists (a blob new to the
+        target is in a pack this copy writes, locked as it is stored)."""
+        index = self.target.index
+        for blob_id in blob_ids:
+            entry = index.get(blob_id)
+            if entry is not None:
+                self.referenced_packs.add(entry.pack_id)
 
 
 class _Frame:

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import InvalidObjectLock
+from .packer import PackEntry, pack_name
 
 MODES = ("GOVERNANCE", "COMPLIANCE")
 #: Packs whose retention must be extended are extended this much further than the backup's
@@ -196,3 +197,32 @@ def remember_written(backend, names: Iterable[str], retention: Retention) -> Non
     """Record that `names` were just written with `retention` (no request needed later)."""
     for name in names:
         _known_until.learn(backend.location, name, retention.until)
+
+
+def lock_snapshot_dependencies(repo, reused_pack_ids: Iterable[str], retention: Retention) -> list[str]:
+    """Make what a snapshot locked with `retention` needs, beyond the objects written with it,
+    locked at least as long; return the names of the packs whose retention was extended.
+
+    Called by every writer of a locked snapshot (a backup, a copy into a locked replica) after
+    its own packs and index object and before its manifest, so a locked manifest never names
+    data that could be deleted before it:
+
+    * the packs it reuses (`reused_pack_ids`: packs that already held blobs it references)
+      are extended (`extend_referenced`), and those that were extended are listed again in
+      one index object of their own, locked as long: the index objects that list them may be
+      older and unlocked;
+    * the config and every key object, without which nothing can be decrypted. (A key object
+      locked this way cannot be removed before its date; see docs/security.md.)
+    """
+    extended = extend_referenced(repo.backend, sorted(map(pack_name, reused_pack_ids)), retention)
+    if extended:
+        wanted = {name.rsplit("/", 1)[-1] for name in extended}
+        entries: dict[str, list[PackEntry]] = {pack_id: [] for pack_id in wanted}
+        for blob_id, entry in repo.index.items():
+            if entry.pack_id in wanted:
+                entries[entry.pack_id].append(PackEntry(blob_id, entry.blob_type, entry.compression,
+                                                        entry.offset, entry.length, entry.raw_length))
+        index_name = repo.write_index(entries, retention=retention.extended())
+        remember_written(repo.backend, [index_name], retention.extended())
+    extend_referenced(repo.backend, ["config", *sorted(repo.backend.list("keys/"))], retention)
+    return extended

@@ -663,10 +663,10 @@ class Repository:
                             decode_snapshot(info.id, encode_snapshot(info)))
         return info.id
 
-    def write_snapshot_copy(self, source: "Repository", snapshot_id: str) -> str:
+    def write_snapshot_copy(self, source: "Repository", snapshot_id: str, retention=None) -> str:
         """Store `source`'s manifest `snapshot_id` byte for byte (a related repository's: the
-        same key authenticates it here, and the id stays). Read and authenticated first, so a
-        damaged manifest is never copied; returns the id."""
+        same key authenticates it here, and the id stays), locked with `retention` if given.
+        Read and authenticated first, so a damaged manifest is never copied; returns the id."""
         name = f"snapshots/{snapshot_id}"
         try:
             data = source.backend.get(name)
@@ -675,7 +675,7 @@ class Repository:
         if hashlib.sha256(data).hexdigest() != snapshot_id:
             raise DataIntegrityError(f"{name}: content does not match its id")
         info = decode_snapshot(snapshot_id, self.cipher.open_envelope(data, ObjectType.SNAPSHOT, name))
-        self.backend.put(name, data)
+        self.backend.put(name, data, **retention_arguments(retention))
         _manifest_cache.put(self._manifest_key(snapshot_id), info)
         return snapshot_id
 
@@ -760,16 +760,18 @@ class Repository:
         return open_file(self, snapshot, path)
 
     def copy_to(self, target: "Repository", snapshot_ids: Iterable[str] | None = None, *,
-                progress=None, cancel=None):
-        """Copy snapshots that `target` lacks into it; see `copy.copy_snapshots`. Shared locks
-        on both, as a backup takes: a prune of either waits."""
+                progress=None, cancel=None, retention=None):
+        """Copy snapshots that `target` lacks into it, locked in the target with `retention`
+        (an `objectlock.Retention`) if given; see `copy.copy_snapshots`. Shared locks on both,
+        as a backup takes: a prune of either waits."""
         from .copy import copy_snapshots
         tune_malloc()
         with self.lock(exclusive=False, holder=f"copy to {target.backend.location}",
                        wait=SHARED_LOCK_WAIT_SECONDS), \
                 target.lock(exclusive=False, holder=f"copy from {self.backend.location}",
                             wait=SHARED_LOCK_WAIT_SECONDS):
-            return copy_snapshots(self, target, snapshot_ids, progress=progress, cancel=cancel)
+            return copy_snapshots(self, target, snapshot_ids, progress=progress, cancel=cancel,
+                                  retention=retention)
 
     def verify(self, read_data_percent: float = 0.0, progress=None):
         """Structural (+ data) check; see verify.py."""

@@ -232,3 +232,77 @@ def test_the_cli_makes_a_replica_copies_into_it_and_restores_from_it(tmp_path, s
     wrong = _cli("copy", "--repo", primary, "--key-file", primary_key, "--to-repo", replica,
                  "--to-key-file", primary_key, check=False)
     assert wrong.returncode == engine.WrongKey.exit_code and "error:" in wrong.stderr
+
+
+# --- immutable replicas (S3 Object Lock) -----------------------------------------------------
+@pytest.fixture
+def locked_replica_store(s3_lock_bucket):
+    from backups.engine.backends.s3 import S3Backend
+    from backups.engine.objectlock import forget_known_retention
+
+    forget_known_retention()  # what an earlier test's process learned must not save requests
+    yield S3Backend(s3_lock_bucket.name, "replica", client=s3_lock_bucket.client)
+    forget_known_retention()
+
+
+def _in_days(days: float):
+    import datetime as dt
+
+    from backups.engine.objectlock import Retention
+
+    return Retention("GOVERNANCE", dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days))
+
+
+def test_a_copy_with_retention_locks_what_it_writes_and_extends_what_it_reuses(
+        tmp_path, source_tree, locked_replica_store):
+    from backups.engine.errors import ObjectLocked
+    from backups.engine.objectlock import EXTENSION_SLACK, forget_known_retention
+
+    source = new_repository(tmp_path / "primary")
+    first = source.backup(source_tree, source="volume:1").snapshot_id
+    replica = engine.Repository.init(locked_replica_store, OTHER_KEY, related_to=source)
+    short = _in_days(2)
+    assert source.copy_to(replica, retention=short).copied == {first: first}
+    first_packs = sorted(replica.backend.list("data/"))
+    first_indexes = set(replica.backend.list("index/"))
+    for name in [*first_packs, *first_indexes, f"snapshots/{first}"]:
+        assert replica.backend.retention(name) == short, name
+    for name in ["config", *replica.backend.list("keys/")]:
+        assert replica.backend.retention(name).until >= short.until, name
+    with pytest.raises(ObjectLocked):
+        replica.delete_snapshot(first)
+
+    # The second snapshot reuses the big file's packs, which the copy does not send again:
+    # they must be locked as long as the new manifest, and listed by a locked index object.
+    (source_tree / "small-change").write_bytes(b"one new file")
+    second = source.backup(source_tree, source="volume:1").snapshot_id
+    forget_known_retention()  # a fresh worker: it must read the retentions, not remember them
+    longer = _in_days(30)
+    result = source.copy_to(replica, retention=longer)
+    assert result.copied == {second: second} and result.skipped == [first]
+    assert replica.backend.retention(f"snapshots/{second}") == longer
+    for name in first_packs:
+        assert replica.backend.retention(name).until == longer.until + EXTENSION_SLACK, name
+    new_indexes = set(replica.backend.list("index/")) - first_indexes
+    assert len(new_indexes) == 2  # the copy's own, and the one for the extended packs
+    assert all(replica.backend.retention(name).until >= longer.until for name in new_indexes)
+    for name in ["config", *replica.backend.list("keys/")]:
+        assert replica.backend.retention(name).until >= longer.until, name
+
+    reopened = engine.Repository.open(locked_replica_store, OTHER_KEY)
+    assert reopened.verify(read_data_percent=100).ok
+    assert _restored(reopened, second, tmp_path / "from-replica") == snapshot_tree(source_tree)
+
+
+def test_a_copy_with_retention_into_a_bucket_without_object_lock_writes_nothing(
+        tmp_path, source_tree, s3_bucket):
+    from backups.engine.backends.s3 import S3Backend
+    from backups.engine.errors import ObjectLockUnsupported
+
+    source = new_repository(tmp_path / "primary")
+    source.backup(source_tree, source="volume:1")
+    replica = engine.Repository.init(S3Backend(s3_bucket.name, "replica", client=s3_bucket.client),
+                                     OTHER_KEY, related_to=source)
+    with pytest.raises(ObjectLockUnsupported):
+        source.copy_to(replica, retention=_in_days(1))
+    assert replica.list_snapshot_ids() == [] and list(replica.backend.list("data/")) == []
