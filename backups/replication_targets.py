@@ -12,6 +12,12 @@ is pointing the backups storage at it (docs/runbook-primary-bucket-lost.md). The
 key object is wrapped with the target's `key_file` secret, else with `REPOSITORY_KEY`, so the
 escrowed repository key file opens both unless a target says otherwise. Creating is race-free
 as for the primary: `Repository.init` lets exactly one of several processes win.
+
+A target with `lock_mode` and `lock_days` is an immutable replica: every copy into it is
+locked with S3 Object Lock (`retention()`, passed to `Repository.copy_to`), so an attacker
+holding the platform's credentials cannot delete the off-site copy either. `open_replica`
+refuses such a target whose bucket cannot lock objects (`ObjectLockUnsupported`) before it
+creates or changes anything there.
 """
 
 from __future__ import annotations
@@ -39,11 +45,23 @@ class ReplicationTarget:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     key: str | None = None  # the secret read from key_file, None: REPOSITORY_KEY
+    lock_mode: str | None = None  # governance | compliance: copies are locked (S3 only)
+    lock_days: int | None = None
 
     def public(self) -> dict:
         """What the API may show: no credentials, no secret."""
         return {"name": self.name, "kind": self.kind, "location": self.location,
-                "endpoint_url": self.endpoint_url or None}
+                "endpoint_url": self.endpoint_url or None, "lock_mode": self.lock_mode,
+                "lock_days": self.lock_days}
+
+    def retention(self, now=None):
+        """The `objectlock.Retention` a copy written now gets; None when the target locks
+        nothing."""
+        if not self.lock_mode:
+            return None
+        from backups.engine.objectlock import Retention
+
+        return Retention.for_days(self.lock_mode, self.lock_days, now=now)
 
 
 def all_targets() -> dict[str, ReplicationTarget]:
@@ -52,7 +70,8 @@ def all_targets() -> dict[str, ReplicationTarget]:
     return {name: ReplicationTarget(
         name=name, kind=spec["kind"], location=spec["location"], endpoint_url=spec.get("endpoint_url"),
         region=spec.get("region"), access_key_id=spec.get("access_key_id"),
-        secret_access_key=spec.get("secret_access_key"), key=spec.get("key"))
+        secret_access_key=spec.get("secret_access_key"), key=spec.get("key"),
+        lock_mode=spec.get("lock_mode"), lock_days=spec.get("lock_days"))
         for name, spec in sorted(configured.items())}
 
 
@@ -102,6 +121,12 @@ def open_replica(target: ReplicationTarget, primary):
     if not secrets:
         raise WrongKey("no repository secret: set REPOSITORY_KEY or REPOSITORY_KEY_FILE")
     backend = engine_backend(target)
+    if target.lock_mode:
+        try:
+            backend.check_object_lock()
+        except Exception:
+            backend.close()
+            raise
     try:
         replica, opened_with = _open_with_any(Repository, backend, secrets)
     except RepositoryNotFound:

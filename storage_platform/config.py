@@ -127,7 +127,11 @@ def persistent_secret(path: Path, nbytes: int = 32) -> str:
 #: A replication target's name: a DNS label, as volume and pool names (it labels metrics).
 REPLICATION_TARGET_NAME = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 _REPLICATION_TARGET_FIELDS = ("location", "endpoint_url", "region", "access_key_id", "secret_access_key",
-                              "key_file")
+                              "key_file", "lock_mode", "lock_days")
+#: S3 Object Lock of a replica: the modes and the longest retention (the engine's
+#: `objectlock.MODES` and `objectlock.MAX_DAYS`, as for a policy's lock).
+_REPLICA_LOCK_MODES = ("governance", "compliance")
+_REPLICA_LOCK_MAX_DAYS = 3650
 
 
 def replication_targets(environ=os.environ) -> dict[str, dict]:
@@ -135,10 +139,13 @@ def replication_targets(environ=os.environ) -> dict[str, dict]:
     `REPLICATION_TARGETS_FILE` (a file holding the same JSON, for secrets), merged.
 
     Each value: `{"location": "/path" | "s3://bucket/prefix", "endpoint_url", "region",
-    "access_key_id", "secret_access_key", "key_file"}`, only `location` required. The result
-    maps name -> the same keys, with `kind` (`local` | `s3`) added, a local location made
-    absolute, and `key` holding the secret read from `key_file` (None without one). A name
-    given in both sources, an unknown field or an unreadable key file is a `ConfigError`.
+    "access_key_id", "secret_access_key", "key_file", "lock_mode", "lock_days"}`, only
+    `location` required. The result maps name -> the same keys, with `kind` (`local` | `s3`)
+    added, a local location made absolute, `key` holding the secret read from `key_file`
+    (None without one), and `lock_mode` (`governance` | `compliance`, or None) with
+    `lock_days` (1..3650, or None): the S3 Object Lock every copy into the replica gets.
+    A name given in both sources, an unknown field, an unreadable key file or a lock that is
+    half given, out of range or on a directory target is a `ConfigError`.
     """
     sources = []
     inline = environ.get("REPLICATION_TARGETS", "").strip()
@@ -165,6 +172,23 @@ def replication_targets(environ=os.environ) -> dict[str, dict]:
     return targets
 
 
+def _replica_lock(where: str, kind: str, mode, days) -> dict:
+    """`lock_mode` and `lock_days` of a target: both or neither, on S3 only."""
+    if mode in (None, "") and days is None:
+        return {"lock_mode": None, "lock_days": None}
+    if mode in (None, "") or days is None:
+        raise ConfigError(f"{where}: lock_mode and lock_days go together: give both "
+                          "(e.g. \"governance\" and 30) or neither")
+    if str(mode).lower() not in _REPLICA_LOCK_MODES:
+        raise ConfigError(f"{where}: lock_mode must be one of {', '.join(_REPLICA_LOCK_MODES)}, not {mode!r}")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= _REPLICA_LOCK_MAX_DAYS:
+        raise ConfigError(f"{where}: lock_days must be a whole number from 1 to {_REPLICA_LOCK_MAX_DAYS}")
+    if kind != "s3":
+        raise ConfigError(f"{where}: lock_mode and lock_days need an s3:// location (S3 Object Lock); "
+                          "a directory cannot lock its files")
+    return {"lock_mode": str(mode).lower(), "lock_days": days}
+
+
 def _replication_target(origin: str, name, spec) -> dict:
     where = f"{origin}: replication target {name!r}"
     if not isinstance(name, str) or not REPLICATION_TARGET_NAME.match(name):
@@ -176,7 +200,7 @@ def _replication_target(origin: str, name, spec) -> dict:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; "
                           f"use {', '.join(_REPLICATION_TARGET_FIELDS)}")
     for field_name, value in spec.items():
-        if value is not None and not isinstance(value, str):
+        if field_name != "lock_days" and value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}: {field_name} must be a string")
     location = (spec.get("location") or "").strip()
     if not location:
@@ -201,6 +225,7 @@ def _replication_target(origin: str, name, spec) -> dict:
         raise ConfigError(f"{where}: set both access_key_id and secret_access_key, or neither")
     if target["endpoint_url"] and urlparse(target["endpoint_url"]).scheme not in ("http", "https"):
         raise ConfigError(f"{where}: endpoint_url must be an http(s) URL")
+    target.update(_replica_lock(where, target["kind"], spec.get("lock_mode"), spec.get("lock_days")))
     target["key"] = None
     if target["key_file"]:
         try:

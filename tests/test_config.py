@@ -48,6 +48,7 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, mentions: str) 
     ("VOLUME_POOLS", "fast"),
     ("VOLUME_POOLS", "fast=/a,fast=/b"),
     ("REPLICATION_TARGETS", '{"dr": {"location": "relative/path"}}'),
+    ("REPLICATION_TARGETS", '{"dr": {"location": "/srv/replica", "lock_mode": "compliance", "lock_days": 30}}'),
     ("REPLICATION_TARGETS_FILE", "/nonexistent/targets.json"),
 ])
 def test_manage_py_exits_with_one_line(tmp_path, variable, value):

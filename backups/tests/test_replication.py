@@ -319,7 +319,8 @@ def test_the_target_list_never_shows_credentials(api, settings, tmp_path):
     response = api("read").get("/api/v1/replication-targets")
     assert response.status_code == 200
     assert response.json()["results"] == [{"name": "offsite", "kind": "s3", "location": "s3://bucket/prefix",
-                                           "endpoint_url": "https://s3.example", "policies": [], "lag_seconds": 0.0}]
+                                           "endpoint_url": "https://s3.example", "lock_mode": None, "lock_days": None,
+                                           "policies": [], "lag_seconds": 0.0}]
     for secret in ("AKIAEXAMPLE", "very-secret", "replica secret", str(key_file)):
         assert secret not in response.content.decode()
 

@@ -1,5 +1,6 @@
 """`GET /api/v1/replication-targets`: the replication targets the operator configured
-(`REPLICATION_TARGETS`), their kind and location without credentials, the policies that use
+(`REPLICATION_TARGETS`), their kind and location without credentials, the Object Lock every
+copy into it gets (`lock_mode`, `lock_days`: not a secret), the policies that use
 each, and its lag (`backups.replication`). Read role; targets are defined in settings only,
 so there is nothing to write here."""
 
@@ -23,6 +24,12 @@ class ReplicationTargetSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["local", "s3"])
     location = serializers.CharField(help_text="A directory or s3://bucket/prefix; credentials are never shown.")
     endpoint_url = serializers.CharField(allow_null=True)
+    lock_mode = serializers.ChoiceField(
+        choices=["governance", "compliance"], allow_null=True,
+        help_text="S3 Object Lock mode of every copy written to this target (null: copies are not locked).")
+    lock_days = serializers.IntegerField(
+        allow_null=True, help_text="Each copy is locked this many days from the replicate run that writes it; "
+                                   "packs it reuses are extended as long.")
     policies = serializers.ListField(child=serializers.CharField(), help_text="Policies replicating to it.")
     lag_seconds = serializers.FloatField(
         help_text="Seconds since the oldest backup that should be on this target and is not there completed "

@@ -28,6 +28,13 @@ def test_a_directory_and_an_s3_target(tmp_path):
     assert parsed["offsite"]["key"] == "the replica secret"
 
 
+def test_an_immutable_s3_target_carries_its_lock():
+    parsed = parse({"vault": {"location": "s3://vault", "lock_mode": "Compliance", "lock_days": 3650},
+                    "plain": {"location": "s3://plain"}})
+    assert (parsed["vault"]["lock_mode"], parsed["vault"]["lock_days"]) == ("compliance", 3650)
+    assert (parsed["plain"]["lock_mode"], parsed["plain"]["lock_days"]) == (None, None)
+
+
 def test_the_file_and_the_variable_are_merged(tmp_path):
     secret_file = tmp_path / "targets.json"
     secret_file.write_text(json.dumps({"offsite": {"location": "s3://b", "access_key_id": "AK",
@@ -57,6 +64,15 @@ def test_nothing_configured_is_no_target():
     ({"dr": {"location": "/x", "password": "p"}}, "unknown field(s) password"),
     ({"dr": {"location": "/x", "key_file": "/nonexistent/key"}}, "cannot be read"),
     ({"dr": {"location": 7}}, "location must be a string"),
+    ({"dr": {"location": "s3://b", "lock_mode": "governance"}}, "lock_mode and lock_days go together"),
+    ({"dr": {"location": "s3://b", "lock_days": 30}}, "lock_mode and lock_days go together"),
+    ({"dr": {"location": "s3://b", "lock_mode": "legal-hold", "lock_days": 30}}, "lock_mode must be one of"),
+    ({"dr": {"location": "s3://b", "lock_mode": "governance", "lock_days": 0}}, "lock_days must be a whole number"),
+    ({"dr": {"location": "s3://b", "lock_mode": "governance", "lock_days": 3651}}, "from 1 to 3650"),
+    ({"dr": {"location": "s3://b", "lock_mode": "governance", "lock_days": "30"}}, "lock_days must be a whole"),
+    ({"dr": {"location": "s3://b", "lock_mode": "governance", "lock_days": True}}, "lock_days must be a whole"),
+    ({"dr": {"location": "s3://b", "lock_mode": 1, "lock_days": 30}}, "lock_mode must be a string"),
+    ({"dr": {"location": "/srv/replica", "lock_mode": "compliance", "lock_days": 30}}, "need an s3:// location"),
 ])
 def test_mistakes_are_named(targets, message):
     environ = {"REPLICATION_TARGETS": targets if isinstance(targets, str) else json.dumps(targets)}
