@@ -21,6 +21,7 @@ from backups.engine.objectlock import EXTENSION_SLACK, forget_known_retention
 from backups.models import Job, JobStatus, Policy
 from backups.replication_targets import all_targets, engine_backend, replica_secrets
 from backups.storage import forget_cached_repository
+from backups.tests.test_object_lock import operator  # noqa: F401 (a fixture)
 from backups.tests.test_replication import FILES, back_up, configure_targets, replicate, tree
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +74,7 @@ def open_replica_repository():
 
 
 def test_an_immutable_replica_locks_its_copies_and_keeps_them_when_the_primary_forgets(
-        vault, s3_server, make_volume, api, tmp_path, sent_messages):
+        vault, s3_server, make_volume, api, operator, tmp_path, sent_messages):
     policy = Policy.objects.create(name="replicated", replication_target="vault", retention={"keep_last": 1})
     volume = make_volume("vol-r", files=FILES, policy=policy)
     older = back_up(volume)
@@ -116,6 +117,8 @@ def test_an_immutable_replica_locks_its_copies_and_keeps_them_when_the_primary_f
     assert locked_date == locked_until(s3_server, vault, f"snapshots/{older.snapshot_id}")
     shown = api("read").get(f"/api/v1/jobs/{third.pk}").json()
     assert shown["result"]["forgotten"]["locked"] == forgotten["locked"]
+    page = operator.get(f"/admin/backups/job/{third.pk}/progress/").content.decode()
+    assert f"<code>{older.snapshot_id[:8]}</code> (until {forgotten['locked'][older.snapshot_id][:16]})" in page
 
     # The kept copy is whole: it restores byte for byte from the replica.
     replica = open_replica_repository()
