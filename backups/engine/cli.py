@@ -126,7 +126,8 @@ def command_copy(arguments) -> int:
     target = Repository.open(_backend(arguments, arguments.to_repo), _read_key(arguments.to_key_file))
     progress = _progress("copy")
     try:
-        result = source.copy_to(target, arguments.snapshot or None, progress=progress)
+        result = source.copy_to(target, arguments.snapshot or None, progress=progress,
+                                retention=_retention(arguments))
     finally:
         if progress:
             progress.close()
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default: every snapshot)")
     copy.add_argument("--to-repo", required=True, help="target repository")
     copy.add_argument("--to-key-file", required=True, help="key file of the target")
+    _lock_arguments(copy, "each copy in the target and everything it needs there")
     copy.add_argument("--json", action="store_true")
 
     backup = verbs.add_parser("backup", parents=[common], help="back up a directory")
@@ -302,10 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--source", help="source name (default: absolute path); the parent "
                         "is the latest snapshot with the same source")
     backup.add_argument("--no-parent", action="store_true", help="read every file")
-    backup.add_argument("--lock-mode", choices=["governance", "compliance"],
-                        help="S3 Object Lock the snapshot and everything it needs (needs a bucket "
-                             "with Object Lock; with --lock-days)")
-    backup.add_argument("--lock-days", type=int, metavar="N", help="days the lock lasts")
+    _lock_arguments(backup, "the snapshot and everything it needs")
     backup.add_argument("--json", action="store_true")
 
     snapshots = verbs.add_parser("snapshots", parents=[common], help="list snapshots")
@@ -346,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "key (see docs/runbook.md)")
     repair.add_argument("--dry-run", action="store_true", help="only list them")
     return parser
+
+
+def _lock_arguments(parser, what: str) -> None:
+    parser.add_argument("--lock-mode", choices=["governance", "compliance"],
+                        help=f"S3 Object Lock {what} (needs a bucket with Object Lock; with --lock-days)")
+    parser.add_argument("--lock-days", type=int, metavar="N", help="days the lock lasts")
 
 
 COMMANDS = {"init": command_init, "copy": command_copy, "backup": command_backup, "snapshots": command_snapshots,

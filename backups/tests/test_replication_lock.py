@@ -5,7 +5,8 @@ copy survives an attacker who holds the platform's credentials.
 The story: a replicate job writes the copy locked (packs, index, manifest); the next one,
 for a backup that reuses the data, extends the old packs; a prune of the primary then
 forgets the first backup, and the replicate job that follows keeps the locked copy in the
-replica, names it in its result and still succeeds; the kept copy restores byte for byte.
+replica, names it in its result and still succeeds; the kept copy restores byte for byte;
+once its lock is over, the next run removes it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,21 @@ def test_an_immutable_replica_locks_its_copies_and_keeps_them_when_the_primary_f
     finally:
         replica.close()
     assert tree(tmp_path / "restored") == tree(Path(volume.path))
+
+    # Once the copy's lock is over (here: a governance bypass takes it off the manifest, as
+    # the date passing would), the next run removes it; the data the newer copy shares stays.
+    s3_server.client().put_object_retention(Bucket=vault, Key=f"replica/snapshots/{older.snapshot_id}",
+                                            Retention={}, BypassGovernanceRetention=True)
+    fourth = replicate(policy)
+    assert fourth.result["forgotten"]["snapshots"] == [older.snapshot_id]
+    assert fourth.result["forgotten"]["locked"] == {}
+    replica = open_replica_repository()
+    try:
+        assert replica.list_snapshot_ids() == [newer.snapshot_id]
+        replica.restore(newer.snapshot_id, tmp_path / "restored-newer")
+    finally:
+        replica.close()
+    assert tree(tmp_path / "restored-newer") == tree(Path(volume.path))
 
 
 def test_a_locked_target_whose_bucket_cannot_lock_fails_the_job_and_writes_nothing(

@@ -200,6 +200,14 @@ def _cli(*arguments, check=True):
     return completed
 
 
+def _point_the_cli_at(server, monkeypatch) -> None:
+    """The S3_* variables the engine CLI reads for s3:// repositories."""
+    for name, value in {"S3_ENDPOINT_URL": server.endpoint_url, "S3_REGION": server.region,
+                        "S3_ACCESS_KEY_ID": server.access_key_id,
+                        "S3_SECRET_ACCESS_KEY": server.secret_access_key}.items():
+        monkeypatch.setenv(name, value)
+
+
 def test_the_cli_makes_a_replica_copies_into_it_and_restores_from_it(tmp_path, source_tree, s3_bucket,
                                                                       monkeypatch):
     """The disaster-recovery path: a replica bucket on S3 made with `init --from-repo`, filled
@@ -209,11 +217,7 @@ def test_the_cli_makes_a_replica_copies_into_it_and_restores_from_it(tmp_path, s
     replica_key.write_text("a different replica passphrase\n")
     primary = tmp_path / "primary"
     replica = f"s3://{s3_bucket.name}/replica"
-    server = s3_bucket.server
-    for name, value in {"S3_ENDPOINT_URL": s3_bucket.endpoint_url, "S3_REGION": server.region,
-                        "S3_ACCESS_KEY_ID": server.access_key_id,
-                        "S3_SECRET_ACCESS_KEY": server.secret_access_key}.items():
-        monkeypatch.setenv(name, value)
+    _point_the_cli_at(s3_bucket.server, monkeypatch)
     _cli("init", "--repo", primary, "--key-file", primary_key)
     _cli("backup", "--repo", primary, "--key-file", primary_key, source_tree)
     created = _cli("init", "--repo", replica, "--key-file", replica_key,
@@ -306,3 +310,47 @@ def test_a_copy_with_retention_into_a_bucket_without_object_lock_writes_nothing(
     with pytest.raises(ObjectLockUnsupported):
         source.copy_to(replica, retention=_in_days(1))
     assert replica.list_snapshot_ids() == [] and list(replica.backend.list("data/")) == []
+
+
+def test_a_locked_copy_into_an_unrelated_repository_extends_the_packs_it_deduplicates_against(
+        tmp_path, source_tree, locked_replica_store):
+    """Unrelated: every blob is read and re-identified, and the target's pipeline finds the
+    big file already stored; the packs holding it are still extended."""
+    from backups.engine.objectlock import EXTENSION_SLACK
+
+    source = new_repository(tmp_path / "primary")
+    source.backup(source_tree, source="volume:1")
+    target = engine.Repository.init(locked_replica_store, OTHER_KEY)
+    assert not source.is_related(target)
+    source.copy_to(target, retention=_in_days(2))
+    first_packs = sorted(target.backend.list("data/"))
+    (source_tree / "small-change").write_bytes(b"one new file")
+    second = source.backup(source_tree, source="volume:1").snapshot_id
+    longer = _in_days(30)
+    copied = source.copy_to(target, [second], retention=longer).copied[second]
+    assert copied != second
+    assert target.backend.retention(f"snapshots/{copied}") == longer
+    for name in first_packs:
+        assert target.backend.retention(name).until == longer.until + EXTENSION_SLACK, name
+    assert _restored(target, copied, tmp_path / "restored") == snapshot_tree(source_tree)
+
+
+def test_the_cli_copies_into_a_locked_replica(tmp_path, source_tree, s3_lock_bucket, monkeypatch):
+    key_file = tmp_path / "repository.key"
+    key_file.write_text("one passphrase for both\n")
+    primary, replica = tmp_path / "primary", f"s3://{s3_lock_bucket.name}/replica"
+    _point_the_cli_at(s3_lock_bucket.server, monkeypatch)
+    _cli("init", "--repo", primary, "--key-file", key_file)
+    _cli("backup", "--repo", primary, "--key-file", key_file, source_tree)
+    _cli("init", "--repo", replica, "--key-file", key_file, "--from-repo", primary, "--from-key-file", key_file)
+    half = _cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica,
+                "--to-key-file", key_file, "--lock-mode", "compliance", check=False)
+    assert half.returncode == engine.errors.InvalidObjectLock.exit_code and "go together" in half.stderr
+    _cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica, "--to-key-file", key_file,
+         "--lock-mode", "governance", "--lock-days", "3")
+    (manifest,) = [item["Key"] for item in s3_lock_bucket.client.list_objects_v2(
+        Bucket=s3_lock_bucket.name, Prefix="replica/snapshots/")["Contents"]]
+    answer = s3_lock_bucket.client.head_object(Bucket=s3_lock_bucket.name, Key=manifest)
+    assert answer["ObjectLockMode"] == "GOVERNANCE"
+    locked_for = answer["ObjectLockRetainUntilDate"] - answer["LastModified"]
+    assert 2.9 * 86400 < locked_for.total_seconds() <= 3 * 86400 + 60
