@@ -17,6 +17,9 @@ Public API (the Django app, the CLI and the benchmarks use only these names)::
                          retention=engine.Retention.for_days("GOVERNANCE", 30))  -> BackupResult
                          # retention: S3 Object Lock of everything the snapshot needs (objectlock.py)
     repo.snapshots(source=None, tags=None)                          -> list[SnapshotInfo]
+    repo.copy_to(target_repo, snapshot_ids=None, progress=callback, cancel=callable,
+                 retention=None)                                    -> CopyResult
+                         # retention: lock each copy and what it needs in the target
     repo.restore(snapshot_id_or_"latest", target_dir, sub_path=None,
                  progress=callback, cancel=callable)                -> RestoreResult
     repo.drill(snapshot_id, scratch_dir, progress=callback,
