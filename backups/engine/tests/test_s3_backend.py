@@ -107,3 +107,89 @@ def test_unfinished_uploads_can_be_listed_and_aborted(s3_bucket):
                                                       upload["UploadId"])]
     store.abort_upload("repo/data/aa/crashed", upload["UploadId"])
     assert list(store.list_incomplete_uploads()) == []
+
+
+class _NoConditionalWrites:
+    """An HTTP proxy in front of the session's moto_server that behaves like an S3 server
+    without conditional writes (older MinIO and Ceph releases): a PUT carrying
+    `If-None-Match` is answered 501 NotImplemented; everything else is forwarded as is."""
+
+    def __init__(self, upstream_port: int):
+        import http.client
+        import http.server
+        import threading
+
+        refused = self.refused = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PUT" and "If-None-Match" in self.headers:
+                    refused.append(self.path)
+                    answer = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+                              b"<Message>A header you provided implies functionality that is not "
+                              b"implemented</Message></Error>")
+                    self.send_response(501)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                upstream.request(self.command, self.path, body=body or None, headers=dict(self.headers))
+                response = upstream.getresponse()
+                content = response.read()
+                self.send_response(response.status)
+                for header, value in response.getheaders():
+                    if header.lower() not in ("content-length", "transfer-encoding", "connection", "date",
+                                              "server"):
+                        self.send_header(header, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+                upstream.close()
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_without_conditional_writes_gets_a_plain_put_under_the_repository_lock(s3_bucket, caplog):
+    """`create` falls back to exists-then-put on a 501, and a repository still initialises
+    once: the second initialiser finds the config and refuses (`RepositoryExists`)."""
+    from backups.engine.backends.s3 import make_client
+    from backups.engine.errors import RepositoryExists
+    from backups.engine.repository import Repository
+
+    server = s3_bucket.server
+    proxy = _NoConditionalWrites(server.port)
+    try:
+        client = make_client(endpoint_url=proxy.endpoint_url, region=server.region,
+                             access_key_id=server.access_key_id, secret_access_key=server.secret_access_key)
+        backend = open_backend(S3Backend(s3_bucket.name, "old-server", client=client), attempts=1)
+        assert backend.create("probe", b"first") is True
+        assert backend.create("probe", b"second") is False  # exists: not replaced
+        assert backend.get("probe") == b"first"
+        assert len(proxy.refused) == 2 and "does not support If-None-Match" in caplog.text
+
+        repository = Repository.init(backend, "11" * 32)
+        with pytest.raises(RepositoryExists):
+            Repository.init(backend, "22" * 32)
+        assert Repository.open(backend, "11" * 32).config["id"] == repository.config["id"]
+    finally:
+        proxy.close()
