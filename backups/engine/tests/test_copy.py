@@ -5,8 +5,6 @@ is never replicated, and an interrupted copy is finished by the next one."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +13,10 @@ from backups import engine
 from backups.engine.copy import copy_snapshots
 from backups.engine.errors import Cancelled, DataIntegrityError, SnapshotNotFound
 from backups.engine.packer import pack_name
+from backups.engine.tests.test_cli import run_cli
 from backups.engine.tests.helpers import KEY, LOCAL_ONLY, new_repository, snapshot_tree, write_files
 
 OTHER_KEY = "22" * 32
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -191,15 +189,6 @@ def test_an_interrupted_copy_keeps_what_it_finished_and_the_next_one_completes(t
     assert _restored(replica, second, tmp_path / "r") == _restored(source, second, tmp_path / "s")
 
 
-def _cli(*arguments, check=True):
-    completed = subprocess.run([sys.executable, "-m", "backups.engine", *map(str, arguments)],
-                               cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in completed.stderr, completed.stderr
-    if check:
-        assert completed.returncode == 0, completed.stderr
-    return completed
-
-
 def _point_the_cli_at(server, monkeypatch) -> None:
     """The S3_* variables the engine CLI reads for s3:// repositories."""
     for name, value in {"S3_ENDPOINT_URL": server.endpoint_url, "S3_REGION": server.region,
@@ -218,22 +207,22 @@ def test_the_cli_makes_a_replica_copies_into_it_and_restores_from_it(tmp_path, s
     primary = tmp_path / "primary"
     replica = f"s3://{s3_bucket.name}/replica"
     _point_the_cli_at(s3_bucket.server, monkeypatch)
-    _cli("init", "--repo", primary, "--key-file", primary_key)
-    _cli("backup", "--repo", primary, "--key-file", primary_key, source_tree)
-    created = _cli("init", "--repo", replica, "--key-file", replica_key,
+    run_cli("init", "--repo", primary, "--key-file", primary_key)
+    run_cli("backup", "--repo", primary, "--key-file", primary_key, source_tree)
+    created = run_cli("init", "--repo", replica, "--key-file", replica_key,
                    "--from-repo", primary, "--from-key-file", primary_key)
     assert "related to" in created.stdout
 
-    copied = _cli("copy", "--repo", primary, "--key-file", primary_key,
+    copied = run_cli("copy", "--repo", primary, "--key-file", primary_key,
                   "--to-repo", replica, "--to-key-file", replica_key)
     assert "1 snapshots copied, 0 already in the target" in copied.stdout
-    again = _cli("copy", "--repo", primary, "--key-file", primary_key, "--to-repo", replica,
+    again = run_cli("copy", "--repo", primary, "--key-file", primary_key, "--to-repo", replica,
                  "--to-key-file", replica_key, "--json")
     assert '"copied": {}' in again.stdout
 
-    _cli("restore", "--repo", replica, "--key-file", replica_key, "latest", tmp_path / "restored")
+    run_cli("restore", "--repo", replica, "--key-file", replica_key, "latest", tmp_path / "restored")
     assert snapshot_tree(tmp_path / "restored") == snapshot_tree(source_tree)
-    wrong = _cli("copy", "--repo", primary, "--key-file", primary_key, "--to-repo", replica,
+    wrong = run_cli("copy", "--repo", primary, "--key-file", primary_key, "--to-repo", replica,
                  "--to-key-file", primary_key, check=False)
     assert wrong.returncode == engine.WrongKey.exit_code and "error:" in wrong.stderr
 
@@ -340,13 +329,13 @@ def test_the_cli_copies_into_a_locked_replica(tmp_path, source_tree, s3_lock_buc
     key_file.write_text("one passphrase for both\n")
     primary, replica = tmp_path / "primary", f"s3://{s3_lock_bucket.name}/replica"
     _point_the_cli_at(s3_lock_bucket.server, monkeypatch)
-    _cli("init", "--repo", primary, "--key-file", key_file)
-    _cli("backup", "--repo", primary, "--key-file", key_file, source_tree)
-    _cli("init", "--repo", replica, "--key-file", key_file, "--from-repo", primary, "--from-key-file", key_file)
-    half = _cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica,
+    run_cli("init", "--repo", primary, "--key-file", key_file)
+    run_cli("backup", "--repo", primary, "--key-file", key_file, source_tree)
+    run_cli("init", "--repo", replica, "--key-file", key_file, "--from-repo", primary, "--from-key-file", key_file)
+    half = run_cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica,
                 "--to-key-file", key_file, "--lock-mode", "compliance", check=False)
     assert half.returncode == engine.errors.InvalidObjectLock.exit_code and "go together" in half.stderr
-    _cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica, "--to-key-file", key_file,
+    run_cli("copy", "--repo", primary, "--key-file", key_file, "--to-repo", replica, "--to-key-file", key_file,
          "--lock-mode", "governance", "--lock-days", "3")
     (manifest,) = [item["Key"] for item in s3_lock_bucket.client.list_objects_v2(
         Bucket=s3_lock_bucket.name, Prefix="replica/snapshots/")["Contents"]]
